@@ -1,0 +1,140 @@
+"""Build a generation of a dataset from a source folder: mip chains and overview tiles in packs.
+
+The build is a pure function of the source (same folder, same bytes); against a previous state it
+reuses every variant and overview tile that did not change, so a diff carries only what is new.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tiler.levels import CELL_SIZE, Geometry
+from tiler.overview import (
+    ITEMS_PER_TILE_LIMIT,
+    choose_overview_level,
+    cut_tiles,
+    encode_overview_tile,
+    overview_levels,
+)
+from tiler.packs import PackFile, PackWriter
+from tiler.source import Source
+from tiler.spatial import ItemTable, SpatialIndex
+from tiler.state import BlobRecord, ItemRecord, State, VariantRecord
+from tiler.variants import build_chain, chain_bytes, variant_id
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int], None]  # (phase, done, total)
+
+
+@dataclass
+class Build:
+    state: State
+    packs: list[PackFile]
+
+
+def _no_progress(phase: str, done: int, total: int) -> None:
+    return None
+
+
+def build_generation(source: Source, dataset: str, generation: int, prefix: str, staging: Path,
+                     previous: State | None = None, reuse: bool = True,
+                     items_per_tile: int = ITEMS_PER_TILE_LIMIT, progress: Progress = _no_progress,
+                     threads: int = 2) -> Build:
+    """The state at ``generation`` and the packs (under ``staging``/``prefix``) holding its new blobs.
+
+    With ``reuse`` (a diff), variants and overview tiles equal to ``previous`` keep their records;
+    without it (a snapshot), everything is written anew.
+    """
+    canvas = source.canvas
+    items, wanted = _items_and_variants(source)
+    writer = PackWriter(staging, prefix)
+    old = previous if (previous is not None and reuse) else None
+    vids = sorted(wanted)
+    chains: dict[str, list[np.ndarray]] = {}
+    records: dict[str, VariantRecord] = {}
+
+    def load(vid: str) -> tuple[str, list[np.ndarray]]:
+        image, width, height = wanted[vid]
+        return vid, build_chain(str(source.image_path(image)), width, height, canvas.background)
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        for done, (vid, chain) in enumerate(pool.map(load, vids), start=1):
+            chains[vid] = chain
+            if old is not None and vid in old.variants:
+                records[vid] = old.variants[vid]
+            else:
+                key, offset = writer.add(chain_bytes(chain))
+                records[vid] = VariantRecord(key, offset, chain[0].shape[1], chain[0].shape[0])
+            progress("variants", done, len(vids))
+    state = State(dataset, generation, canvas, -1, items=items, variants=records)
+    geometry = state.geometry
+    ordered = state.items_in_order()
+    slot = {vid: i for i, vid in enumerate(vids)}
+    table = ItemTable([i.x for i in ordered], [i.y for i in ordered], [i.width for i in ordered],
+                      [i.height for i in ordered], [slot[i.variant] for i in ordered])
+    state.overview_level = choose_overview_level(geometry, table, items_per_tile)
+    by_slot = [chains[vid] for vid in vids]
+
+    def mip_of(v: int, k: int) -> np.ndarray:
+        chain = by_slot[v]
+        return chain[min(k, len(chain) - 1)]
+
+    index = SpatialIndex(table, canvas.width, canvas.height)
+    state.overview = _overview_tiles(state, table, index, mip_of, old, writer, progress)
+    state.cells = _cells(geometry, generation, previous, state)
+    return Build(state, writer.finish())
+
+
+def _items_and_variants(source: Source) -> tuple[dict[str, ItemRecord], dict[str, tuple[str, int, int]]]:
+    items: dict[str, ItemRecord] = {}
+    wanted: dict[str, tuple[str, int, int]] = {}
+    for item in source.items:
+        vid = variant_id(source.image_sha256[item.image], item.width, item.height)
+        wanted.setdefault(vid, (item.image, item.width, item.height))
+        items[item.id] = ItemRecord(item.id, item.order, item.x, item.y, item.width, item.height, vid)
+    return items, wanted
+
+
+def _overview_tiles(state: State, table: ItemTable, index: SpatialIndex, mip_of, old: State | None,
+                    writer: PackWriter, progress: Progress) -> dict[str, BlobRecord]:
+    geometry, background = state.geometry, state.canvas.background
+    total = sum(np.prod(geometry.tile_counts(z)) for z in range(state.overview_level + 1))
+    tiles: dict[str, BlobRecord] = {}
+    levels = overview_levels(geometry, background, table, index, mip_of, state.overview_level)
+    for z, level in levels:
+        for name, pixels in cut_tiles(level, z, background, geometry.tile_size):
+            data = encode_overview_tile(pixels)
+            digest = hashlib.sha256(data).hexdigest()
+            before = old.overview.get(name) if old is not None else None
+            if before is not None and before.sha256 == digest:
+                tiles[name] = before
+            else:
+                key, offset = writer.add(data)
+                tiles[name] = BlobRecord(key, offset, len(data), digest)
+            progress("overview", len(tiles), int(total))
+    return tiles
+
+
+def _cells(geometry: Geometry, generation: int, previous: State | None, state: State) -> list[list[int]]:
+    """Per version cell, the generation its pixels last changed in (DESIGN.md, versioned URLs)."""
+    cols, rows = geometry.cell_counts()
+    if previous is None or (previous.canvas.width, previous.canvas.height) != (geometry.width, geometry.height) \
+            or previous.canvas.background != state.canvas.background:
+        return [[generation] * cols for _ in range(rows)]
+    grid = np.array(previous.cells, dtype=np.int64).reshape(rows, cols)
+    touched = [item for item in state.items.values() if previous.items.get(item.id) != item]
+    touched += [previous.items[i] for i in previous.items if state.items.get(i) != previous.items[i]]
+    for item in touched:
+        x0, y0 = max(item.x, 0), max(item.y, 0)
+        x1, y1 = min(item.x + item.width, geometry.width), min(item.y + item.height, geometry.height)
+        if x1 > x0 and y1 > y0:
+            grid[y0 // CELL_SIZE:-(-y1 // CELL_SIZE), x0 // CELL_SIZE:-(-x1 // CELL_SIZE)] = generation
+    return grid.tolist()

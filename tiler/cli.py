@@ -1,0 +1,122 @@
+"""``tiler``: generate, publish, serve and render gigapixel walls.
+
+Every flag also reads an environment variable of the same name (``--bucket`` <- ``GIGATILE_BUCKET``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from tiler.errors import TilerError
+
+console = Console(stderr=True)
+
+
+def env_default(name: str, default: str | None = None) -> str | None:
+    return os.environ.get("GIGATILE_" + name.upper().replace("-", "_"), default)
+
+
+def _add_generate(sub) -> None:
+    p = sub.add_parser("generate", help="make a synthetic Zoomii covers wall in the source format")
+    p.add_argument("--out", type=Path, default=env_default("out"), required=env_default("out") is None)
+    p.add_argument("--gigapixels", type=float, default=float(env_default("gigapixels", "46")))
+    p.add_argument("--unique", type=int, default=None, help="distinct cover images (default 256)")
+    p.add_argument("--seed", type=int, default=int(env_default("seed", "1")))
+    p.set_defaults(run=_run_generate)
+
+
+def _run_generate(args: argparse.Namespace) -> int:
+    from tiler.generate import DEFAULT_UNIQUE, generate_wall
+
+    summary = generate_wall(args.out, args.gigapixels, args.unique or DEFAULT_UNIQUE, args.seed,
+                            progress=sys.stderr.isatty())
+    console.print(f"wall {args.out}: {summary.width} x {summary.height} px "
+                  f"({summary.width * summary.height / 1e9:.1f} Gpx), {summary.items} items, "
+                  f"{summary.unique} distinct covers, {summary.seconds:.1f} s")
+    return 0
+
+
+def _add_publish(sub) -> None:
+    p = sub.add_parser("publish", help="publish a source folder as a snapshot or diff of a dataset in S3")
+    p.add_argument("source", type=Path, help="folder with canvas.json, items.csv and the images")
+    p.add_argument("--dataset", default=env_default("dataset", "covers"))
+    p.add_argument("--bucket", default=env_default("bucket"), required=env_default("bucket") is None)
+    p.add_argument("--snapshot", action="store_true", help="write a full snapshot (compaction)")
+    p.add_argument("--retention-hours", type=float, default=float(env_default("retention_hours", "24")),
+                   help="keep superseded generations' objects this long")
+    p.add_argument("--items-per-tile", type=int, default=None, help=argparse.SUPPRESS)
+    p.set_defaults(run=_run_publish)
+
+
+def _run_publish(args: argparse.Namespace) -> int:
+    from tiler.overview import ITEMS_PER_TILE_LIMIT
+    from tiler.publish import publish
+    from tiler.s3io import make_client
+
+    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+               TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as bar:
+        tasks: dict[str, TaskID] = {}
+
+        def report(phase: str, done: int, total: int) -> None:
+            if phase not in tasks:
+                tasks[phase] = bar.add_task(phase, total=total)
+            bar.update(tasks[phase], completed=done, total=total)
+
+        upload = bar.add_task("upload (bytes)", total=None)
+        result = publish(args.source, args.dataset, args.bucket, make_client(), snapshot=args.snapshot,
+                         retention=timedelta(hours=args.retention_hours),
+                         items_per_tile=args.items_per_tile or ITEMS_PER_TILE_LIMIT, progress=report,
+                         on_bytes=lambda n: bar.advance(upload, n))
+    if not result.kinds:
+        console.print(f"{args.dataset}: nothing changed, still generation {result.generation}")
+        return 0
+    mb = result.bytes_uploaded / 1e6
+    console.print(f"{args.dataset}: generation {result.generation} published ({' + '.join(result.kinds)}), "
+                  f"{result.changed_items} items changed, {result.objects} objects, {mb:.1f} MB uploaded "
+                  f"in {result.seconds:.1f} s ({mb / max(result.seconds, 1e-9):.0f} MB/s overall)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tiler", description=__doc__.splitlines()[0])
+    parser.add_argument("--log-level", default=env_default("log_level", "WARNING"))
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_generate(sub)
+    _add_publish(sub)
+    for extra in _EXTRA_COMMANDS:
+        extra(sub)
+    return parser
+
+
+_EXTRA_COMMANDS: list = []
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        return args.run(args)
+    except TilerError as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,8 @@
+"""The one exception type for expected failures in the tiler package."""
+
+
+class TilerError(Exception):
+    """A failure a user can act on: bad input, a missing file, an unreachable bucket.
+
+    The CLI prints the message without a traceback; the server maps it to a 4xx.
+    """

@@ -1,0 +1,175 @@
+"""``tiler publish``: a source folder -> a snapshot or a diff of a dataset in S3, manifest written last.
+
+Safe to re-run after a crash: objects go up first (identical bytes are skipped), the manifest that
+names them last, so readers never see a generation with a missing object.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from tiler.build import Build, Progress, build_generation
+from tiler.errors import TilerError
+from tiler.manifest import Manifest, ObjectRef, Step, check_dataset_name, dataset_prefix, manifest_key
+from tiler.overview import ITEMS_PER_TILE_LIMIT
+from tiler.s3io import (
+    Upload,
+    check_present,
+    delete_prefix,
+    load_remote_state,
+    put_bytes,
+    read_manifest,
+    upload_files,
+)
+from tiler.source import load_source
+from tiler.state import State, diff_states, dump_gzip_json
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RETENTION = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    dataset: str
+    generation: int
+    kinds: tuple[str, ...]  # what was written: ("snapshot",), ("diff",), ("diff", "snapshot") or ()
+    objects: int
+    bytes_uploaded: int
+    seconds: float
+    changed_items: int
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse_iso(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+
+
+def _write_step(build: Build, kind: str, index_doc: dict, staging: Path, prefix: str, published: str) -> Step:
+    index_key = f"{prefix}{'state' if kind == 'snapshot' else 'changes'}.json.gz"
+    index_path = staging / index_key
+    index_path.parent.mkdir(parents=True, exist_ok=True)
+    index_path.write_bytes(dump_gzip_json(index_doc))
+    data = index_path.read_bytes()
+    objects = [ObjectRef(p.key, p.size, p.sha256) for p in build.packs if p.key.startswith(prefix)]
+    objects.append(ObjectRef(index_key, len(data), hashlib.sha256(data).hexdigest()))
+    return Step(kind, build.state.generation, index_key, tuple(objects), published)
+
+
+def _upload_step(client, bucket: str, dataset: str, step: Step, staging: Path, on_bytes) -> int:
+    uploads = [Upload(staging / o.key, dataset_prefix(dataset) + o.key, o.size, o.sha256) for o in step.objects]
+    sent = upload_files(client, bucket, uploads, on_bytes)
+    check_present(client, bucket, dataset, step.objects)
+    return sent
+
+
+def publish(source_dir: Path, dataset: str, bucket: str, client, snapshot: bool = False,
+            retention: timedelta = DEFAULT_RETENTION, items_per_tile: int = ITEMS_PER_TILE_LIMIT,
+            progress: Progress | None = None, on_bytes=lambda n: None) -> PublishResult:
+    """Publish ``source_dir`` as the next generation of ``dataset`` in ``bucket``.
+
+    The first publish writes a snapshot; later ones a diff against the current generation (or
+    nothing if nothing changed). ``snapshot=True`` also writes a full snapshot (compaction).
+    """
+    started = time.monotonic()
+    check_dataset_name(dataset)
+    report = progress or (lambda phase, done, total: None)
+    source = load_source(source_dir)
+    manifest = read_manifest(client, bucket, dataset)
+    previous = load_remote_state(client, bucket, manifest) if manifest else None
+    now = _now()
+    with tempfile.TemporaryDirectory(prefix="gigatile-publish-") as tmp:
+        staging = Path(tmp)
+        steps, changed, sent = [], 0, 0
+        generation = 1 if previous is None else previous.generation + 1
+        if previous is not None:
+            build = build_generation(source, dataset, generation, f"diff-{generation}/", staging, previous,
+                                     reuse=True, items_per_tile=items_per_tile, progress=report)
+            changes = diff_states(previous, build.state)
+            changed = len(changes.items_upsert) + len(changes.items_remove)
+            if changes.is_empty():
+                generation = previous.generation
+            else:
+                step = _write_step(build, "diff", changes.to_json(), staging, f"diff-{generation}/", _iso(now))
+                sent += _upload_step(client, bucket, dataset, step, staging, on_bytes)
+                steps.append(step)
+        if previous is None or (snapshot and manifest.snapshot.generation != generation):
+            prefix = f"snap-{generation}/"
+            build = build_generation(source, dataset, generation, prefix, staging, previous, reuse=False,
+                                     items_per_tile=items_per_tile, progress=report)
+            if previous is not None and not steps:  # a compaction of an unchanged generation keeps its cells
+                build.state.cells = previous.cells
+            step = _write_step(build, "snapshot", build.state.to_json(), staging, prefix, _iso(now))
+            sent += _upload_step(client, bucket, dataset, step, staging, on_bytes)
+            steps.append(step)
+            changed = changed or (len(source.items) if previous is None else 0)
+    if not steps:
+        log.info("publish dataset=%s unchanged generation=%d", dataset, generation)
+        return PublishResult(dataset, generation, (), 0, 0, time.monotonic() - started, 0)
+    new_manifest = _next_manifest(manifest, source.canvas, dataset, generation, steps, now, retention)
+    put_bytes(client, bucket, manifest_key(dataset), new_manifest.to_bytes())
+    _expire_retired(client, bucket, dataset, new_manifest, now, retention)
+    result = PublishResult(dataset, generation, tuple(s.kind for s in steps), sum(len(s.objects) for s in steps),
+                           sent, time.monotonic() - started, changed)
+    log.info("published dataset=%s generation=%d kinds=%s bytes=%d seconds=%.1f", dataset, generation,
+             ",".join(result.kinds), sent, result.seconds)
+    return result
+
+
+def _next_manifest(old: Manifest | None, canvas, dataset: str, generation: int, steps: list[Step],
+                   now: datetime, retention: timedelta) -> Manifest:
+    diffs = list(old.diffs) if old else []
+    snapshot = old.snapshot if old else None
+    retired = list(old.retired) if old else []
+    for step in steps:
+        if step.kind == "diff":
+            diffs.append(step)
+        else:
+            if snapshot is not None:
+                retired.append({"prefix": f"snap-{snapshot.generation}/", "since": _iso(now)})
+            snapshot = step
+    keep = []
+    for step in diffs:
+        # Diffs older than the snapshot serve nodes holding their base, until the retention window passes.
+        if step.generation <= snapshot.generation and now - _parse_iso(step.published) > retention:
+            retired.append({"prefix": f"diff-{step.generation}/", "since": _iso(now)})
+        else:
+            keep.append(step)
+    return Manifest(dataset=dataset, generation=generation, canvas=canvas, snapshot=snapshot, diffs=keep,
+                    retired=retired, published=_iso(now))
+
+
+def _expire_retired(client, bucket: str, dataset: str, manifest: Manifest, now: datetime,
+                    retention: timedelta) -> None:
+    """Delete retired prefixes whose window has passed, then drop them from the manifest."""
+    live = {key.split("/")[0] + "/" for key in manifest.objects()}
+    expired = [r for r in manifest.retired
+               if now - _parse_iso(r["since"]) > retention and r["prefix"] not in live]
+    if not expired:
+        return
+    for entry in expired:
+        count = delete_prefix(client, bucket, dataset_prefix(dataset) + entry["prefix"])
+        log.info("deleted retired prefix=%s objects=%d", entry["prefix"], count)
+    manifest.retired = [r for r in manifest.retired if r not in expired]
+    put_bytes(client, bucket, manifest_key(dataset), manifest.to_bytes())
+
+
+def load_previous_state(client, bucket: str, dataset: str) -> State | None:
+    manifest = read_manifest(client, bucket, dataset)
+    return load_remote_state(client, bucket, manifest) if manifest else None
+
+
+__all__ = ["publish", "PublishResult", "DEFAULT_RETENTION", "TilerError", "load_previous_state"]

@@ -1,0 +1,43 @@
+"""Decode a source image scaled to its item's rectangle, as an RGB mip chain (pixels only, no S3)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyvips
+
+from tiler.errors import TilerError
+from tiler.mips import mip_chain
+
+
+def variant_id(image_sha256: str, width: int, height: int) -> str:
+    """One image at one size: the unit whose mip chain is stored once however many items show it."""
+    return f"{image_sha256[:32]}-{width}x{height}"
+
+
+def load_scaled(path: str, width: int, height: int, background: tuple[int, int, int]) -> np.ndarray:
+    """The image scaled to exactly width x height, sRGB, alpha flattened on ``background``: (h, w, 3) uint8."""
+    try:
+        image = pyvips.Image.thumbnail(path, width, height=height, size="force")
+        if image.interpretation not in ("srgb", "b-w") or image.format != "uchar":
+            image = image.colourspace("srgb").cast("uchar")
+        if image.hasalpha():
+            image = image.flatten(background=list(background))
+        if image.bands == 1:
+            image = image.bandjoin([image, image])
+        elif image.bands > 3:
+            image = image.extract_band(0, n=3)
+        if image.width != width or image.height != height:  # thumbnail rounds; force the exact size
+            image = image.resize(width / image.width, vscale=height / image.height)
+        pixels = np.ndarray(buffer=image.write_to_memory(), dtype=np.uint8, shape=(height, width, 3))
+    except pyvips.Error as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "decode failed"
+        raise TilerError(f"{path}: cannot decode image ({reason})") from None
+    return pixels
+
+
+def chain_bytes(chain: list[np.ndarray]) -> bytes:
+    return b"".join(level.tobytes() for level in chain)
+
+
+def build_chain(path: str, width: int, height: int, background: tuple[int, int, int]) -> list[np.ndarray]:
+    return mip_chain(load_scaled(path, width, height, background))
