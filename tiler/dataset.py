@@ -1,0 +1,148 @@
+"""A dataset generation loaded for rendering: items, spatial index, mip chains and overview tiles.
+
+Everything is read once at load (packs memory-mapped read-only, so worker processes share the
+pages); a loaded generation never changes, and a newer one is loaded beside it and swapped in.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from tiler.compose import Window, render_window
+from tiler.errors import TilerError
+from tiler.levels import CELL_SIZE, Geometry
+from tiler.localstore import DatasetDir
+from tiler.mips import chain_views, halve
+from tiler.packs import PackReader
+from tiler.spatial import ItemTable, SpatialIndex
+from tiler.state import State
+
+log = logging.getLogger(__name__)
+
+
+class LoadedDataset:
+    """One generation of one dataset, ready to render any tile of any level."""
+
+    def __init__(self, state: State, packs_folder: Path):
+        self.name = state.dataset
+        self.generation = state.generation
+        self.geometry = Geometry(state.canvas.width, state.canvas.height)
+        self.background = state.canvas.background
+        self.background_hex = state.canvas.background_hex
+        self.overview_level = state.overview_level
+        self.reader = PackReader(packs_folder)
+        for key in sorted(state.packs()):  # map every pack now: later deletions cannot break us
+            self.reader.buffer(key)
+        vids = sorted(state.variants)
+        slot = {vid: i for i, vid in enumerate(vids)}
+        self._variant_records = [state.variants[vid] for vid in vids]
+        self._chains: list[list[np.ndarray] | None] = [None] * len(vids)
+        ordered = state.items_in_order()
+        self.table = ItemTable(
+            np.fromiter((i.x for i in ordered), np.int64, len(ordered)),
+            np.fromiter((i.y for i in ordered), np.int64, len(ordered)),
+            np.fromiter((i.width for i in ordered), np.int64, len(ordered)),
+            np.fromiter((i.height for i in ordered), np.int64, len(ordered)),
+            np.fromiter((slot[i.variant] for i in ordered), np.int32, len(ordered)),
+        )
+        self.index = SpatialIndex(self.table, self.geometry.width, self.geometry.height)
+        self._overview = {key: (t.pack, t.offset, t.length) for key, t in state.overview.items()}
+        self.cells = np.asarray(state.cells, dtype=np.int64).reshape(self.geometry.cell_counts()[::-1])
+        self.items = len(ordered)
+
+    @classmethod
+    def open(cls, folder: DatasetDir) -> LoadedDataset:
+        started = time.monotonic()
+        state = folder.load_current_state()
+        loaded = cls(state, folder.objects)
+        log.info("loaded dataset=%s generation=%d items=%d seconds=%.2f", loaded.name, loaded.generation,
+                 loaded.items, time.monotonic() - started)
+        return loaded
+
+    # -- pixels ----------------------------------------------------------------------------
+    def mip(self, variant: int, k: int) -> np.ndarray:
+        chain = self._chains[variant]
+        if chain is None:
+            record = self._variant_records[variant]
+            chain = chain_views(self.reader.buffer(record.pack), record.offset, record.width, record.height)
+            self._chains[variant] = chain
+        return chain[min(k, len(chain) - 1)]
+
+    def render_tile(self, z: int, x: int, y: int) -> np.ndarray:
+        """Tile (z, x, y) as (256, 256, 3) uint8; raises TilerError if the level has no such tile."""
+        if not self.geometry.has_tile(z, x, y):
+            raise TilerError(f"no tile {z}/{x}/{y} in {self.name} (levels 0-{self.geometry.top})")
+        if z <= self.overview_level:
+            return self._overview_tile(z, x, y)
+        size = self.geometry.tile_size
+        return self.render_level_window(z, x * size, y * size, size, size)
+
+    def render_level_window(self, z: int, x0: int, y0: int, width: int, height: int) -> np.ndarray:
+        """Any window of level ``z`` (level pixels), background outside the level."""
+        if z <= self.overview_level:
+            return self._overview_window(z, x0, y0, width, height)
+        f = self.geometry.factor(z)
+        found = self.index.query(x0 * f, y0 * f, (x0 + width) * f, (y0 + height) * f)
+        window = Window(x0, y0, width, height, f)
+        return render_window(window, (self.geometry.width, self.geometry.height), self.background, self.table,
+                             found, self.mip)
+
+    def _overview_tile(self, z: int, x: int, y: int) -> np.ndarray:
+        pack, offset, length = self._overview[f"{z}/{x}/{y}"]
+        with Image.open(io.BytesIO(self.reader.blob(pack, offset, length))) as image:
+            pixels = np.array(image.convert("RGB"))
+        # JPEG ringing must not leak past the level's edge: outside it a tile is exactly background.
+        size = self.geometry.tile_size
+        width, height = self.geometry.level_size(z)
+        inside_w, inside_h = width - x * size, height - y * size
+        if inside_w < size:
+            pixels[:, max(inside_w, 0):] = self.background
+        if inside_h < size:
+            pixels[max(inside_h, 0):] = self.background
+        return pixels
+
+    def _overview_window(self, z: int, x0: int, y0: int, width: int, height: int) -> np.ndarray:
+        size = self.geometry.tile_size
+        out = np.empty((height, width, 3), dtype=np.uint8)
+        out[:] = self.background
+        for ty in range(max(0, y0 // size), (y0 + height - 1) // size + 1):
+            for tx in range(max(0, x0 // size), (x0 + width - 1) // size + 1):
+                if not self.geometry.has_tile(z, tx, ty):
+                    continue
+                tile = self._overview_tile(z, tx, ty)
+                ax0, ay0 = max(x0, tx * size), max(y0, ty * size)
+                ax1, ay1 = min(x0 + width, (tx + 1) * size), min(y0 + height, (ty + 1) * size)
+                out[ay0 - y0:ay1 - y0, ax0 - x0:ax1 - x0] = tile[ay0 - ty * size:ay1 - ty * size,
+                                                                 ax0 - tx * size:ax1 - tx * size]
+        return out
+
+    def render_below_zero(self, steps: int) -> np.ndarray:
+        """The whole canvas halved ``steps`` more times than level 0 (DeepZoom's smallest levels)."""
+        width, height = self.geometry.level_size(0)
+        pixels = self.render_tile(0, 0, 0)[:height, :width]
+        for _ in range(steps):
+            pixels = halve(pixels)
+        return pixels
+
+    # -- versions --------------------------------------------------------------------------
+    def tile_version(self, z: int, x: int, y: int) -> int:
+        """The newest generation in which any pixel under tile (z, x, y) changed."""
+        cx0, cy0, cx1, cy1 = self.geometry.tile_cells(z, x, y)
+        block = self.cells[cy0:max(cy1, cy0 + 1), cx0:max(cx1, cx0 + 1)]
+        return int(block.max()) if block.size else self.generation
+
+    def info(self) -> dict:
+        g = self.geometry
+        cols, rows = g.cell_counts()
+        return {
+            "dataset": self.name, "generation": self.generation, "width": g.width, "height": g.height,
+            "tile_size": g.tile_size, "levels": g.top + 1, "top_level": g.top, "background": self.background_hex,
+            "formats": ["jpg", "png", "webp"], "items": self.items,
+            "versions": {"cell_size": CELL_SIZE, "cols": cols, "rows": rows, "cells": self.cells.tolist()},
+        }
