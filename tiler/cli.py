@@ -103,7 +103,45 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_EXTRA_COMMANDS: list = []
+def _add_serve(sub) -> None:
+    p = sub.add_parser("serve", help="the render server: tiles, DeepZoom, IIIF, health and metrics")
+    p.add_argument("--root", type=Path, default=env_default("root"), required=env_default("root") is None,
+                   help="node root; datasets are read from <root>/data/<dataset>/")
+    p.add_argument("--datasets", default=env_default("datasets", "covers"),
+                   help="comma-separated datasets to request from boxlink (synch.active)")
+    p.add_argument("--host", default=env_default("host", "127.0.0.1"))
+    p.add_argument("--port", type=int, default=int(env_default("port", "8080")))
+    p.add_argument("--workers", type=int, default=int(env_default("workers", "2")))
+    p.add_argument("--render-threads", type=int, default=int(env_default("render_threads", "2")))
+    p.add_argument("--max-queue", type=int, default=int(env_default("max_queue", "64")))
+    p.add_argument("--jpeg-quality", type=int, default=int(env_default("jpeg_quality", "85")))
+    p.add_argument("--cache-mb", type=int, default=int(env_default("cache_mb", "64")))
+    p.add_argument("--reload-seconds", type=float, default=float(env_default("reload_seconds", "1")))
+    p.add_argument("--bucket", default=env_default("bucket", ""), help="register in s3://BUCKET/proxy/ when set")
+    p.add_argument("--advertise", default=env_default("advertise", ""), help="address in the registration")
+    p.add_argument("--instance-id", default=env_default("instance_id", ""))
+    p.add_argument("--ttl-seconds", type=int, default=int(env_default("ttl_seconds", "30")))
+    p.set_defaults(run=_run_serve)
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    from tiler.serve import serve
+    from tiler.settings import ServeSettings
+
+    if not 1 <= args.jpeg_quality <= 100:
+        raise TilerError("--jpeg-quality must be 1-100")
+    datasets = tuple(d.strip() for d in args.datasets.split(",") if d.strip())
+    settings = ServeSettings(root=args.root.resolve(), datasets=datasets, host=args.host, port=args.port,
+                             workers=max(1, args.workers), render_threads=max(1, args.render_threads),
+                             max_queue=max(1, args.max_queue), jpeg_quality=args.jpeg_quality,
+                             cache_mb=max(0, args.cache_mb), reload_seconds=args.reload_seconds,
+                             bucket=args.bucket, advertise=args.advertise, instance_id=args.instance_id,
+                             ttl_seconds=args.ttl_seconds)
+    serve(settings)
+    return 0
+
+
+_EXTRA_COMMANDS: list = [_add_serve]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,229 @@
+"""The render server's HTTP layer (starlette): parse -> dataset -> render off the loop -> respond.
+
+Errors are TilerError, mapped to their 4xx status in one place (``_error``). Rendering runs in a
+bounded thread pool; requests beyond ``max_queue`` waiting get 503 with Retry-After, and /healthz
+never waits behind them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from pathlib import Path
+
+import anyio
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from tiler import metrics
+from tiler.catalog import Catalog
+from tiler.dataset import LoadedDataset
+from tiler.encode import encode_tile, media_type
+from tiler.errors import TilerError
+from tiler.iiif import IiifInfoRequest, info_document, parse_iiif_path, plan_and_render
+from tiler.settings import ServeSettings
+from tiler.tile_cache import TileCache
+from tiler.tile_request import DeepZoomTileRequest, DziRequest, InfoRequest, TileRequest, parse_tiles_path
+
+log = logging.getLogger(__name__)
+
+IMMUTABLE = "public, max-age=31536000, immutable"
+SHORT = "public, max-age=60"
+VIEWER_DIR = Path(__file__).parent / "viewer"
+
+
+class RenderPool:
+    """Bounded rendering off the event loop: ``threads`` at once, ``max_queue`` waiting, else 503."""
+
+    def __init__(self, threads: int, max_queue: int):
+        self.limiter = anyio.CapacityLimiter(threads)
+        self.max_queue = max_queue
+        self.waiting = 0
+
+    async def run(self, func, *args):
+        if self.waiting >= self.max_queue:
+            metrics.OVERLOADED.inc()
+            raise TilerError("render queue is full; retry shortly", 503)
+        self.waiting += 1
+        try:
+            return await anyio.to_thread.run_sync(func, *args, limiter=self.limiter)
+        finally:
+            self.waiting -= 1
+
+
+def _etag_matches(request: Request, etag: str) -> bool:
+    header = request.headers.get("if-none-match", "")
+    return any(tag.strip() in (etag, "*", f"W/{etag}") for tag in header.split(","))
+
+
+class TileService:
+    def __init__(self, settings: ServeSettings, catalog: Catalog):
+        self.settings = settings
+        self.catalog = catalog
+        self.pool = RenderPool(settings.render_threads, settings.max_queue)
+        self.cache = TileCache(settings.cache_mb << 20)
+
+    def _render(self, ds: LoadedDataset, z: int, x: int, y: int, fmt: str, crop: tuple[int, int] | None) -> bytes:
+        started = time.perf_counter()
+        pixels = ds.render_tile(z, x, y)
+        if crop is not None:
+            pixels = pixels[:crop[1], :crop[0]]
+        data = encode_tile(pixels, fmt, self.settings.jpeg_quality)
+        metrics.RENDER_SECONDS.labels(str(z)).observe(time.perf_counter() - started)
+        return data
+
+    async def tile_response(self, request: Request, ds: LoadedDataset, z: int, x: int, y: int, fmt: str,
+                            asked: int | None, crop: tuple[int, int] | None = None) -> Response:
+        if not ds.geometry.has_tile(z, x, y):
+            cols, rows = ds.geometry.tile_counts(z) if 0 <= z <= ds.geometry.top else (0, 0)
+            raise TilerError(f"no tile {z}/{x}/{y}: levels are 0-{ds.geometry.top}"
+                             + (f", level {z} has {cols}x{rows} tiles" if cols else ""), 404)
+        version = ds.tile_version(z, x, y)
+        quality = f"-q{self.settings.jpeg_quality}" if fmt in ("jpg", "webp") else ""
+        etag = f'"{ds.name}-v{version}{quality}"'
+        headers = {"ETag": etag, "Cache-Control": IMMUTABLE if asked == version else SHORT,
+                   "X-Tile-Version": str(version)}
+        if _etag_matches(request, etag):
+            return Response(status_code=304, headers=headers)
+        key = (ds.name, version, z, x, y, fmt, crop)
+        data = self.cache.get(key)
+        metrics.CACHE.labels("hit" if data is not None else "miss").inc()
+        if data is None:
+            data = await self.pool.run(self._render, ds, z, x, y, fmt, crop)
+            self.cache.put(key, data)
+        return Response(data, media_type=media_type(fmt), headers=headers)
+
+    async def tiles(self, request: Request) -> Response:
+        parsed = parse_tiles_path(request.path_params["path"], request.query_params.get("v"))
+        ds = self.catalog.get(parsed.dataset)
+        if isinstance(parsed, InfoRequest):
+            return JSONResponse(ds.info(), headers={"Cache-Control": "no-cache"})
+        if isinstance(parsed, TileRequest):
+            return await self.tile_response(request, ds, parsed.z, parsed.x, parsed.y, parsed.fmt, parsed.version)
+        if isinstance(parsed, DziRequest):
+            return Response(_dzi(ds), media_type="application/xml", headers={"Cache-Control": "no-cache"})
+        return await self.deepzoom_tile(request, ds, parsed)
+
+    async def deepzoom_tile(self, request: Request, ds: LoadedDataset, req: DeepZoomTileRequest) -> Response:
+        g = ds.geometry
+        max_level = _dz_max_level(g.width, g.height)
+        if req.level > max_level:
+            raise TilerError(f"DeepZoom levels are 0-{max_level}", 404)
+        z = g.top - (max_level - req.level)
+        if z >= 0:
+            w, h = g.level_size(z)
+            crop = (min(256, w - req.col * 256), min(256, h - req.row * 256))
+            if crop[0] <= 0 or crop[1] <= 0:
+                raise TilerError(f"no DeepZoom tile {req.level}/{req.col}_{req.row}", 404)
+            return await self.tile_response(request, ds, z, req.col, req.row, req.fmt, req.version, crop)
+        if (req.col, req.row) != (0, 0):
+            raise TilerError(f"DeepZoom level {req.level} has one tile, 0_0", 404)
+        version = int(ds.cells.max())
+        data = await self.pool.run(lambda: encode_tile(ds.render_below_zero(-z), req.fmt, self.settings.jpeg_quality))
+        return Response(data, media_type=media_type(req.fmt),
+                        headers={"Cache-Control": IMMUTABLE if req.version == version else SHORT})
+
+    async def iiif(self, request: Request) -> Response:
+        path = request.path_params["path"]
+        if "/" not in path and path:
+            return RedirectResponse(f"{request.url.path}/info.json", status_code=303)
+        parsed = parse_iiif_path(path)
+        ds = self.catalog.get(parsed.dataset)
+        if isinstance(parsed, IiifInfoRequest):
+            base = str(request.base_url).rstrip("/")
+            return JSONResponse(info_document(ds, base), media_type="application/ld+json",
+                                headers={"Cache-Control": "no-cache"})
+        etag = f'"{ds.name}-g{ds.generation}"'
+        if _etag_matches(request, etag):
+            return Response(status_code=304, headers={"ETag": etag, "Cache-Control": SHORT})
+        data = await self.pool.run(lambda: encode_tile(plan_and_render(ds, parsed), parsed.fmt,
+                                                       self.settings.jpeg_quality))
+        return Response(data, media_type=media_type(parsed.fmt), headers={"ETag": etag, "Cache-Control": SHORT})
+
+
+def _dz_max_level(width: int, height: int) -> int:
+    longest = max(width, height)
+    return max(0, (longest - 1).bit_length())
+
+
+def _dzi(ds: LoadedDataset) -> str:
+    g = ds.geometry
+    return ('<?xml version="1.0" encoding="UTF-8"?>\n'
+            '<Image xmlns="http://schemas.microsoft.com/deepzoom/2008" TileSize="256" Overlap="0" Format="jpg">'
+            f'<Size Width="{g.width}" Height="{g.height}"/></Image>\n')
+
+
+def _error(route: str, exc: TilerError) -> Response:
+    headers = {"Cache-Control": "no-store"}
+    if exc.status == 503:
+        headers["Retry-After"] = "1"
+    metrics.REQUESTS.labels(route, str(exc.status)).inc()
+    return PlainTextResponse(str(exc) + "\n", status_code=exc.status, headers=headers)
+
+
+def _guarded(route: str, handler):
+    async def endpoint(request: Request) -> Response:
+        try:
+            response = await handler(request)
+        except TilerError as exc:
+            return _error(route, exc)
+        metrics.REQUESTS.labels(route, str(response.status_code)).inc()
+        return response
+    return endpoint
+
+
+def build_app(settings: ServeSettings, catalog: Catalog | None = None) -> Starlette:
+    catalog = catalog or Catalog(settings.root, settings.datasets)
+    service = TileService(settings, catalog)
+
+    async def healthz(request: Request) -> Response:
+        return PlainTextResponse("ok\n", headers={"Cache-Control": "no-store"})
+
+    async def readyz(request: Request) -> Response:
+        ready, missing = catalog.ready()
+        doc = {"ready": ready, "datasets": catalog.generations(), "waiting": missing}
+        return JSONResponse(doc, status_code=200 if ready else 503, headers={"Cache-Control": "no-store"})
+
+    async def metrics_endpoint(request: Request) -> Response:
+        body, content_type = metrics.exposition()
+        return Response(body, media_type=content_type)
+
+    async def watch() -> None:
+        while True:
+            try:
+                for name in await anyio.to_thread.run_sync(catalog.refresh):
+                    metrics.GENERATION.labels(name).set(catalog.loaded[name].generation)
+            except Exception:  # a watcher that dies would freeze the node on old data
+                log.exception("dataset refresh failed")
+            await asyncio.sleep(settings.reload_seconds)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette):
+        catalog.request_wanted()
+        task = asyncio.create_task(watch())
+        try:
+            yield
+        finally:
+            task.cancel()
+
+    routes = [
+        Route("/healthz", healthz), Route("/readyz", readyz), Route("/metrics", metrics_endpoint),
+        Route("/tiles/{path:path}", _guarded("tiles", service.tiles)),
+        Route("/iiif/3/{path:path}", _guarded("iiif", service.iiif)),
+    ]
+    if settings.viewer and VIEWER_DIR.is_dir():
+        routes.append(Mount("/viewer", app=StaticFiles(directory=VIEWER_DIR, html=True), name="viewer"))
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.catalog = catalog
+    app.state.service = service
+    return app
+
+
+def create_app() -> Starlette:
+    """Factory for uvicorn workers: settings come from the CLI through the environment."""
+    return build_app(ServeSettings.from_env())

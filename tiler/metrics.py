@@ -1,0 +1,30 @@
+"""Prometheus metrics of the render server (multi-process aware: PROMETHEUS_MULTIPROC_DIR)."""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+REQUESTS = Counter("gigatile_requests_total", "HTTP requests by route and status", ["route", "status"])
+RENDER_SECONDS = Histogram("gigatile_render_seconds", "Time to render and encode one tile, by level", ["level"],
+                           buckets=(0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.5, 2.0))
+CACHE = Counter("gigatile_tile_cache_total", "Encoded-tile cache lookups", ["result"])
+OVERLOADED = Counter("gigatile_overload_total", "Requests refused with 503 because the render queue was full")
+GENERATION = Gauge("gigatile_dataset_generation", "Generation served", ["dataset"], multiprocess_mode="max")
+
+
+def exposition() -> tuple[bytes, str]:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(), CONTENT_TYPE_LATEST

@@ -1,0 +1,37 @@
+"""``tiler serve``: run the render server (uvicorn, several worker processes) and its heartbeat."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+
+import uvicorn
+
+from tiler.heartbeat import Heartbeat
+from tiler.settings import ENV_KEY, ServeSettings
+
+log = logging.getLogger(__name__)
+
+
+def serve(settings: ServeSettings) -> None:
+    """Serve until SIGINT/SIGTERM; registration (if a bucket is set) is withdrawn on the way out."""
+    settings.root.joinpath("data", "log").mkdir(parents=True, exist_ok=True)
+    os.environ[ENV_KEY] = settings.to_env()
+    heartbeat = None
+    if settings.bucket:
+        address = settings.advertise or settings.host
+        heartbeat = Heartbeat(settings.bucket, address, settings.port,
+                              f"http://{settings.host}:{settings.port}/readyz", settings.instance_id,
+                              settings.ttl_seconds)
+        heartbeat.start()
+    with tempfile.TemporaryDirectory(prefix="gigatile-metrics-") as metrics_dir:
+        if settings.workers > 1:
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        try:
+            uvicorn.run("tiler.app:create_app", factory=True, host=settings.host, port=settings.port,
+                        workers=settings.workers, log_level="warning", access_log=False,
+                        timeout_graceful_shutdown=5)
+        finally:
+            if heartbeat is not None:
+                heartbeat.stop()
