@@ -216,7 +216,7 @@ class SeaweedS3:
                 "-s3", f"-s3.port={p['s3']}", f"-s3.port.grpc={p['s3'] + GRPC_OFFSET}",
                 "-s3.port.iceberg=0", "-s3.port.lance=0", f"-volume.max={self.volume_max}",
                 f"-master.volumeSizeLimitMB={self.volume_size_limit_mb}", "-volume.preStopSeconds=0",
-                "-master.telemetry=false"]
+                "-master.telemetry=false", "-master.resumeState=false"]
 
     def _wait_ready(self, deadline: float) -> None:
         s3 = self.client(retries={"max_attempts": 1}, connect_timeout=1, read_timeout=5)

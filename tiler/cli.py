@@ -141,7 +141,54 @@ def _run_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-_EXTRA_COMMANDS: list = [_add_serve]
+def _add_render(sub) -> None:
+    p = sub.add_parser("render", help="export a pyramid, level range or region to a DeepZoom folder")
+    p.add_argument("--root", type=Path, default=env_default("root"), required=env_default("root") is None)
+    p.add_argument("--dataset", default=env_default("dataset", "covers"))
+    p.add_argument("--out", type=Path, required=True, help="folder for <name>.dzi and <name>_files/")
+    p.add_argument("--name", default=None, help="DeepZoom name (default: the dataset)")
+    p.add_argument("--format", default="jpg", choices=["jpg", "png", "webp"])
+    p.add_argument("--quality", type=int, default=85)
+    p.add_argument("--levels", default=None, help="DeepZoom levels a-b (default: all)")
+    p.add_argument("--region", default=None, help="canvas region x,y,w,h (default: all)")
+    p.add_argument("--workers", type=int, default=0, help="processes (default: one per core)")
+    p.set_defaults(run=_run_render)
+
+
+def _run_render(args: argparse.Namespace) -> int:
+    from tiler.export import ExportPlan, dz_max_level, export_deepzoom
+    from tiler.localstore import DatasetDir
+
+    folder = DatasetDir(args.root, args.dataset)
+    state = folder.load_current_state()
+    top = dz_max_level(state.canvas.width, state.canvas.height)
+    levels = (0, top)
+    if args.levels:
+        try:
+            low, high = (int(v) for v in args.levels.split("-"))
+        except ValueError:
+            raise TilerError(f"--levels {args.levels!r}: use a-b, e.g. 8-{top}") from None
+        levels = (low, high)
+    region = None
+    if args.region:
+        try:
+            region = tuple(int(v) for v in args.region.split(","))
+            assert len(region) == 4 and region[2] > 0 and region[3] > 0
+        except (ValueError, AssertionError):
+            raise TilerError(f"--region {args.region!r}: use x,y,w,h with w, h > 0") from None
+    plan = ExportPlan(args.out, args.name or args.dataset, args.format, args.quality, levels, region)
+    columns = (TextColumn("render"), BarColumn(), TextColumn("{task.completed}/{task.total} tiles"),
+               TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as bar:
+        task = bar.add_task("render", total=None)
+        count, seconds = export_deepzoom(folder, plan, args.workers,
+                                         lambda done, total: bar.update(task, completed=done, total=total))
+    console.print(f"{count} tiles in {seconds:.1f} s ({count / max(seconds, 1e-9):.0f} tiles/s) -> "
+                  f"{args.out / (plan.name + '.dzi')}")
+    return 0
+
+
+_EXTRA_COMMANDS: list = [_add_serve, _add_render]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -65,6 +65,28 @@ def _axis(start, length, canvas, factor, win0, win_len, mip_len, scale, cover, f
 
 
 @njit(cache=True, nogil=True)
+def _is_copy(weights, first, n):  # pragma: no cover
+    """One tap of weight 1 per pixel over consecutive mip pixels: the item sits on the pixel grid."""
+    for j in range(n):
+        if weights[j, 0] < 0.9999999 or first[j] != first[0] + j:
+            return False
+    return True
+
+
+@njit(cache=True, nogil=True)
+def _blend_copy(out, ox, oy, nx, ny, cover_x, cover_y, mip, mx, my):  # pragma: no cover
+    for r in range(ny):
+        if cover_y[r] >= 1.0 and cover_x[0] >= 1.0 and cover_x[nx - 1] >= 1.0:
+            out[oy + r, ox:ox + nx, :] = mip[my + r, mx:mx + nx, :]  # the item covers the whole row run
+            continue
+        for c in range(nx):
+            alpha = cover_y[r] * cover_x[c]
+            for ch in range(3):
+                below = np.float32(out[oy + r, ox + c, ch])
+                out[oy + r, ox + c, ch] = np.uint8(below + (np.float32(mip[my + r, mx + c, ch]) - below) * alpha + 0.5)
+
+
+@njit(cache=True, nogil=True)
 def _paste(out, win_x0, win_y0, factor, canvas_w, canvas_h, x, y, w, h, mip, scale):  # pragma: no cover
     """Blend one item (canvas rect x, y, w, h; ``mip`` its mip level for ``factor``/``scale``) into out."""
     height, width = out.shape[0], out.shape[1]
@@ -80,6 +102,9 @@ def _paste(out, win_x0, win_y0, factor, canvas_w, canvas_h, x, y, w, h, mip, sca
     weights_y = np.zeros((height, MAX_TAPS), np.float32)
     oy, ny = _axis(y, h, canvas_h, factor, win_y0, height, mh, scale, cover_y, first_y, weights_y)
     if ny == 0:
+        return
+    if scale == 1 and _is_copy(weights_x, first_x, nx) and _is_copy(weights_y, first_y, ny):
+        _blend_copy(out, ox, oy, nx, ny, cover_x, cover_y, mip, first_x[0], first_y[0])
         return
     taps = scale + 1
     row0 = first_y[0]
@@ -102,17 +127,18 @@ def _paste(out, win_x0, win_y0, factor, canvas_w, canvas_h, x, y, w, h, mip, sca
                     weight = weights_y[r, t]
                     if weight != 0.0:
                         value += weight * across[min(first_y[r] + t, row1 - 1) - row0, c, ch]
-                below = out[oy + r, ox + c, ch]
-                out[oy + r, ox + c, ch] = below + (value - below) * alpha
+                below = np.float32(out[oy + r, ox + c, ch])
+                mixed = below + (value - below) * alpha + 0.5
+                out[oy + r, ox + c, ch] = 255 if mixed >= 255.0 else (0 if mixed <= 0.0 else np.uint8(mixed))
 
 
 @njit(cache=True, nogil=True)
-def _finish(out, pixels):  # pragma: no cover
+def _fill(out, red, green, blue):  # pragma: no cover
     for r in range(out.shape[0]):
         for c in range(out.shape[1]):
-            for ch in range(3):
-                v = out[r, c, ch] + 0.5
-                pixels[r, c, ch] = 255 if v >= 255.0 else (0 if v <= 0.0 else np.uint8(v))
+            out[r, c, 0] = red
+            out[r, c, 1] = green
+            out[r, c, 2] = blue
 
 
 def mip_plan(x: int, y: int, factor: int) -> tuple[int, int]:
@@ -129,8 +155,8 @@ def render_window(window: Window, canvas_size: tuple[int, int], background: tupl
 
     ``mip_of(variant, k)`` returns mip level k of a variant's chain (its last level past the end).
     """
-    out = np.empty((window.height, window.width, 3), dtype=np.float32)
-    out[:] = np.asarray(background, dtype=np.float32)
+    out = np.empty((window.height, window.width, 3), dtype=np.uint8)
+    _fill(out, *background)
     f = window.factor
     cw, ch = canvas_size
     xs, ys, ws, hs, vs = (table.x[indices].tolist(), table.y[indices].tolist(), table.w[indices].tolist(),
@@ -138,6 +164,4 @@ def render_window(window: Window, canvas_size: tuple[int, int], background: tupl
     for x, y, w, h, v in zip(xs, ys, ws, hs, vs, strict=True):
         level, scale = mip_plan(x, y, f)
         _paste(out, window.x0, window.y0, f, cw, ch, x, y, w, h, mip_of(v, level), scale)
-    pixels = np.empty(out.shape, dtype=np.uint8)
-    _finish(out, pixels)
-    return pixels
+    return out

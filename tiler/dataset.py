@@ -96,14 +96,14 @@ class LoadedDataset:
     def _overview_tile(self, z: int, x: int, y: int) -> np.ndarray:
         pack, offset, length = self._overview[f"{z}/{x}/{y}"]
         with Image.open(io.BytesIO(self.reader.blob(pack, offset, length))) as image:
-            pixels = np.array(image.convert("RGB"))
+            pixels = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
         # JPEG ringing must not leak past the level's edge: outside it a tile is exactly background.
         size = self.geometry.tile_size
         width, height = self.geometry.level_size(z)
         inside_w, inside_h = width - x * size, height - y * size
-        if inside_w < size:
+        if inside_w < size or inside_h < size:
+            pixels = pixels.copy()
             pixels[:, max(inside_w, 0):] = self.background
-        if inside_h < size:
             pixels[max(inside_h, 0):] = self.background
         return pixels
 

@@ -57,6 +57,7 @@ class SourceItem:
     width: int
     height: int
     image: str  # path relative to the source folder, POSIX form
+    line: int = 0  # line number in items.csv, for messages
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,7 @@ def _load_items(path: Path) -> list[SourceItem]:
             line = reader.line_num
             if not row or all(not cell.strip() for cell in row):
                 continue
-            item = _parse_row(row, len(items), f"{path} row {line}")
+            item = _parse_row(row, len(items), line, f"{path} row {line}")
             if item.id in seen:
                 raise TilerError(f"{path} row {line}: duplicate id {item.id!r}")
             seen.add(item.id)
@@ -138,7 +139,7 @@ def _load_items(path: Path) -> list[SourceItem]:
     return items
 
 
-def _parse_row(row: list[str], order: int, where: str) -> SourceItem:
+def _parse_row(row: list[str], order: int, line: int, where: str) -> SourceItem:
     if len(row) != len(COLUMNS):
         raise TilerError(f"{where}: expected {len(COLUMNS)} columns ({','.join(COLUMNS)}), got {len(row)}")
     item_id, *numbers, image = (cell.strip() for cell in row)
@@ -157,7 +158,7 @@ def _parse_row(row: list[str], order: int, where: str) -> SourceItem:
     for name, value in (("width", width), ("height", height)):
         if value <= 0:
             raise TilerError(f"{where}: {name} must be positive, got {value}")
-    return SourceItem(item_id, order, x, y, width, height, _safe_image_path(image, where))
+    return SourceItem(item_id, order, x, y, width, height, _safe_image_path(image, where), line)
 
 
 def _safe_image_path(image: str, where: str) -> str:
@@ -170,7 +171,7 @@ def _safe_image_path(image: str, where: str) -> str:
 def _check_images(root: Path, items: list[SourceItem]) -> dict[str, str]:
     first_row: dict[str, int] = {}
     for item in items:
-        first_row.setdefault(item.image, item.order + 2)  # +2: header line, 1-based rows
+        first_row.setdefault(item.image, item.line)
     hashes: dict[str, str] = {}
     for image, row in first_row.items():
         where = f"{root / 'items.csv'} row {row}"
