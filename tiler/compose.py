@@ -74,16 +74,30 @@ def _is_copy(weights, first, n):  # pragma: no cover
 
 
 @njit(cache=True, nogil=True)
+def _blend_row(dst, src, alpha, n):  # pragma: no cover
+    """dst[:n] = dst + (src - dst) * alpha, rounded. Flat RGB rows and no branches, so LLVM vectorises it;
+    src is a convex combination of uint8 values, so the result stays within 0..255."""
+    for j in range(n):
+        below = np.float32(dst[j])
+        dst[j] = np.uint8(below + (src[j] - below) * alpha[j] + np.float32(0.5))
+
+
+@njit(cache=True, nogil=True)
 def _blend_copy(out, ox, oy, nx, ny, cover_x, cover_y, mip, mx, my):  # pragma: no cover
+    n = nx * 3
+    row_alpha = np.empty(n, np.float32)
+    line = np.empty(n, np.float32)
     for r in range(ny):
+        dst = out[oy + r].reshape(-1)[ox * 3:ox * 3 + n]
+        src = mip[my + r].reshape(-1)[mx * 3:mx * 3 + n]
         if cover_y[r] >= 1.0 and cover_x[0] >= 1.0 and cover_x[nx - 1] >= 1.0:
-            out[oy + r, ox:ox + nx, :] = mip[my + r, mx:mx + nx, :]  # the item covers the whole row run
+            dst[:] = src  # the item covers the whole run of this row
             continue
         for c in range(nx):
-            alpha = cover_y[r] * cover_x[c]
-            for ch in range(3):
-                below = np.float32(out[oy + r, ox + c, ch])
-                out[oy + r, ox + c, ch] = np.uint8(below + (np.float32(mip[my + r, mx + c, ch]) - below) * alpha + 0.5)
+            row_alpha[c * 3] = row_alpha[c * 3 + 1] = row_alpha[c * 3 + 2] = cover_y[r] * cover_x[c]
+        for j in range(n):
+            line[j] = src[j]
+        _blend_row(dst, line, row_alpha, n)
 
 
 @njit(cache=True, nogil=True)
@@ -107,29 +121,57 @@ def _paste(out, win_x0, win_y0, factor, canvas_w, canvas_h, x, y, w, h, mip, sca
         _blend_copy(out, ox, oy, nx, ny, cover_x, cover_y, mip, first_x[0], first_y[0])
         return
     taps = scale + 1
-    row0 = first_y[0]
-    row1 = min(first_y[ny - 1] + taps, mh)
-    across = np.zeros((row1 - row0, nx, 3), np.float32)  # pass 1: resample along x, the rows needed
-    for r in range(row1 - row0):
+    n = nx * 3
+    src_x = np.empty((taps, n), np.int64)  # flat source index of every output channel, per tap
+    weight_x = np.empty((taps, n), np.float32)
+    for t in range(taps):
         for c in range(nx):
-            for t in range(taps):
-                weight = weights_x[c, t]
-                if weight != 0.0:
-                    src = min(first_x[c] + t, mw - 1)
-                    for ch in range(3):
-                        across[r, c, ch] += weight * mip[row0 + r, src, ch]
-    for r in range(ny):  # pass 2: resample along y and blend by coverage
-        for c in range(nx):
-            alpha = cover_y[r] * cover_x[c]
+            column = min(first_x[c] + t, mw - 1) * 3
             for ch in range(3):
-                value = 0.0
-                for t in range(taps):
-                    weight = weights_y[r, t]
-                    if weight != 0.0:
-                        value += weight * across[min(first_y[r] + t, row1 - 1) - row0, c, ch]
-                below = np.float32(out[oy + r, ox + c, ch])
-                mixed = below + (value - below) * alpha + 0.5
-                out[oy + r, ox + c, ch] = 255 if mixed >= 255.0 else (0 if mixed <= 0.0 else np.uint8(mixed))
+                src_x[t, c * 3 + ch] = column + ch
+                weight_x[t, c * 3 + ch] = weights_x[c, t]
+    # Consecutive source columns (the usual case): contiguous loads, which LLVM vectorises.
+    run = first_x[nx - 1] + taps - 1 <= mw - 1
+    for c in range(nx):
+        run = run and first_x[c] == first_x[0] + c
+    base = first_x[0] * 3
+    used = np.zeros(taps, np.bool_)  # taps with any weight: at an even phase the last one has none
+    for t in range(taps):
+        for c in range(nx):
+            used[t] = used[t] or weights_x[c, t] != 0.0
+    slots = taps + 1
+    rows = np.empty((slots, n), np.float32)  # pass 1 results for the last few source rows (a ring)
+    held = np.full(slots, -1, np.int64)
+    alpha = np.empty(n, np.float32)
+    value = np.empty(n, np.float32)
+    for r in range(ny):
+        value[:] = 0.0
+        for t in range(taps):
+            weight = weights_y[r, t]
+            if weight == 0.0:
+                continue
+            source = min(first_y[r] + t, mh - 1)
+            slot = source % slots
+            acc = rows[slot]
+            if held[slot] != source:  # pass 1: resample this source row along x
+                held[slot] = source
+                line = mip[source].reshape(-1)
+                acc[:] = 0.0
+                for tx in range(taps):
+                    if not used[tx]:
+                        continue
+                    if run:
+                        shifted = line[base + tx * 3:base + tx * 3 + n]
+                        for j in range(n):
+                            acc[j] += weight_x[tx, j] * np.float32(shifted[j])
+                    else:
+                        for j in range(n):
+                            acc[j] += weight_x[tx, j] * np.float32(line[src_x[tx, j]])
+            for j in range(n):  # pass 2: along y
+                value[j] += weight * acc[j]
+        for c in range(nx):
+            alpha[c * 3] = alpha[c * 3 + 1] = alpha[c * 3 + 2] = cover_y[r] * cover_x[c]
+        _blend_row(out[oy + r].reshape(-1)[ox * 3:ox * 3 + n], value, alpha, n)
 
 
 @njit(cache=True, nogil=True)
@@ -144,9 +186,9 @@ def _fill(out, red, green, blue):  # pragma: no cover
 def mip_plan(x: int, y: int, factor: int) -> tuple[int, int]:
     """(mip level, mip pixels per level pixel) to read an item at (x, y) for a level at ``factor``."""
     k = factor.bit_length() - 1
-    if x % factor == 0 and y % factor == 0:
-        return k, 1
-    return k - 1, 2
+    if factor == 2 and (x % 2 or y % 2):
+        return 0, 2  # exact: a two-pixel box over the item's own pixels
+    return k, 1
 
 
 def render_window(window: Window, canvas_size: tuple[int, int], background: tuple[int, int, int],

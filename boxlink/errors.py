@@ -1,0 +1,12 @@
+"""The one exception type for expected failures in the boxlink package."""
+
+
+class BoxlinkError(Exception):
+    """A failure an operator can act on: S3 unreachable, an object that does not match its manifest,
+    a full disk. The CLI prints the message without a traceback and exits non-zero; ``run`` records it
+    in the dataset's status file and tries again later.
+    """
+
+
+class Cancelled(BoxlinkError):
+    """The work was abandoned on request (SIGTERM/SIGINT); nothing half-done was kept."""

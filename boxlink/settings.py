@@ -1,0 +1,37 @@
+"""boxlink's one settings object, built once in the CLI from flags and ``GIGATILE_*`` variables."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+MB = 1 << 20
+
+
+@dataclass(frozen=True)
+class TransferPolicy:
+    """How objects come down: ``concurrency`` ranged GETs in flight, ``chunk_bytes`` each.
+
+    An object that fails (network) or does not match its manifest (size, sha256) is fetched again,
+    up to ``attempts`` times in all, waiting ``backoff_seconds * 2**n`` (with jitter) in between.
+    """
+
+    concurrency: int = 16
+    chunk_bytes: int = 16 * MB
+    attempts: int = 4
+    backoff_seconds: float = 0.5
+
+
+@dataclass(frozen=True)
+class Settings:
+    root: Path
+    bucket: str
+    instance_id: str = field(default_factory=socket.gethostname)
+    interval: float = 5.0  # seconds between manifest polls in ``run``
+    transfer: TransferPolicy = TransferPolicy()
+    log_interval: float = 60.0  # upload the open log file at most this often (seconds)
+    retry_max_seconds: float = 60.0  # ceiling of the wait between failed passes in ``run``
+    progress: bool = False  # a rich progress bar on stderr
+    # Debug hook for crash tests: {"before-switch": 30.0} sleeps there (GIGATILE_DEBUG_PAUSE).
+    debug_pauses: dict[str, float] = field(default_factory=dict)

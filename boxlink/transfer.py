@@ -1,0 +1,302 @@
+"""Parallel, verified downloads: S3 objects -> files whose size and sha256 match the manifest.
+
+Many objects and the chunks of large objects come down in parallel, ``policy.concurrency`` ranged GETs
+at a time over one shared client. Each chunk is streamed straight into its place in ``<dest>.part``
+(never a whole object in memory); the sha256 is computed in order as the chunks land, from the bytes
+just written (page cache), so verification runs alongside the download. Only an object whose size and
+sha256 match is renamed to ``dest``; a mismatch or a network failure deletes the part and fetches the
+whole object again (bounded attempts, exponential backoff with jitter).
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import http.client
+import logging
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed, wait
+from dataclasses import dataclass
+from pathlib import Path
+
+import urllib3.exceptions
+from botocore.exceptions import BotoCoreError, ClientError
+
+from boxlink.errors import BoxlinkError, Cancelled
+from boxlink.settings import TransferPolicy
+from tiler.s3io import describe
+
+log = logging.getLogger(__name__)
+
+PIECE = 1 << 20  # bytes per read from a response stream and per hashing step
+PART_SUFFIX = ".part"
+_PERMANENT = {"NoSuchKey", "404", "NoSuchBucket", "AccessDenied", "403", "InvalidAccessKeyId",
+              "SignatureDoesNotMatch"}
+_NETWORK_ERRORS = (BotoCoreError, urllib3.exceptions.HTTPError, http.client.HTTPException, ConnectionError,
+                   TimeoutError)
+
+
+@dataclass(frozen=True)
+class Job:
+    """Fetch s3://bucket/``key`` into ``dest``; it must have ``size`` bytes and this ``sha256``."""
+
+    key: str
+    dest: Path
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class FetchReport:
+    objects: int
+    bytes: int  # bytes received, failed attempts included
+    seconds: float
+    retries: int
+
+    @property
+    def mb_per_second(self) -> float:
+        return self.bytes / 1e6 / max(self.seconds, 1e-9)
+
+
+class DiskError(BoxlinkError):
+    """Writing a file failed (a full disk, a read-only file system): fetching again would not help."""
+
+
+class _Retry(Exception):
+    """This attempt at an object failed in a way another attempt may fix."""
+
+
+def disk_error(exc: OSError, path: Path) -> DiskError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return DiskError(f"disk full: cannot write {path} ({exc.strerror}); free space under "
+                         f"{path.parent} and run again (the last good generation is still served)")
+    return DiskError(f"cannot write {path} ({exc.strerror or exc})")
+
+
+def part_path(dest: Path) -> Path:
+    return dest.with_name(dest.name + PART_SUFFIX)
+
+
+def hash_file(path: Path) -> tuple[int, str]:
+    """(size, sha256 hex) of a local file."""
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as handle:
+        while block := handle.read(8 * PIECE):
+            digest.update(block)
+            size += len(block)
+    return size, digest.hexdigest()
+
+
+class Downloader:
+    """Fetch many objects from one bucket with one shared client, verifying each.
+
+    ``stop`` (set on SIGTERM) makes every transfer abandon at its next piece, delete its part and raise
+    ``Cancelled``. ``on_bytes`` is called with each piece's length (progress bars, rates).
+    """
+
+    def __init__(self, client, bucket: str, policy: TransferPolicy, stop: threading.Event | None = None,
+                 on_bytes: Callable[[int], None] = lambda n: None):
+        self.client = client
+        self.bucket = bucket
+        self.policy = policy
+        self.stop = stop or threading.Event()
+        self.on_bytes = on_bytes
+        self._lock = threading.Lock()
+        self._received = 0
+        self._retries = 0
+
+    def fetch(self, jobs: Sequence[Job], on_verified: Callable[[Job, str], None]) -> FetchReport:
+        """Fetch every job; call ``on_verified(job, sha256)`` as soon as each is in place.
+
+        Objects that succeed stay in place even if others fail. Raises the first failure (a
+        ``BoxlinkError``) once all transfers have settled; ``Cancelled`` if ``stop`` was set.
+        """
+        started = time.monotonic()
+        self._received, self._retries = 0, 0
+        done, failure = 0, None
+        width = max(1, self.policy.concurrency)
+        with ThreadPoolExecutor(width, "boxlink-get") as gets, ThreadPoolExecutor(width, "boxlink-obj") as objs:
+            futures = {objs.submit(self._fetch_object, job, gets): job for job in jobs}
+            for future in as_completed(futures):
+                job = futures[future]
+                try:
+                    digest = future.result()
+                except BoxlinkError as exc:
+                    # Report a real failure rather than the cancellations it may have caused.
+                    if failure is None or (isinstance(failure, Cancelled) and not isinstance(exc, Cancelled)):
+                        failure = exc
+                    continue
+                on_verified(job, digest)
+                done += 1
+        report = FetchReport(done, self._received, time.monotonic() - started, self._retries)
+        if failure is not None:
+            raise failure
+        return report
+
+    # -- one object ----------------------------------------------------------------------------
+    def _fetch_object(self, job: Job, gets: ThreadPoolExecutor) -> str:
+        part = part_path(job.dest)
+        attempts = max(1, self.policy.attempts)
+        for attempt in range(1, attempts + 1):
+            try:
+                digest = self._fetch_once(job, part, gets)
+            except _Retry as exc:
+                part.unlink(missing_ok=True)
+                if attempt == attempts:
+                    raise BoxlinkError(f"s3://{self.bucket}/{job.key}: {exc} (after {attempts} attempts); "
+                                       f"not applied") from None
+                delay = self.policy.backoff_seconds * 2 ** (attempt - 1) * random.uniform(0.5, 1.5)
+                log.warning("fetch retry key=%s attempt=%d/%d wait=%.2f reason=%r", job.key, attempt, attempts,
+                            delay, str(exc))
+                with self._lock:
+                    self._retries += 1
+                if self.stop.wait(delay):
+                    raise Cancelled("stopped") from None
+                continue
+            except BaseException:
+                part.unlink(missing_ok=True)
+                raise
+            try:
+                os.replace(part, job.dest)
+            except OSError as exc:
+                part.unlink(missing_ok=True)
+                raise disk_error(exc, job.dest) from None
+            return digest
+        raise AssertionError("unreachable")
+
+    def _fetch_once(self, job: Job, part: Path, gets: ThreadPoolExecutor) -> str:
+        """Download ``job`` into ``part``; return its sha256, or raise ``_Retry`` on a mismatch."""
+        part.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(part, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        except OSError as exc:
+            raise disk_error(exc, part) from None
+        abort = threading.Event()
+        try:
+            _preallocate(fd, part, job.size)
+            ranges = _ranges(job.size, self.policy.chunk_bytes)
+            if len(ranges) == 1:
+                digest = hashlib.sha256()
+                gets.submit(self._get, job, ranges[0], fd, part, abort, digest).result()
+            else:
+                futures = [gets.submit(self._get, job, r, fd, part, abort, None) for r in ranges]
+                try:
+                    digest = self._hash_in_order(fd, part, ranges, futures)
+                finally:
+                    abort.set()  # on failure: stop the other chunks, and wait for them before closing fd
+                    for future in futures:
+                        future.cancel()
+                    wait(futures)
+            _disk_call(os.fsync, part, fd)  # verified bytes are durable before they are named
+        finally:
+            os.close(fd)
+        found = digest.hexdigest()
+        if found != job.sha256:
+            raise _Retry(f"sha256 mismatch: got {found[:16]}…, manifest says {job.sha256[:16]}…")
+        return found
+
+    def _hash_in_order(self, fd: int, part: Path, ranges: list[tuple[int, int]], futures: list[Future]):
+        digest = hashlib.sha256()
+        for (start, end), future in zip(ranges, futures, strict=True):
+            future.result()  # raises the chunk's failure
+            pos = start
+            while pos < end:
+                block = _disk_call(os.pread, part, fd, min(4 * PIECE, end - pos), pos)
+                if not block:
+                    raise _Retry(f"chunk at {pos} vanished from {part}")
+                digest.update(block)
+                pos += len(block)
+        return digest
+
+    # -- one ranged GET --------------------------------------------------------------------------
+    def _get(self, job: Job, span: tuple[int, int], fd: int, part: Path, abort: threading.Event,
+             digest) -> None:
+        start, end = span
+        request = {"Bucket": self.bucket, "Key": job.key}
+        if (start, end) != (0, job.size):
+            request["Range"] = f"bytes={start}-{end - 1}"
+        pos = start
+        body = None
+        try:
+            response = self.client.get_object(**request)
+            body = response["Body"]
+            total = _object_size(response)
+            if total != job.size:
+                raise _Retry(f"object has {total} bytes, the manifest says {job.size}")
+            while True:
+                if self.stop.is_set():
+                    raise Cancelled("stopped")
+                if abort.is_set():
+                    return
+                data = body.read(PIECE)
+                if not data:
+                    break
+                if pos + len(data) > end:
+                    raise _Retry(f"more bytes than the manifest's {job.size}")
+                _pwrite_all(fd, part, data, pos)
+                if digest is not None:
+                    digest.update(data)
+                pos += len(data)
+                with self._lock:
+                    self._received += len(data)
+                self.on_bytes(len(data))
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in _PERMANENT:
+                raise BoxlinkError(f"s3://{self.bucket}/{job.key}: {describe(exc)}") from None
+            if code in ("InvalidRange", "416"):
+                raise _Retry(f"object is smaller than the manifest's {job.size} bytes") from None
+            raise _Retry(describe(exc)) from None
+        except _NETWORK_ERRORS as exc:
+            raise _Retry(describe(exc)) from None
+        finally:
+            if body is not None:
+                body.close()
+        if pos != end:
+            raise _Retry(f"short read: {pos - start} of {end - start} bytes at {start}")
+
+
+def _ranges(size: int, chunk: int) -> list[tuple[int, int]]:
+    if size <= chunk:
+        return [(0, size)]
+    return [(start, min(start + chunk, size)) for start in range(0, size, chunk)]
+
+
+def _object_size(response: dict) -> int:
+    """The whole object's size from a (ranged) GET response."""
+    content_range = response.get("ContentRange")  # "bytes 0-99/1234"
+    if content_range and "/" in content_range:
+        return int(content_range.rsplit("/", 1)[1])
+    return int(response.get("ContentLength", -1))
+
+
+def _preallocate(fd: int, part: Path, size: int) -> None:
+    """Reserve the space up front, so a full disk shows up before any GET."""
+    if size <= 0:
+        return
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as exc:
+        if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL):
+            return  # a file system without fallocate: writes will report a full disk instead
+        raise disk_error(exc, part) from None
+
+
+def _pwrite_all(fd: int, part: Path, data: bytes, pos: int) -> None:
+    view = memoryview(data)
+    while view:
+        written = _disk_call(os.pwrite, part, fd, view, pos)
+        view = view[written:]
+        pos += written
+
+
+def _disk_call(func, path: Path, *args):
+    try:
+        return func(*args)
+    except OSError as exc:
+        raise disk_error(exc, path) from None
