@@ -6,6 +6,7 @@ reuses every variant and overview tile that did not change, so a diff carries on
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import logging
 from collections.abc import Callable
@@ -54,7 +55,7 @@ def build_generation(source: Source, dataset: str, generation: int, prefix: str,
     without it (a snapshot), everything is written anew.
     """
     canvas = source.canvas
-    items, wanted = _items_and_variants(source)
+    items, wanted = _items_and_variants(source, previous)
     writer = PackWriter(staging, prefix)
     old = previous if (previous is not None and reuse) else None
     vids = sorted(wanted)
@@ -93,13 +94,69 @@ def build_generation(source: Source, dataset: str, generation: int, prefix: str,
     return Build(state, writer.finish())
 
 
-def _items_and_variants(source: Source) -> tuple[dict[str, ItemRecord], dict[str, tuple[str, int, int]]]:
+def _longest_increasing(ids: list[str], previous: dict[str, float]) -> list[int]:
+    """Positions of the longest run of ``ids`` whose previous keys increase (patience sorting)."""
+    tails: list[float] = []
+    tail_at: list[int] = []
+    parent: dict[int, int] = {}
+    for i, item_id in enumerate(ids):
+        key = previous.get(item_id)
+        if key is None:
+            continue
+        slot = bisect.bisect_left(tails, key)
+        if slot > 0:
+            parent[i] = tail_at[slot - 1]
+        if slot == len(tails):
+            tails.append(key)
+            tail_at.append(i)
+        else:
+            tails[slot], tail_at[slot] = key, i
+    chain = []
+    at = tail_at[-1] if tail_at else None
+    while at is not None:
+        chain.append(at)
+        at = parent.get(at)
+    return chain[::-1]
+
+
+def stable_orders(ids: list[str], previous: dict[str, float]) -> list[float]:
+    """Drawing-order keys for ``ids`` (in drawing order) that keep every previous key that still fits.
+
+    Rows deleted, appended or edited in place keep the other items' keys, so a diff carries only the
+    items that really changed; items that moved or are new get keys between their kept neighbours.
+    """
+    keys: list[float | None] = [None] * len(ids)
+    for i in _longest_increasing(ids, previous):
+        keys[i] = previous[ids[i]]
+    result: list[float] = []
+    i = 0
+    while i < len(keys):
+        if keys[i] is not None:
+            result.append(keys[i])
+            i += 1
+            continue
+        j = i
+        while j < len(keys) and keys[j] is None:
+            j += 1
+        low = result[-1] if result else (keys[j] - (j - i) - 1 if j < len(keys) else -1)
+        high = keys[j] if j < len(keys) else low + (j - i) + 1
+        step = (high - low) / (j - i + 1)
+        result.extend(low + step * (n + 1) for n in range(j - i))
+        i = j
+    return [int(k) if float(k).is_integer() else k for k in result]
+
+
+def _items_and_variants(source: Source, previous: State | None
+                        ) -> tuple[dict[str, ItemRecord], dict[str, tuple[str, int, int]]]:
     items: dict[str, ItemRecord] = {}
     wanted: dict[str, tuple[str, int, int]] = {}
-    for item in source.items:
+    old_orders = {i.id: i.order for i in previous.items.values()} if previous is not None else {}
+    orders = stable_orders([item.id for item in source.items], old_orders) if old_orders else \
+        [item.order for item in source.items]
+    for item, order in zip(source.items, orders, strict=True):
         vid = variant_id(source.image_sha256[item.image], item.width, item.height)
         wanted.setdefault(vid, (item.image, item.width, item.height))
-        items[item.id] = ItemRecord(item.id, item.order, item.x, item.y, item.width, item.height, vid)
+        items[item.id] = ItemRecord(item.id, order, item.x, item.y, item.width, item.height, vid)
     return items, wanted
 
 

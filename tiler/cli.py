@@ -23,7 +23,7 @@ from rich.progress import (
 
 from tiler.errors import TilerError
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # never fold messages: scripts grep them
 
 
 def env_default(name: str, default: str | None = None) -> str | None:

@@ -144,7 +144,7 @@ def _next_manifest(old: Manifest | None, canvas, dataset: str, generation: int, 
     keep = []
     for step in diffs:
         # Diffs older than the snapshot serve nodes holding their base, until the retention window passes.
-        if step.generation <= snapshot.generation and now - _parse_iso(step.published) > retention:
+        if step.generation <= snapshot.generation and now - _parse_iso(step.published) >= retention:
             retired.append({"prefix": f"diff-{step.generation}/", "since": _iso(now)})
         else:
             keep.append(step)
@@ -157,7 +157,7 @@ def _expire_retired(client, bucket: str, dataset: str, manifest: Manifest, now: 
     """Delete retired prefixes whose window has passed, then drop them from the manifest."""
     live = {key.split("/")[0] + "/" for key in manifest.objects()}
     expired = [r for r in manifest.retired
-               if now - _parse_iso(r["since"]) > retention and r["prefix"] not in live]
+               if now - _parse_iso(r["since"]) >= retention and r["prefix"] not in live]
     if not expired:
         return
     for entry in expired:

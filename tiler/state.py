@@ -21,7 +21,7 @@ STATE_FORMAT = 1
 @dataclass(frozen=True)
 class ItemRecord:
     id: str
-    order: int
+    order: float  # drawing order: larger is drawn later (see build.stable_orders)
     x: int
     y: int
     width: int
@@ -33,7 +33,8 @@ class ItemRecord:
 
     @classmethod
     def from_json(cls, row: list) -> ItemRecord:
-        return cls(str(row[0]), int(row[1]), int(row[2]), int(row[3]), int(row[4]), int(row[5]), str(row[6]))
+        order = row[1] if isinstance(row[1], int) else float(row[1])
+        return cls(str(row[0]), order, int(row[2]), int(row[3]), int(row[4]), int(row[5]), str(row[6]))
 
 
 @dataclass(frozen=True)

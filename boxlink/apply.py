@@ -1,0 +1,300 @@
+"""Bring one dataset on this node to a manifest's generation: plan, fetch, build, switch, mark, clean.
+
+The order is what keeps a node safe at every instant (layout: ``tiler/localstore.py``):
+
+1. plan the cheaper path (``plan_steps``: the diffs after the local generation, or snapshot + diffs);
+2. fetch and verify every object those steps list that is not already verified here;
+3. build the new state (snapshot state, then ``apply_changes`` for each diff) and stage it in
+   ``generations/<G>/`` (``write_state``);
+4. check that every pack the state reads is here and verified;
+5. switch ``current`` to it (one atomic rename), then write ``synch.down`` naming G;
+6. only then delete generations and objects that neither G nor the generation before it uses.
+
+A kill at any point leaves ``current`` on the last good generation (or on G, fully verified, with
+``synch.down`` written by the next pass); verified objects are kept and not fetched again.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import shutil
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from boxlink.errors import BoxlinkError, Cancelled
+from boxlink.ledger import Ledger
+from boxlink.settings import TransferPolicy
+from boxlink.transfer import PART_SUFFIX, Downloader, FetchReport, Job, disk_error, hash_file
+from tiler.errors import TilerError
+from tiler.localstore import DatasetDir
+from tiler.manifest import Manifest, ObjectRef, Step, dataset_prefix, plan_steps
+from tiler.state import Changes, State, apply_changes, load_gzip_json
+
+log = logging.getLogger(__name__)
+
+LEDGER = "boxlink.verified.jsonl"
+LOCK = "boxlink.lock"
+DISK_HEADROOM = 64 << 20  # keep this much free beyond what a pass needs
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    dataset: str
+    generation: int  # switched in (and named by synch.down) after the pass
+    previous: int | None  # before the pass
+    route: str  # "current" (nothing to do), "diffs" or "snapshot"
+    fetch: FetchReport | None  # None when nothing had to be fetched
+
+    @property
+    def switched(self) -> bool:
+        return self.generation != self.previous
+
+
+class MissingBase(BoxlinkError):
+    """The local generation a diff path starts from lacks a pack: take the snapshot path instead."""
+
+
+@contextmanager
+def dataset_lock(folder: DatasetDir) -> Iterator[None]:
+    """Hold the dataset's lock (one boxlink at a time per dataset) or raise BoxlinkError."""
+    folder.path.mkdir(parents=True, exist_ok=True)
+    with (folder.path / LOCK).open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BoxlinkError(f"{folder.dataset}: another boxlink is syncing it ({folder.path / LOCK} is "
+                               f"locked)") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class Replica:
+    """One dataset's copy on this node (``folder``), kept in step with ``bucket``.
+
+    Hold ``dataset_lock(folder)`` around ``sync``. ``pause`` is the debug hook for crash tests:
+    called with a point name ("before-switch", "before-down") right before that step.
+    """
+
+    def __init__(self, folder: DatasetDir, client, bucket: str, policy: TransferPolicy,
+                 stop: threading.Event | None = None, on_bytes: Callable[[int], None] = lambda n: None,
+                 on_plan: Callable[[int, int], None] = lambda objects, nbytes: None,
+                 pause: Callable[[str], None] = lambda point: None):
+        self.folder = folder
+        self.client = client
+        self.bucket = bucket
+        self.policy = policy
+        self.stop = stop or threading.Event()
+        self.on_bytes = on_bytes
+        self.on_plan = on_plan
+        self.pause = pause
+
+    def sync(self, manifest: Manifest) -> SyncResult:
+        """Make the manifest's generation current and verified here; raise BoxlinkError if it cannot be.
+
+        On failure the node keeps its last good generation and every object verified so far.
+        """
+        if manifest.dataset != self.folder.dataset:
+            raise BoxlinkError(f"manifest is for dataset {manifest.dataset!r}, not {self.folder.dataset!r}")
+        local = self.folder.current_generation()
+        self.folder.objects.mkdir(parents=True, exist_ok=True)
+        _remove_parts(self.folder.objects)  # a killed run's partial downloads: not trusted, not resumed
+        ledger = Ledger(self.folder.path / LEDGER, self.folder.objects)
+        steps = plan_steps(manifest, local)
+        if not steps:
+            self._confirm(ledger, local)
+            return SyncResult(self.folder.dataset, local, local, "current", None)
+        try:
+            return self._advance(manifest, steps, local, ledger)
+        except MissingBase as exc:
+            log.warning("diff path impossible dataset=%s reason=%r; taking the snapshot", self.folder.dataset,
+                        str(exc))
+            return self._advance(manifest, plan_steps(manifest, None), local, ledger)
+
+    # -- the steps -----------------------------------------------------------------------------
+    def _advance(self, manifest: Manifest, steps: list[Step], local: int | None, ledger: Ledger) -> SyncResult:
+        route = "snapshot" if steps[0].kind == "snapshot" else "diffs"
+        target = steps[-1].generation
+        log.info("sync plan dataset=%s local=%s target=%d route=%s steps=%s", self.folder.dataset, local, target,
+                 route, ",".join(f"{s.kind}-{s.generation}" for s in steps))
+        report = self._fetch([o for s in steps for o in s.objects], ledger)
+        state = self._build(steps, local)
+        if state.generation != manifest.generation or state.dataset != self.folder.dataset:
+            raise BoxlinkError(f"{self.folder.dataset}: the steps built {state.dataset}@{state.generation}, "
+                               f"the manifest names generation {manifest.generation}")
+        self._check_packs(state, ledger, MissingBase if route == "diffs" else BoxlinkError)
+        self._switch(state)
+        self._collect(state.generation, local, ledger)
+        return SyncResult(self.folder.dataset, state.generation, local, route, report)
+
+    def _fetch(self, refs: list[ObjectRef], ledger: Ledger) -> FetchReport | None:
+        jobs = []
+        for ref in refs:
+            if self._already_here(ref, ledger):
+                continue
+            jobs.append(Job(dataset_prefix(self.folder.dataset) + ref.key, self.folder.object_path(ref.key),
+                            ref.size, ref.sha256))
+        need = sum(j.size for j in jobs)
+        self.on_plan(len(jobs), need)
+        if not jobs:
+            log.info("fetch dataset=%s nothing to fetch: all %d objects verified here", self.folder.dataset,
+                     len(refs))
+            return None
+        self._check_space(need)
+        downloader = Downloader(self.client, self.bucket, self.policy, self.stop, self.on_bytes)
+        report = downloader.fetch(jobs, lambda job, digest: ledger.record(_key_of(self.folder, job), digest))
+        log.info("fetched dataset=%s objects=%d bytes=%d seconds=%.2f rate_mbps=%.1f retries=%d kept=%d",
+                 self.folder.dataset, report.objects, report.bytes, report.seconds, report.mb_per_second,
+                 report.retries, len(refs) - len(jobs))
+        return report
+
+    def _already_here(self, ref: ObjectRef, ledger: Ledger) -> bool:
+        """True if ``objects/<key>`` is verified; a file not in the ledger is hashed once, kept if it matches."""
+        if ledger.is_verified(ref.key, ref.size, ref.sha256):
+            return True
+        path = self.folder.object_path(ref.key)
+        if not path.is_file():
+            return False
+        size, digest = hash_file(path)
+        if (size, digest) == (ref.size, ref.sha256):
+            ledger.record(ref.key, digest)
+            log.info("verified local object key=%s bytes=%d", ref.key, size)
+            return True
+        log.warning("local object does not match the manifest key=%s; fetching it again", ref.key)
+        path.unlink()
+        ledger.forget(ref.key)
+        return False
+
+    def _check_space(self, need: int) -> None:
+        free = shutil.disk_usage(self.folder.objects).free
+        if free < need + DISK_HEADROOM:
+            raise BoxlinkError(f"disk full: {self.folder.dataset} needs {need / 1e6:.0f} MB (+{DISK_HEADROOM >> 20} "
+                               f"MB headroom) under {self.folder.objects}, only {free / 1e6:.0f} MB free; "
+                               "free space and run again (the last good generation is still served)")
+
+    def _build(self, steps: list[Step], local: int | None) -> State:
+        try:
+            if steps[0].kind == "snapshot":
+                state = State.from_json(self._read_index(steps[0]))
+                diffs = steps[1:]
+            else:
+                state, diffs = self._load_state(local), steps
+            for step in diffs:
+                state = apply_changes(state, Changes.from_json(self._read_index(step)))
+        except (TilerError, KeyError, TypeError, ValueError) as exc:
+            raise BoxlinkError(f"{self.folder.dataset}: cannot build the new generation ({exc})") from None
+        return state
+
+    def _read_index(self, step: Step) -> dict:
+        path = self.folder.object_path(step.index)
+        return load_gzip_json(path.read_bytes(), str(path))
+
+    def _load_state(self, generation: int | None) -> State:
+        try:
+            return self.folder.load_state(generation)
+        except (TilerError, KeyError, TypeError, ValueError) as exc:
+            raise MissingBase(f"local generation {generation} is unreadable ({exc})") from None
+
+    def _check_packs(self, state: State, ledger: Ledger, error: type[BoxlinkError]) -> None:
+        missing = sorted(key for key in state.packs() if not _verified_key(ledger, key))
+        if missing:
+            raise error(f"{self.folder.dataset}@{state.generation}: {len(missing)} pack(s) missing or not "
+                        f"verified here, e.g. {missing[0]}")
+
+    def _switch(self, state: State) -> None:
+        try:
+            self.folder.write_state(state)
+            self.pause("before-switch")
+            if self.stop.is_set():
+                raise Cancelled("stopped before the switch")
+            self.folder.switch_to(state.generation)
+            self.pause("before-down")
+            self.folder.mark_down(state.generation)
+        except OSError as exc:
+            raise disk_error(exc, self.folder.path) from None
+        log.info("switched dataset=%s generation=%d", self.folder.dataset, state.generation)
+
+    def _confirm(self, ledger: Ledger, generation: int) -> None:
+        """Nothing to fetch: make sure ``synch.down`` names the current generation (a kill may have
+        come between the switch and the marker)."""
+        if self.folder.down_generation() == generation:
+            return
+        state = self._load_state(generation)
+        self._check_packs(state, ledger, BoxlinkError)
+        self.folder.mark_down(generation)
+        log.info("marked down dataset=%s generation=%d (switched by an earlier run)", self.folder.dataset,
+                 generation)
+        self._collect(generation, None, ledger)
+
+    # -- garbage collection ----------------------------------------------------------------------
+    def _collect(self, current: int, previous: int | None, ledger: Ledger) -> None:
+        """Delete generations and objects that neither ``current`` nor the generation before it uses."""
+        kept_generations = {current}
+        older = sorted(g for g in _generation_numbers(self.folder.generations) if g < current)
+        if previous is not None and previous != current:
+            kept_generations.add(previous)
+        elif older:
+            kept_generations.add(older[-1])
+        keep: set[str] = set()
+        for generation in sorted(kept_generations):
+            try:
+                keep |= self.folder.load_state(generation).packs()
+            except (TilerError, KeyError, TypeError, ValueError) as exc:
+                log.warning("gc: generation %d unreadable (%s); not keeping its packs", generation, exc)
+        removed_generations = 0
+        for generation in _generation_numbers(self.folder.generations):
+            if generation not in kept_generations:
+                shutil.rmtree(self.folder.generation_dir(generation), ignore_errors=True)
+                removed_generations += 1
+        removed, freed = 0, 0
+        for path in sorted(self.folder.objects.rglob("*")):
+            if path.is_file() and path.relative_to(self.folder.objects).as_posix() not in keep:
+                freed += path.stat().st_size
+                path.unlink()
+                removed += 1
+        for folder in sorted((p for p in self.folder.objects.rglob("*") if p.is_dir()), reverse=True):
+            if not any(folder.iterdir()):
+                folder.rmdir()
+        ledger.compact()
+        log.info("gc dataset=%s kept_generations=%s removed_generations=%d removed_objects=%d freed_bytes=%d",
+                 self.folder.dataset, sorted(kept_generations), removed_generations, removed, freed)
+
+
+def _verified_key(ledger: Ledger, key: str) -> bool:
+    entry = ledger.entries.get(key)
+    return entry is not None and entry.matches_file(ledger.objects / key)
+
+
+def _key_of(folder: DatasetDir, job: Job) -> str:
+    return job.dest.relative_to(folder.objects).as_posix()
+
+
+def _generation_numbers(folder: Path) -> list[int]:
+    if not folder.is_dir():
+        return []
+    return sorted(int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def _remove_parts(objects: Path) -> None:
+    for part in objects.rglob(f"*{PART_SUFFIX}"):
+        part.unlink(missing_ok=True)
+
+
+def timed_pause(seconds_by_point: dict[str, float], stop: threading.Event) -> Callable[[str], None]:
+    """The debug hook behind ``GIGATILE_DEBUG_PAUSE``: sleep at the named points (interruptible)."""
+
+    def pause(point: str) -> None:
+        seconds = seconds_by_point.get(point)
+        if seconds:
+            log.warning("debug pause point=%s seconds=%.1f pid=%d", point, seconds, os.getpid())
+            stop.wait(seconds)
+
+    return pause
+
+

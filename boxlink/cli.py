@@ -1,0 +1,218 @@
+"""``boxlink``: replicate published datasets from S3 onto this node, and ship the node's logs up.
+
+Every flag also reads an environment variable: ``--bucket`` <- ``GIGATILE_BUCKET``, ``--root`` <-
+``GIGATILE_ROOT``, ``--chunk-mb`` <- ``GIGATILE_CHUNK_MB``. S3 endpoint and credentials come from AWS's
+own chain (``AWS_ENDPOINT_URL_S3`` for a local server).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import logging.handlers
+import os
+import signal
+import socket
+import sys
+import threading
+from pathlib import Path
+
+from rich.console import Console
+
+from boxlink.errors import BoxlinkError, Cancelled
+from boxlink.settings import MB, Settings, TransferPolicy
+from tiler.errors import TilerError
+from tiler.localstore import datasets_under, log_dir
+
+console = Console(stderr=True)
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+LOG_MAX_BYTES = 10 * MB
+LOG_BACKUPS = 5
+
+
+def env_default(flag: str, default: str | None = None) -> str | None:
+    return os.environ.get("GIGATILE_" + flag.upper().replace("-", "_"), default)
+
+
+def _flag(parser: argparse.ArgumentParser, flag: str, kind=str, default=None, **kwargs) -> None:
+    """``--flag`` with its ``GIGATILE_FLAG`` twin as default."""
+    value = env_default(flag)
+    parser.add_argument(f"--{flag}", type=kind, default=kind(value) if value is not None else default, **kwargs)
+
+
+def _common(with_transfer: bool) -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    root = env_default("root")
+    parent.add_argument("--root", type=Path, default=Path(root) if root else None, required=root is None,
+                        help="node root: datasets under ROOT/data/<dataset>/, logs in ROOT/data/log/")
+    _flag(parent, "log-level", default="INFO")
+    if with_transfer:
+        bucket = env_default("bucket")
+        parent.add_argument("--bucket", default=bucket, required=bucket is None)
+        _flag(parent, "concurrency", int, 16, help="ranged GETs in flight (default 16)")
+        _flag(parent, "chunk-mb", int, 16, help="bytes per ranged GET, in MiB (default 16)")
+        _flag(parent, "attempts", int, 4, help="tries per object before a pass fails (default 4)")
+        parent.add_argument("--progress", action="store_true", help="show a progress bar")
+        _flag(parent, "instance-id", default=socket.gethostname(), help="logs go to logs/<instance-id>/")
+        _flag(parent, "debug-pause", default="", help=argparse.SUPPRESS)  # "before-switch=30,before-down=5"
+    return parent
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="boxlink", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", parents=[_common(True)],
+                         help="replicate every dataset the render server marked synch.active, poll, ship logs")
+    _flag(run, "interval", float, 5.0, help="seconds between manifest polls (default 5)")
+    _flag(run, "log-interval", float, 60.0, help="upload the open log file at most this often, seconds")
+    _flag(run, "retry-max", float, 60.0, help="longest wait between failed passes, seconds (default 60)")
+    run.set_defaults(func=_run)
+    sync = sub.add_parser("sync", parents=[_common(True)], help="one pass over one dataset, then exit")
+    dataset = env_default("dataset")
+    sync.add_argument("--dataset", default=dataset, required=dataset is None)
+    sync.set_defaults(func=_sync, interval=5.0, log_interval=60.0, retry_max=60.0)
+    status = sub.add_parser("status", parents=[_common(False)], help="per dataset: local/remote generation, lag")
+    status.add_argument("--json", action="store_true", help="one JSON document instead of a table")
+    status.set_defaults(func=_status)
+    return parser
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    if args.concurrency < 1 or args.chunk_mb < 1 or args.attempts < 1:
+        raise BoxlinkError("--concurrency, --chunk-mb and --attempts must be at least 1")
+    if args.interval <= 0:
+        raise BoxlinkError("--interval must be positive")
+    return Settings(root=args.root, bucket=args.bucket, instance_id=args.instance_id, interval=args.interval,
+                    transfer=TransferPolicy(concurrency=args.concurrency, chunk_bytes=args.chunk_mb * MB,
+                                            attempts=args.attempts),
+                    log_interval=args.log_interval, retry_max_seconds=args.retry_max, progress=args.progress,
+                    debug_pauses=_parse_pauses(args.debug_pause))
+
+
+def _parse_pauses(text: str) -> dict[str, float]:
+    pauses = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        point, _, seconds = part.partition("=")
+        try:
+            pauses[point] = float(seconds)
+        except ValueError:
+            raise BoxlinkError(f"GIGATILE_DEBUG_PAUSE: {part!r} is not POINT=SECONDS") from None
+    return pauses
+
+
+def setup_logging(root: Path, level: str, to_file: bool) -> None:
+    """key=value log lines to ROOT/data/log/boxlink.log (rotating) and to stderr."""
+    handlers: list[logging.Handler] = []
+    if to_file:
+        folder = log_dir(root)
+        folder.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.handlers.RotatingFileHandler(folder / "boxlink.log", maxBytes=LOG_MAX_BYTES,
+                                                             backupCount=LOG_BACKUPS))
+        handlers[-1].setFormatter(logging.Formatter(LOG_FORMAT))
+    if console.is_terminal:
+        from rich.logging import RichHandler  # plays well with the progress bar
+
+        handlers.append(RichHandler(console=console, show_path=False))
+        handlers[-1].setFormatter(logging.Formatter("%(name)s %(message)s"))
+    else:
+        handlers.append(logging.StreamHandler(sys.stderr))
+        handlers[-1].setFormatter(logging.Formatter(LOG_FORMAT))
+    logging.basicConfig(level=level.upper(), handlers=handlers, force=True)
+    for noisy in ("botocore", "boto3", "urllib3", "s3transfer"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+
+
+def _stop_on_signals() -> threading.Event:
+    """SIGTERM/SIGINT set the event (work stops cleanly); a second one exits at once (also safe)."""
+    stop = threading.Event()
+
+    def handle(signum, frame) -> None:
+        if stop.is_set():
+            os._exit(128 + signum)
+        logging.getLogger("boxlink").warning("signal=%s stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+    return stop
+
+
+def _node(args: argparse.Namespace, stop: threading.Event):
+    from boxlink.progress import Meter, progress_bar
+    from boxlink.remote import connect
+    from boxlink.runner import Node
+
+    settings = settings_from(args)
+    client, counter = connect(settings.transfer.concurrency)
+    bar = progress_bar(console) if settings.progress else None
+    return Node(settings, client, counter, stop, meter=lambda name: Meter(name, bar)), bar
+
+
+def _run(args: argparse.Namespace) -> int:
+    stop = _stop_on_signals()
+    node, bar = _node(args, stop)
+    if bar is not None:
+        with bar:
+            node.run()
+    else:
+        node.run()
+    return 0
+
+
+def _sync(args: argparse.Namespace) -> int:
+    stop = _stop_on_signals()
+    node, bar = _node(args, stop)
+    try:
+        if bar is not None:
+            with bar:
+                result = node.sync_dataset(args.dataset)
+        else:
+            result = node.sync_dataset(args.dataset)
+    except Cancelled:
+        console.print(f"{args.dataset}: stopped; verified objects are kept for the next run")
+        return 0
+    fetch = result.fetch
+    moved = f"{fetch.bytes / 1e6:.1f} MB in {fetch.seconds:.1f} s ({fetch.mb_per_second:.0f} MB/s)" if fetch else \
+        "nothing fetched"
+    console.print(f"{args.dataset}: generation {result.generation} ({result.route}; {moved})", highlight=False)
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from boxlink.status import dataset_status
+
+    rows = [dataset_status(folder) for folder in datasets_under(args.root)]
+    if args.json:
+        print(json.dumps({"root": str(args.root), "datasets": [r.to_json() for r in rows]}, indent=1))
+        return 0
+    if not rows:
+        print(f"no datasets under {args.root}/data")
+        return 0
+    print(f"{'dataset':<16} {'active':<6} {'local':>6} {'remote':>6} {'lag':>4}  {'checked':<20} last error")
+    for r in rows:
+        print(f"{r.dataset:<16} {'yes' if r.active else 'no':<6} {_dash(r.local_generation):>6} "
+              f"{_dash(r.remote_generation):>6} {_dash(r.lag):>4}  {r.last_check or '-':<20} {r.last_error or '-'}")
+    return 0
+
+
+def _dash(value) -> str:
+    return "-" if value is None else str(value)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        setup_logging(args.root, args.log_level, to_file=args.command != "status")
+        return args.func(args)
+    except (BoxlinkError, TilerError) as exc:
+        logging.getLogger("boxlink").error("failed command=%s error=%r", args.command, str(exc))
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

@@ -1,0 +1,269 @@
+"""The live backends, from the registration records in ``s3://BUCKET/proxy/`` and active health checks.
+
+A record becomes a backend when it parses, names an address inside ``--allow-net`` (anything else is logged
+once and never contacted) and claims sane routes. A backend is *live* while its heartbeat is fresh and its
+``/readyz`` answers 200. A backend that fails a proxied request is ejected at once and re-admitted by a
+passing health check no sooner than one health interval later.
+
+Polling is cheap when nothing changed: one LIST; a record is fetched again only when its ETag or
+LastModified changed. When S3 cannot be listed, the last known records are kept (nodes cannot renew either,
+so their age would say nothing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import httpx
+from botocore.exceptions import BotoCoreError, ClientError
+
+from proxy import routing
+from proxy.settings import ProxySettings
+from tiler.errors import TilerError
+from tiler.registration import PREFIX, Registration
+from tiler.s3io import describe
+
+log = logging.getLogger(__name__)
+
+MAX_RECORDS = 1000  # one LIST page; a bucket with more records than this is misused
+_ROUTE = re.compile(r"^(/[A-Za-z0-9._-]+)+(/\*)?$")
+_RESERVED = ("/proxy", "/metrics", "/healthz")
+
+
+def parse_route(route: str) -> str | None:
+    """A claimed route as a prefix (``"/tiles/"`` for ``"/tiles/*"``) or exact path; None if refused."""
+    if not _ROUTE.match(route) or any(route == r or route.startswith(r + "/") for r in _RESERVED):
+        return None
+    return route[:-1] if route.endswith("/*") else route
+
+
+def route_matches(route: str, path: str) -> bool:
+    return path.startswith(route) if route.endswith("/") else path == route
+
+
+@dataclass
+class Backend:
+    key: str
+    version: tuple[str, str]                # (ETag, LastModified) of the record we read
+    record: Registration
+    routes: tuple[str, ...]
+    fresh: bool = True
+    healthy: bool = False
+    checked: float | None = None            # wall-clock time of the last health check
+    error: str = ""
+    hold_until: float = 0.0                 # an ejected backend is not re-admitted before this (monotonic)
+    stats: dict[str, int] = field(default_factory=lambda: {"requests": 0, "failures": 0})
+
+    @property
+    def id(self) -> str:
+        address = self.record.address
+        return f"[{address}]:{self.record.port}" if ":" in address else f"{address}:{self.record.port}"
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.id}"
+
+    @property
+    def live(self) -> bool:
+        return self.fresh and self.healthy
+
+    def serves(self, path: str) -> bool:
+        return any(route_matches(route, path) for route in self.routes)
+
+
+class Registry:
+    def __init__(self, settings: ProxySettings, s3, http: httpx.AsyncClient):
+        self.settings = settings
+        self.bucket = settings.bucket
+        self.s3 = s3
+        self.http = http
+        self.backends: dict[str, Backend] = {}
+        self.ignored: dict[str, tuple[tuple[str, str], str]] = {}  # key -> (record version, reason)
+        self.claimed: dict[str, None] = {}  # every route ever claimed (ordered set): 502, not 404, when all die
+        self.live: tuple[Backend, ...] = ()
+        self.shares: dict[str, float] = {}
+        self.polled: float | None = None
+        self.poll_error = ""
+
+    # -- what the request path asks ------------------------------------------------------------------------
+
+    def claims(self, path: str) -> bool:
+        """True when some backend has claimed a route covering ``path`` since the proxy started."""
+        return any(route_matches(route, path) for route in self.claimed)
+
+    def live_for(self, path: str) -> dict[str, Backend]:
+        """Live backends serving ``path``, by id."""
+        return {b.id: b for b in self.live if b.serves(path)}
+
+    def eject(self, backend: Backend, reason: str) -> None:
+        """Take ``backend`` out of rotation now; a passing health check brings it back later."""
+        backend.stats["failures"] += 1
+        if backend.healthy:
+            log.warning("backend ejected id=%s reason=%s", backend.id, reason)
+        backend.healthy = False
+        backend.error = reason
+        backend.hold_until = time.monotonic() + self.settings.health_seconds
+        self._recompute()
+
+    # -- polling S3 ----------------------------------------------------------------------------------------
+
+    async def poll(self) -> None:
+        """List the records, read the changed ones, drop the removed ones, re-evaluate freshness."""
+        try:
+            listing = await asyncio.to_thread(self._list)
+        except (ClientError, BotoCoreError) as exc:
+            if not self.poll_error:
+                log.warning("registry poll failed bucket=%s error=%s", self.bucket, describe(exc))
+            self.poll_error = describe(exc)
+            return
+        self.poll_error = ""
+        changed = [key for key, version in listing.items() if self._known_version(key) != version]
+        bodies = await asyncio.gather(*(asyncio.to_thread(self._get, key) for key in changed))
+        for key, body in zip(changed, bodies, strict=True):
+            if body is not None:
+                self._admit(key, listing[key], body)
+        for key in [k for k in self.backends if k not in listing]:
+            log.info("backend deregistered id=%s key=%s", self.backends[key].id, key)
+            del self.backends[key]
+        for key in [k for k in self.ignored if k not in listing]:
+            del self.ignored[key]
+        now = datetime.now(UTC)
+        for backend in self.backends.values():
+            fresh = backend.record.is_fresh(now)
+            if fresh != backend.fresh:
+                log.log(logging.INFO if fresh else logging.WARNING, "backend heartbeat %s id=%s heartbeat=%s",
+                        "fresh" if fresh else "lapsed", backend.id, backend.record.heartbeat)
+            if not fresh:  # when it comes back, it is checked again before taking traffic
+                backend.healthy, backend.checked = False, None
+            backend.fresh = fresh
+        self.polled = time.time()
+        self._recompute()
+
+    def _known_version(self, key: str) -> tuple[str, str] | None:
+        if key in self.backends:
+            return self.backends[key].version
+        return self.ignored[key][0] if key in self.ignored else None
+
+    def _list(self) -> dict[str, tuple[str, str]]:
+        page = self.s3.list_objects_v2(Bucket=self.bucket, Prefix=PREFIX, MaxKeys=MAX_RECORDS)
+        if page.get("IsTruncated"):
+            log.warning("registry has more than %d records; reading the first %d", MAX_RECORDS, MAX_RECORDS)
+        return {o["Key"]: (o.get("ETag", ""), str(o.get("LastModified", ""))) for o in page.get("Contents", [])}
+
+    def _get(self, key: str) -> bytes | None:
+        try:
+            return self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read(65536)
+        except (ClientError, BotoCoreError) as exc:
+            log.warning("registry read failed key=%s error=%s", key, describe(exc))
+            return None
+
+    def _ignore(self, key: str, version: tuple[str, str], reason: str) -> None:
+        self.backends.pop(key, None)
+        self.ignored[key] = (version, reason)
+        log.warning("registration ignored key=%s reason=%s", key, reason)
+
+    def _admit(self, key: str, version: tuple[str, str], body: bytes) -> None:
+        try:
+            record = Registration.from_bytes(body)
+        except TilerError as exc:
+            return self._ignore(key, version, str(exc))
+        if not self.settings.allows(record.address):
+            return self._ignore(key, version, f"address {record.address} is outside --allow-net")
+        if record.key != key:
+            return self._ignore(key, version, f"record names {record.key}, not its own key")
+        routes = tuple(r for r in (parse_route(route) for route in record.routes) if r is not None)
+        if len(routes) != len(record.routes):
+            return self._ignore(key, version, f"record claims refused routes {record.routes}")
+        self.ignored.pop(key, None)
+        old = self.backends.get(key)
+        if old is None:
+            log.info("backend registered id=%s key=%s routes=%s", record.address, key, ",".join(record.routes))
+            self.backends[key] = Backend(key, version, record, routes)
+        else:
+            old.version, old.record, old.routes = version, record, routes
+        for route in routes:
+            self.claimed.setdefault(route, None)
+
+    # -- health --------------------------------------------------------------------------------------------
+
+    async def check_health(self) -> None:
+        """GET /readyz on every fresh backend at once; 200 is healthy."""
+        candidates = [b for b in self.backends.values() if b.fresh]
+        results = await asyncio.gather(*(self._check(b) for b in candidates))
+        now = time.time()
+        for backend, error in zip(candidates, results, strict=True):
+            backend.checked = now
+            if error:
+                if backend.healthy:
+                    log.warning("backend unhealthy id=%s error=%s", backend.id, error)
+                backend.healthy, backend.error = False, error
+            elif not backend.healthy and time.monotonic() >= backend.hold_until:
+                log.info("backend healthy id=%s", backend.id)
+                backend.healthy, backend.error = True, ""
+        self._recompute()
+
+    async def _check(self, backend: Backend) -> str:
+        try:
+            response = await self.http.get(backend.base_url + "/readyz")
+        except httpx.HTTPError as exc:
+            return f"{exc.__class__.__name__}: {exc}".strip(": ")
+        return "" if response.status_code == 200 else f"/readyz answered {response.status_code}"
+
+    def _recompute(self) -> None:
+        live = tuple(b for b in self.backends.values() if b.live)
+        if [b.id for b in live] != [b.id for b in self.live]:
+            self.shares = routing.shares([b.id for b in live])
+            log.info("live backends now=%s", ",".join(b.id for b in live) or "none")
+        self.live = live
+
+    # -- loops ---------------------------------------------------------------------------------------------
+
+    async def refresh(self) -> None:
+        """One poll and one round of health checks (at start, before serving)."""
+        await self.poll()
+        await self.check_health()
+
+    async def run_polls(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.poll_seconds)
+            try:
+                await self.poll()
+                if any(b.fresh and b.checked is None for b in self.backends.values()):
+                    await self.check_health()  # a new node is checked at once, not a health interval later
+            except Exception:  # a dead poller would freeze the backend set
+                log.exception("registry poll crashed")
+
+    async def run_health_checks(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.health_seconds)
+            try:
+                await self.check_health()
+            except Exception:
+                log.exception("health check round crashed")
+
+    def status(self) -> list[dict]:
+        """The backends and ignored records, for /proxy/status."""
+        rows = []
+        for backend in self.backends.values():
+            state = "live" if backend.live else ("stale" if not backend.fresh else "unhealthy")
+            rows.append({
+                "id": backend.id, "key": backend.key, "state": state, "fresh": backend.fresh,
+                "healthy": backend.healthy, "heartbeat": backend.record.heartbeat,
+                "ttl_seconds": backend.record.ttl_seconds, "routes": backend.record.routes,
+                "datasets": backend.record.datasets, "instance_id": backend.record.instance_id,
+                "last_check": _iso(backend.checked), "error": backend.error,
+                "hash_share": round(self.shares.get(backend.id, 0.0), 4), **backend.stats,
+            })
+        rows.extend({"key": key, "state": "ignored", "error": reason} for key, (_, reason) in self.ignored.items())
+        return rows
+
+
+def _iso(moment: float | None) -> str | None:
+    if moment is None:
+        return None
+    return datetime.fromtimestamp(moment, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

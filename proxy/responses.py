@@ -1,0 +1,39 @@
+"""Sending ASGI responses: the few shapes the proxy answers with."""
+
+from __future__ import annotations
+
+from proxy.errors import ProxyError
+
+Headers = list[tuple[bytes, bytes]]
+Send = object  # the ASGI send callable
+
+
+async def send_response(send, status: int, headers: Headers, body: bytes, head: bool = False) -> None:
+    """``headers`` must already carry Content-Length (HEAD keeps it and sends no body)."""
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": b"" if head else body})
+
+
+async def send_text(send, status: int, text: str, head: bool = False,
+                    content_type: bytes = b"text/plain; charset=utf-8") -> int:
+    body = text.encode()
+    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode()),
+               (b"cache-control", b"no-store")]
+    await send_response(send, status, headers, body, head)
+    return len(body)
+
+
+async def send_error(send, exc: ProxyError, head: bool = False) -> int:
+    """A one-line reason, never cached."""
+    return await send_text(send, exc.status, str(exc) + "\n", head)
+
+
+def etag_matches(if_none_match: bytes, etag: bytes) -> bool:
+    """True when an ``If-None-Match`` value names ``etag`` (strong or weak) or ``*``."""
+    if not etag:
+        return False
+    for tag in if_none_match.split(b","):
+        tag = tag.strip()
+        if tag == etag or tag == b"*" or tag == b"W/" + etag:
+            return True
+    return False

@@ -1,0 +1,37 @@
+"""Check a request target (path and query) before anything touches a backend or the disk.
+
+Tile URLs are plain: letters, digits and a few marks. Anything else (percent-escapes, ``..``, ``//``,
+NUL, backslashes, absurd lengths) is refused here, so no later step has to think about it.
+"""
+
+from __future__ import annotations
+
+import re
+
+from proxy.errors import ProxyError
+
+MAX_PATH = 256
+MAX_QUERY = 128
+# RFC 3986 path characters without '%': no escapes means no encoded '/', '..' or NUL can slip through.
+_PATH = re.compile(rb"^/[A-Za-z0-9._~!$&'()*+,;=:@/-]*$")
+_QUERY = re.compile(rb"^[A-Za-z0-9._~!$'()*+,;=:@/&-]*$")
+
+
+def check_target(raw_path: bytes, query: bytes) -> bytes:
+    """The target ``path[?query]`` as bytes, or ProxyError (400, or 414 when too long)."""
+    if len(raw_path) > MAX_PATH or len(query) > MAX_QUERY:
+        raise ProxyError(f"URL too long (path at most {MAX_PATH}, query at most {MAX_QUERY} characters)", 414)
+    if not _PATH.match(raw_path):
+        raise ProxyError("path may contain only letters, digits and -._~!$&'()*+,;=:@/ (no escapes)")
+    if b"//" in raw_path or b"/./" in raw_path + b"/" or b"/../" in raw_path + b"/":
+        raise ProxyError("path may not contain '//', '.' or '..' segments")
+    if not query:
+        return raw_path
+    if not _QUERY.match(query):
+        raise ProxyError("query may contain only letters, digits and -._~!$'()*+,;=:@/& (no escapes)")
+    return raw_path + b"?" + query
+
+
+def is_versioned(query: bytes) -> bool:
+    """True when the URL names a tile version (``v=``): its response is immutable, never served stale."""
+    return query.startswith(b"v=") or b"&v=" in query
