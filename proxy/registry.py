@@ -256,14 +256,15 @@ class Registry:
                 "healthy": backend.healthy, "heartbeat": backend.record.heartbeat,
                 "ttl_seconds": backend.record.ttl_seconds, "routes": backend.record.routes,
                 "datasets": backend.record.datasets, "instance_id": backend.record.instance_id,
-                "last_check": _iso(backend.checked), "error": backend.error,
+                "last_check": iso_time(backend.checked), "error": backend.error,
                 "hash_share": round(self.shares.get(backend.id, 0.0), 4), **backend.stats,
             })
         rows.extend({"key": key, "state": "ignored", "error": reason} for key, (_, reason) in self.ignored.items())
         return rows
 
 
-def _iso(moment: float | None) -> str | None:
+def iso_time(moment: float | None) -> str | None:
+    """ISO 8601 UTC with milliseconds, or None."""
     if moment is None:
         return None
     return datetime.fromtimestamp(moment, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -44,6 +44,7 @@ class PublishResult:
     bytes_uploaded: int
     seconds: float
     changed_items: int
+    upload_seconds: float = 0.0  # of ``seconds``, the time spent uploading objects
 
 
 def _now() -> datetime:
@@ -93,7 +94,7 @@ def publish(source_dir: Path, dataset: str, bucket: str, client, snapshot: bool 
     now = _now()
     with tempfile.TemporaryDirectory(prefix="gigatile-publish-") as tmp:
         staging = Path(tmp)
-        steps, changed, sent = [], 0, 0
+        steps, changed, sent, uploading = [], 0, 0, 0.0
         generation = 1 if previous is None else previous.generation + 1
         if previous is not None:
             build = build_generation(source, dataset, generation, f"diff-{generation}/", staging, previous,
@@ -104,7 +105,9 @@ def publish(source_dir: Path, dataset: str, bucket: str, client, snapshot: bool 
                 generation = previous.generation
             else:
                 step = _write_step(build, "diff", changes.to_json(), staging, f"diff-{generation}/", _iso(now))
+                mark = time.monotonic()
                 sent += _upload_step(client, bucket, dataset, step, staging, on_bytes)
+                uploading += time.monotonic() - mark
                 steps.append(step)
         if previous is None or (snapshot and manifest.snapshot.generation != generation):
             prefix = f"snap-{generation}/"
@@ -113,7 +116,9 @@ def publish(source_dir: Path, dataset: str, bucket: str, client, snapshot: bool 
             if previous is not None and not steps:  # a compaction of an unchanged generation keeps its cells
                 build.state.cells = previous.cells
             step = _write_step(build, "snapshot", build.state.to_json(), staging, prefix, _iso(now))
+            mark = time.monotonic()
             sent += _upload_step(client, bucket, dataset, step, staging, on_bytes)
+            uploading += time.monotonic() - mark
             steps.append(step)
             changed = changed or (len(source.items) if previous is None else 0)
     if not steps:
@@ -123,7 +128,7 @@ def publish(source_dir: Path, dataset: str, bucket: str, client, snapshot: bool 
     put_bytes(client, bucket, manifest_key(dataset), new_manifest.to_bytes())
     _expire_retired(client, bucket, dataset, new_manifest, now, retention)
     result = PublishResult(dataset, generation, tuple(s.kind for s in steps), sum(len(s.objects) for s in steps),
-                           sent, time.monotonic() - started, changed)
+                           sent, time.monotonic() - started, changed, uploading)
     log.info("published dataset=%s generation=%d kinds=%s bytes=%d seconds=%.1f", dataset, generation,
              ",".join(result.kinds), sent, result.seconds)
     return result

@@ -25,7 +25,7 @@ from tiler.state import Changes, State, apply_changes, load_gzip_json
 log = logging.getLogger(__name__)
 
 MB = 1 << 20
-TRANSFER = TransferConfig(multipart_threshold=16 * MB, multipart_chunksize=16 * MB, max_concurrency=16,
+TRANSFER = TransferConfig(multipart_threshold=8 * MB, multipart_chunksize=8 * MB, max_concurrency=8,
                           use_threads=True)
 
 

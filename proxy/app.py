@@ -1,0 +1,202 @@
+"""The proxy's ASGI application: a lean dispatcher (the tile hit path is a few dictionary lookups).
+
+Order per request: check the URL (400/414 before anything else) -> operator endpoints (/healthz,
+/metrics, /proxy/status) -> cached or claimed routes (``tiles.TileService``) -> the viewer at ``/``.
+Errors are ``ProxyError``, turned into a one-line answer in one place (``handle``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+
+import httpx
+from starlette.staticfiles import StaticFiles
+
+from proxy.cache import DiskCache
+from proxy.errors import ProxyError
+from proxy.memory import MemoryCache
+from proxy.metrics import ProxyMetrics
+from proxy.registry import Registry, iso_time
+from proxy.responses import send_error, send_text
+from proxy.settings import ProxySettings
+from proxy.target import check_target, is_versioned
+from proxy.tiles import Outcome, TileService
+from proxy.upstream import Upstream, make_client
+
+log = logging.getLogger(__name__)
+access_log = logging.getLogger("proxy.access")
+
+STARTUP_REFRESH_SECONDS = 10.0  # the first registry poll, before serving; S3 may be slow or away
+
+
+class ProxyApp:
+    """``tile-proxy``'s ASGI app. ``s3`` is a boto3 S3 client (``tiler.s3io.make_client()`` by default)."""
+
+    def __init__(self, settings: ProxySettings, s3=None):
+        if s3 is None:
+            from tiler.s3io import make_client as make_s3_client
+            s3 = make_s3_client()
+        self.settings = settings
+        self.metrics = ProxyMetrics()
+        self.health_client = httpx.AsyncClient(timeout=min(2.0, max(0.5, settings.health_seconds)),
+                                               trust_env=False)
+        self.client = make_client(settings.connect_timeout, settings.read_timeout)
+        self.registry = Registry(settings, s3, self.health_client)
+        self.memory = MemoryCache(settings.memory_bytes)
+        self.disk = DiskCache(settings.cache_dir, settings.cache_bytes)
+        upstream = Upstream(self.client, self.registry, self.metrics, settings.max_attempts)
+        self.tiles = TileService(self.registry, upstream, self.memory, self.disk, self.metrics)
+        self.operator = {"/healthz": self._healthz, "/metrics": self._metrics, "/proxy/status": self._status}
+        self.static: StaticFiles | None = None
+        self.tasks: list[asyncio.Task] = []
+        self.access = access_log.isEnabledFor(logging.INFO)
+        self.started = time.time()
+        gauges = [
+            ("gigatile_proxy_cache_bytes", "Bytes in the disk cache", lambda: self.disk.bytes),
+            ("gigatile_proxy_cache_entries", "Entries in the disk cache", lambda: len(self.disk)),
+            ("gigatile_proxy_memory_cache_bytes", "Bytes in the in-memory LRU", lambda: self.memory.bytes),
+            ("gigatile_proxy_backends_live", "Backends taking traffic", lambda: len(self.registry.live)),
+            ("gigatile_proxy_backends_registered", "Registration records admitted",
+             lambda: len(self.registry.backends)),
+            ("gigatile_proxy_cache_evictions", "Disk cache entries evicted since start", lambda: self.disk.evictions),
+        ]
+        for name, documentation, read in gauges:
+            self.metrics.gauge(name, documentation, read)
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http":
+            await self.handle(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def handle(self, scope, receive, send) -> None:
+        began = time.perf_counter()
+        method = scope["method"]
+        head = method == "HEAD"
+        path = scope["path"]
+        raw_path = scope.get("raw_path") or path.encode()
+        outcome: Outcome | None = None
+        try:
+            target = check_target(raw_path, scope["query_string"])
+            if method != "GET" and not head:
+                raise ProxyError(f"method {method} not allowed: only GET and HEAD are served", 405)
+            endpoint = self.operator.get(path)
+            if endpoint is not None:
+                outcome = Outcome(200, "-", await endpoint(send, head))
+            else:
+                if_none_match = b""
+                for name, value in scope["headers"]:
+                    if name == b"if-none-match":
+                        if_none_match = value
+                outcome = await self.tiles.serve(send, target, path, is_versioned(scope["query_string"]), head,
+                                                 if_none_match)
+                if outcome is None:
+                    outcome = await self._viewer(scope, receive, send, path)
+        except ProxyError as exc:
+            outcome = Outcome(exc.status, "-", await send_error(send, exc, head))
+            self.metrics.requests.labels(str(exc.status), "").inc()
+        except Exception:
+            log.exception("request failed path=%s", _loggable(raw_path))
+            with contextlib.suppress(Exception):  # the response may have started already
+                await send_text(send, 500, "internal error in the proxy; see its log\n", head)
+            outcome = Outcome(500, "-", 0)
+        if self.access:
+            client = scope.get("client") or ("-", 0)
+            access_log.info("method=%s path=%s status=%d cache=%s bytes=%d ms=%.2f backend=%s client=%s",
+                            method, _loggable(raw_path + (b"?" + scope["query_string"] if scope["query_string"]
+                                                          else b"")),
+                            outcome.status, outcome.cache, outcome.bytes, (time.perf_counter() - began) * 1e3,
+                            outcome.backend, client[0])
+
+    # -- operator surface ----------------------------------------------------------------------------------
+
+    async def _healthz(self, send, head: bool) -> int:
+        return await send_text(send, 200, "ok\n", head)
+
+    async def _metrics(self, send, head: bool) -> int:
+        body, content_type = self.metrics.exposition()
+        return await send_text(send, 200, body.decode(), head, content_type.encode())
+
+    async def _status(self, send, head: bool) -> int:
+        registry = self.registry
+        doc = {
+            "backends": registry.status(),
+            "live": [b.id for b in registry.live],
+            "claimed_routes": [r + "*" if r.endswith("/") else r for r in registry.claimed],
+            "registry": {"bucket": registry.bucket, "poll_seconds": self.settings.poll_seconds,
+                         "health_seconds": self.settings.health_seconds,
+                         "last_poll": iso_time(registry.polled), "error": registry.poll_error,
+                         "allow_net": [str(n) for n in self.settings.allow_nets]},
+            "cache": self.tiles.status(),
+            "started": iso_time(self.started),
+        }
+        return await send_text(send, 200, json.dumps(doc, indent=1) + "\n", head, b"application/json")
+
+    async def _viewer(self, scope, receive, send, path: str) -> Outcome:
+        if not self.settings.viewer_dir.is_dir():
+            if path == "/":
+                raise ProxyError(f"no viewer installed ({self.settings.viewer_dir} is missing); "
+                                 "tiles are served under the claimed routes listed at /proxy/status", 404)
+            raise ProxyError(f"no backend claims {path}; claimed routes are listed at /proxy/status", 404)
+        if self.static is None:
+            self.static = StaticFiles(directory=self.settings.viewer_dir, html=True)
+        status = [0]
+
+        async def capture(message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        await self.static(scope, receive, capture)
+        return Outcome(status[0], "-", 0)
+
+    # -- life cycle ----------------------------------------------------------------------------------------
+
+    async def _lifespan(self, receive, send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:
+                    log.exception("startup failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def startup(self) -> None:
+        """Open the disk cache, read the registry once (bounded), then poll and check health in the background."""
+        await asyncio.to_thread(self.disk.open)
+        try:
+            await asyncio.wait_for(self.registry.refresh(), STARTUP_REFRESH_SECONDS)
+        except TimeoutError:
+            log.warning("first registry refresh took over %.0f s; serving meanwhile", STARTUP_REFRESH_SECONDS)
+        self.access = access_log.isEnabledFor(logging.INFO)
+        self.tasks = [asyncio.create_task(self.registry.run_polls(), name="registry-poll"),
+                      asyncio.create_task(self.registry.run_health_checks(), name="health-checks")]
+        log.info("proxy ready bucket=%s cache_dir=%s live=%s", self.settings.bucket, self.settings.cache_dir,
+                 ",".join(b.id for b in self.registry.live) or "none")
+
+    async def shutdown(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.client.aclose()
+        await self.health_client.aclose()
+        await asyncio.to_thread(self.disk.close)
+
+
+def _loggable(raw: bytes) -> str:
+    """``raw`` for a key=value log line: at most 300 bytes, non-printables and spaces escaped."""
+    return repr(raw[:300])[2:-1].replace(" ", "\\x20")
+
