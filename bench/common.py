@@ -233,7 +233,9 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> st
 
 # --- bounded HTTP load ----------------------------------------------------------------------------------------
 
-# Thread k of T takes paths k, k+T, k+2T, ... and stops after `limit` responses; done() prints one JSON line.
+# Thread k of T takes paths k, k+T, k+2T, ... and, after `limit` responses, writes <marker>k and stops; wrk's
+# main thread still sleeps out -d, so run_load sends it SIGINT (it then reports as usual) once all markers exist.
+# done() prints one JSON line.
 WRK_SCRIPT = """
 local threads, made = {}, 0
 function setup(thread)
@@ -242,7 +244,7 @@ end
 function init(args)
   paths = {}
   for line in io.lines(args[1]) do paths[#paths + 1] = line end
-  step, limit, i, seen, non200 = tonumber(args[2]), tonumber(args[3]), id, 0, 0
+  step, limit, marker, i, seen, non200 = tonumber(args[2]), tonumber(args[3]), args[4], id, 0, 0
 end
 function request()
   local path = paths[(i % #paths) + 1]
@@ -252,7 +254,7 @@ end
 function response(status, headers, body)
   seen = seen + 1
   if status ~= 200 then non200 = non200 + 1 end
-  if limit > 0 and seen >= limit then wrk.thread:stop() end
+  if limit > 0 and seen == limit then io.open(marker .. id, "w"):close(); wrk.thread:stop() end
 end
 function done(summary, latency, requests)
   local non = 0
@@ -273,22 +275,32 @@ def run_load(children: Children, base_url: str, paths: Sequence[str], work: Path
     work.mkdir(parents=True, exist_ok=True)
     paths_file = work / f"{name}.paths"
     paths_file.write_text("\n".join(paths) + "\n")
-    out_file = work / f"{name}.out"
+    markers = [work / f"{name}.stopped{k}" for k in range(threads)]
+    for marker in markers:
+        marker.unlink(missing_ok=True)
     if shutil.which("wrk"):
-        script = work / "paths.lua"
-        script.write_text(WRK_SCRIPT)
+        (work / "paths.lua").write_text(WRK_SCRIPT)
         args = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, math.ceil(seconds))}s", "--timeout", "10s",
-                "-s", script, base_url, "--", paths_file, threads, -(-max_requests // threads)]
+                "-s", work / "paths.lua", base_url, "--", paths_file, threads, -(-max_requests // threads),
+                work / f"{name}.stopped"]
         tool = tool_version(["wrk", "--version"]) or "wrk"
     else:
         args = [sys.executable, "-m", "bench.common", "load", "--base", base_url, "--paths", paths_file,
                 "--connections", connections, "--seconds", seconds, "--max-requests", max_requests]
-        tool = f"python httpx {metadata.version('httpx')}"
+        tool, markers = f"python httpx {metadata.version('httpx')}", []
+    out_file = work / f"{name}.out"
     with out_file.open("w") as out:
-        code, _ = children.run(args, f"{name}.log", seconds + 60, stdout=out, cwd=BENCH_DIR.parent)
+        popen = children.start(args, f"{name}.log", stdout=out, cwd=BENCH_DIR.parent)
+    deadline = time.monotonic() + seconds + 60
+    while popen.poll() is None and time.monotonic() < deadline:
+        if max_requests and markers and all(m.exists() for m in markers):
+            popen.send_signal(signal.SIGINT)  # every wrk thread is done: end the sleep, get the report
+            markers = []
+        time.sleep(0.02)
+    children.stop(popen)
     line = next((x for x in out_file.read_text().splitlines() if x.startswith("JSON ")), None)
-    if code != 0 or line is None:
-        raise RuntimeError(f"load generator failed (exit {code}); see {out_file} and {children.log_dir}/{name}.log")
+    if popen.returncode != 0 or line is None:
+        raise RuntimeError(f"load generator failed (exit {popen.returncode}); see {out_file}, {name}.log")
     result = json.loads(line[5:])
     result.update(tool=tool, connections=connections, requests_per_s=result["requests"] / max(result["seconds"], 1e-9))
     return result

@@ -202,7 +202,7 @@ class Replica:
             raise MissingBase(f"local generation {generation} is unreadable ({exc})") from None
 
     def _check_packs(self, state: State, ledger: Ledger, error: type[BoxlinkError]) -> None:
-        missing = sorted(key for key in state.packs() if not _verified_key(ledger, key))
+        missing = sorted(key for key in state.packs() if not ledger.holds(key))
         if missing:
             raise error(f"{self.folder.dataset}@{state.generation}: {len(missing)} pack(s) missing or not "
                         f"verified here, e.g. {missing[0]}")
@@ -264,11 +264,6 @@ class Replica:
         ledger.compact()
         log.info("gc dataset=%s kept_generations=%s removed_generations=%d removed_objects=%d freed_bytes=%d",
                  self.folder.dataset, sorted(kept_generations), removed_generations, removed, freed)
-
-
-def _verified_key(ledger: Ledger, key: str) -> bool:
-    entry = ledger.entries.get(key)
-    return entry is not None and entry.matches_file(ledger.objects / key)
 
 
 def _key_of(folder: DatasetDir, job: Job) -> str:

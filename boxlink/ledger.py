@@ -1,9 +1,10 @@
 """The verified-objects ledger: which files under ``objects/`` boxlink itself downloaded and checked.
 
 One JSON line per object, appended right after the verified file is renamed into place:
-``{"key", "size", "sha256", "ino", "mtime_ns"}``. On a later start an object counts as verified only if
-the ledger names it with the sha256 the manifest expects *and* the file on disk still has the recorded
-inode, size and mtime; anything else is hashed again (or fetched again). So a restart never re-hashes
+``{"key", "size", "sha256", "ino", "mtime_ns", "ctime_ns"}``. On a later start an object counts as
+verified only if the ledger names it with the sha256 the manifest expects *and* the file on disk still
+has the recorded inode, size, mtime and ctime (which no one can set back after a write); anything else
+is hashed again (or fetched again). So a restart never re-hashes
 gigabytes, and a file boxlink did not write and check itself is never trusted on size and mtime alone.
 
 A torn last line (a crash mid-append) is ignored. ``compact`` rewrites the file atomically.
@@ -29,13 +30,15 @@ class Entry:
     sha256: str
     ino: int
     mtime_ns: int
+    ctime_ns: int
 
     def matches_file(self, path: Path) -> bool:
         try:
             st = path.stat()
         except OSError:
             return False
-        return (st.st_ino, st.st_size, st.st_mtime_ns) == (self.ino, self.size, self.mtime_ns)
+        return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns) == \
+            (self.ino, self.size, self.mtime_ns, self.ctime_ns)
 
 
 class Ledger:
@@ -57,7 +60,7 @@ class Ledger:
             try:
                 doc = json.loads(line)
                 entry = Entry(str(doc["key"]), int(doc["size"]), str(doc["sha256"]), int(doc["ino"]),
-                              int(doc["mtime_ns"]))
+                              int(doc["mtime_ns"]), int(doc["ctime_ns"]))
             except (ValueError, KeyError, TypeError):
                 continue  # a torn line from a crash mid-append
             self.entries[entry.key] = entry
@@ -68,10 +71,15 @@ class Ledger:
         return (entry is not None and entry.size == size and entry.sha256 == sha256
                 and entry.matches_file(self.objects / key))
 
+    def holds(self, key: str) -> bool:
+        """True if ``objects/<key>`` is a file boxlink verified (against whatever the manifest said), unchanged."""
+        entry = self.entries.get(key)
+        return entry is not None and entry.matches_file(self.objects / key)
+
     def record(self, key: str, sha256: str) -> None:
         """Note that ``objects/<key>`` (already in place) was verified to have ``sha256``."""
         st = (self.objects / key).stat()
-        entry = Entry(key, st.st_size, sha256, st.st_ino, st.st_mtime_ns)
+        entry = Entry(key, st.st_size, sha256, st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
         line = json.dumps(entry.__dict__, separators=(",", ":")) + "\n"
         with self._lock:
             self.entries[key] = entry

@@ -161,7 +161,6 @@ def test_full_disk_is_reported_and_nothing_is_switched(s3_bucket, wall, tmp_path
     assert node.sync_dataset(DATASET).generation == 2
 
 
-@pytest.mark.slow
 def test_compaction_takes_the_cheaper_path(s3_bucket, wall, tmp_path):
     publish_source(wall, s3_bucket)
     old_node, _ = make_node(tmp_path / "old", s3_bucket)
