@@ -28,7 +28,14 @@ from tiler.errors import TilerError
 from tiler.iiif import IiifInfoRequest, info_document, parse_iiif_path, plan_and_render
 from tiler.settings import ServeSettings
 from tiler.tile_cache import TileCache
-from tiler.tile_request import DeepZoomTileRequest, DziRequest, InfoRequest, TileRequest, parse_tiles_path
+from tiler.tile_request import (
+    DatasetsRequest,
+    DeepZoomTileRequest,
+    DziRequest,
+    InfoRequest,
+    TileRequest,
+    parse_tiles_path,
+)
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +107,9 @@ class TileService:
 
     async def tiles(self, request: Request) -> Response:
         parsed = parse_tiles_path(request.path_params["path"], request.query_params.get("v"))
+        if isinstance(parsed, DatasetsRequest):
+            listing = [{"name": name, "generation": gen} for name, gen in self.catalog.generations().items()]
+            return JSONResponse({"datasets": listing}, headers={"Cache-Control": "no-cache"})
         ds = self.catalog.get(parsed.dataset)
         if isinstance(parsed, InfoRequest):
             return JSONResponse(ds.info(), headers={"Cache-Control": "no-cache"})

@@ -25,6 +25,11 @@ _TILE_SHAPED = re.compile(rf"^{_NAME}/[^/]+/[^/]+/[^/]+\.[^/]+$")
 
 
 @dataclass(frozen=True)
+class DatasetsRequest:
+    """``/tiles/datasets.json``: the datasets this server (or the proxy behind it) serves."""
+
+
+@dataclass(frozen=True)
 class InfoRequest:
     dataset: str
 
@@ -75,9 +80,14 @@ def parse_version(query_v: str | None) -> int | None:
     return int(query_v)
 
 
-def parse_tiles_path(path: str, query_v: str | None) -> InfoRequest | TileRequest | DziRequest | DeepZoomTileRequest:
+TilesRequest = DatasetsRequest | InfoRequest | TileRequest | DziRequest | DeepZoomTileRequest
+
+
+def parse_tiles_path(path: str, query_v: str | None) -> TilesRequest:
     """``path`` is what follows ``/tiles/``."""
     _check_path(path)
+    if path == "datasets.json":
+        return DatasetsRequest()
     if m := _INFO.match(path):
         return InfoRequest(m["ds"])
     if m := _TILE.match(path):

@@ -66,6 +66,10 @@ def test_bad_input_gets_its_4xx_with_a_reason(client, path, status):
     assert response.text.strip() and "Traceback" not in response.text
 
 
+def test_datasets_listing(client):
+    assert client.get("/tiles/datasets.json").json() == {"datasets": [{"name": "awkward", "generation": 1}]}
+
+
 def test_info_describes_levels_and_versions(client):
     info = client.get("/tiles/awkward/info.json").json()
     assert (info["width"], info["height"], info["tile_size"], info["levels"]) == (1531, 1002, 256, 4)
