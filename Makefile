@@ -3,9 +3,10 @@ PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
+VIEWER_VENDOR := tiler/viewer/vendor/openseadragon
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: venv test demo lint clean
+.PHONY: venv viewer browser test demo lint clean
 
 venv: $(STAMP)
 
@@ -15,15 +16,27 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
-test: venv
+# OpenSeadragon from the npm registry, copied into the viewer's static files (not committed).
+viewer: $(VIEWER_VENDOR)/openseadragon.min.js
+
+$(VIEWER_VENDOR)/openseadragon.min.js: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	rm -rf $(VIEWER_VENDOR) && mkdir -p $(dir $(VIEWER_VENDOR))
+	cp -r node_modules/openseadragon/build/openseadragon $(VIEWER_VENDOR)
+
+# Debian's Chromium for the viewer's end-to-end test (Playwright drives it; it cannot download browsers here).
+browser:
+	test -x /usr/bin/chromium || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+
+test: venv viewer browser
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-demo: venv
+demo: venv viewer
 	$(BIN)/python scripts/demo.py $(DEMO_ARGS)
 
 lint: venv
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache build *.egg-info node_modules $(VIEWER_VENDOR)

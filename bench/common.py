@@ -3,17 +3,21 @@ child processes stopped by PID, results JSON, and a bounded HTTP load generator.
 
 The load generator is ``wrk`` with a Lua script of paths when ``wrk`` is on PATH, else the bounded
 asyncio + httpx client at the bottom of this module, run as its own process
-(``python -m bench.common load ...``). Both print one ``JSON {...}`` line with the same keys.
+(``python -m bench.common ...``). Both print one ``JSON {...}`` line with the same keys.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
+import itertools
 import json
 import math
 import os
 import platform
+import random
+import re
 import shutil
 import signal
 import socket
@@ -26,11 +30,20 @@ from importlib import metadata
 from pathlib import Path
 
 import httpx
+import numpy as np
+import pyvips
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from tiler.dataset import LoadedDataset
+from tiler.levels import Geometry
+from tiler.local_publish import publish_local
+from tiler.localstore import DatasetDir
+
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
+TILER = Path(sys.executable).parent / "tiler"
+DATASET = "covers"
 console = Console(stderr=True)  # progress and step notes; the report itself goes to stdout
 
 
@@ -46,12 +59,7 @@ def machine() -> dict:
                 if line.startswith("model name")), platform.processor())
     mem_kb = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
                       if line.startswith("MemTotal:")))
-    versions = {}
-    for name in ("numpy", "numba", "pillow", "pyvips", "httpx", "uvicorn", "starlette"):
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
+    versions = {name: metadata.version(name) for name in ("numpy", "numba", "pillow", "pyvips", "uvicorn", "httpx")}
     return {"host": platform.node(), "cpu": cpu, "cores": os.cpu_count(), "memory_mb": mem_kb // 1024,
             "kernel": platform.release(), "python": platform.python_version(), "versions": versions,
             "load_average": load_average()}
@@ -67,22 +75,13 @@ def tool_version(args: Sequence[str]) -> str | None:
 
 # --- statistics -----------------------------------------------------------------------------------------------
 
-def percentile(values: Sequence[float], q: float) -> float:
-    """The q-th percentile (0-100), linear between closest ranks (numpy's default)."""
-    ordered = sorted(values)
-    if not ordered:
-        return math.nan
-    rank = (len(ordered) - 1) * q / 100
-    low, high = math.floor(rank), math.ceil(rank)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
-
-
 def summarize(values: Sequence[float]) -> dict:
-    """n, min, p50, p90, p99, max and mean of ``values`` (kept in their unit)."""
-    if not values:
+    """n, min, p50, p90, p99, max and mean of ``values`` (same unit; percentiles interpolate linearly)."""
+    if not len(values):
         return {"n": 0}
-    return {"n": len(values), "min": min(values), "p50": percentile(values, 50), "p90": percentile(values, 90),
-            "p99": percentile(values, 99), "max": max(values), "mean": sum(values) / len(values)}
+    p50, p90, p99 = (float(v) for v in np.percentile(values, [50, 90, 99]))
+    return {"n": len(values), "min": min(values), "p50": p50, "p90": p90, "p99": p99, "max": max(values),
+            "mean": float(np.mean(values))}
 
 
 def time_calls(func: Callable[[], object], count: int) -> list[float]:
@@ -162,8 +161,8 @@ class Children:
         self.popens.append(popen)
         return popen
 
-    def run(self, args: Sequence[str], log_name: str, timeout: float, **kwargs) -> tuple[int, float]:
-        """Run to the end (stopped after ``timeout`` s); return (exit code, wall seconds)."""
+    def run(self, args: Sequence[str], log_name: str, timeout: float, **kwargs) -> float:
+        """Run to the end; return its wall seconds. RuntimeError if it fails or runs past ``timeout`` s."""
         started = time.perf_counter()
         popen = self.start(args, log_name, **kwargs)
         try:
@@ -171,7 +170,9 @@ class Children:
         except subprocess.TimeoutExpired:
             self.stop(popen)
             raise RuntimeError(f"{args[0]} ran past {timeout:.0f} s; see {self.log_dir / log_name}") from None
-        return code, time.perf_counter() - started
+        if code != 0:
+            raise RuntimeError(f"{args[0]} {args[1]} failed (exit {code}); see {self.log_dir / log_name}")
+        return time.perf_counter() - started
 
     def stop(self, popen: subprocess.Popen, grace: float = 10.0) -> None:
         """SIGTERM the child's own process group (its PID), wait, then SIGKILL it."""
@@ -209,9 +210,128 @@ def http_status(url: str) -> int | None:
         return None
 
 
-def progress_bar() -> Progress:
+def progress_bar(auto_refresh: bool = True) -> Progress:
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=console, transient=True)
+                    console=console, transient=True, auto_refresh=auto_refresh)
+
+
+# --- walls and the tile server --------------------------------------------------------------------------------
+
+def read_json(path: Path) -> object:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def write_json(path: Path, doc: object) -> None:
+    path.write_text(json.dumps(doc) + "\n")
+
+
+def prepare_wall(work: Path, gigapixels: float, children: Children, seed: int = 1, unique: int | None = None,
+                 rebuild: bool = False) -> Path:
+    """A node root (``<work>/wall-<G>gpx-seed<S>/node``) with the wall published as dataset ``covers``;
+    reused while ``synch.down`` is there and ``stamp.json`` records the same generate arguments."""
+    wall = work / f"wall-{gigapixels:g}gpx-seed{seed}"
+    stamp = {"gigapixels": gigapixels, "unique": unique, "seed": seed}
+    folder = DatasetDir(wall / "node", DATASET)
+    if not rebuild and folder.down_generation() is not None and read_json(wall / "stamp.json") == stamp:
+        return folder.root
+    shutil.rmtree(wall, ignore_errors=True)
+    wall.mkdir(parents=True)
+    args = [TILER, "generate", "--out", wall / "source", "--gigapixels", gigapixels, "--seed", seed]
+    console.log(f"generating the {gigapixels:g}-Gpx wall in {wall}")
+    children.run(args + (["--unique", unique] if unique else []), "generate.log", 900)
+    with console.status(f"publishing the {gigapixels:g}-Gpx wall into {folder.path}"):
+        publish_local(wall / "source", folder)
+    write_json(wall / "stamp.json", stamp)
+    return folder.root
+
+
+def wall_geometry(root: Path, dataset: str = DATASET) -> Geometry:
+    canvas = DatasetDir(root, dataset).load_current_state().canvas
+    return Geometry(canvas.width, canvas.height)
+
+
+def random_tile_paths(g: Geometry, count: int, seed: int, dataset: str = DATASET) -> list[str]:
+    """Tile URLs over all levels: a level drawn uniformly, then a tile of it uniformly (so coarse
+    levels repeat, as they do for viewers); the same seed gives the same paths."""
+    rng = random.Random(seed)
+    paths = []
+    for _ in range(count):
+        z = rng.randrange(g.top + 1)
+        cols, rows = g.tile_counts(z)
+        paths.append(f"/tiles/{dataset}/{z}/{rng.randrange(cols)}/{rng.randrange(rows)}.jpg")
+    return paths
+
+
+def distinct_tile_paths(g: Geometry, count: int, seed: int, dataset: str = DATASET) -> list[str]:
+    """``count`` different tiles of the whole pyramid, each tile equally likely (so mostly the deepest
+    levels); cycled only if the pyramid has fewer tiles."""
+    counts = [(z, *g.tile_counts(z)) for z in range(g.top + 1)]
+    starts = list(itertools.accumulate((cols * rows for _, cols, rows in counts), initial=0))
+    paths = []
+    for i in random.Random(seed).sample(range(starts[-1]), min(count, starts[-1])):
+        k = bisect.bisect_right(starts, i) - 1
+        z, cols, _ = counts[k]
+        paths.append(f"/tiles/{dataset}/{z}/{(i - starts[k]) % cols}/{(i - starts[k]) // cols}.jpg")
+    return (paths * -(-count // len(paths)))[:count]
+
+
+def describe_wall(ds: LoadedDataset) -> dict:
+    g = ds.geometry
+    return {"width": g.width, "height": g.height, "gigapixels": g.width * g.height / 1e9, "items": ds.items,
+            "top_level": g.top, "overview_level": ds.overview_level, "generation": ds.generation}
+
+
+def flatten_wall(ds: LoadedDataset, wall: Path, strip: int = 512) -> Path:
+    """The top level as one uncompressed VIPS image (``flat.v``, not timed); reused while it matches."""
+    g, target, stamp = ds.geometry, wall / "flat.v", {"generation": ds.generation}
+    if target.exists() and read_json(wall / "flat.json") == stamp:
+        return target
+    raw = wall / "flat.raw"
+    with raw.open("wb") as out, progress_bar() as bar:
+        task = bar.add_task("flatten", total=-(-g.height // strip))
+        for y0 in range(0, g.height, strip):
+            out.write(np.ascontiguousarray(ds.render_level_window(g.top, 0, y0, g.width, min(strip, g.height - y0))))
+            bar.advance(task)
+    image = pyvips.Image.rawload(str(raw), g.width, g.height, 3).copy(interpretation="srgb")
+    for name in image.get_fields():
+        if name.startswith(("exif", "xmp", "icc", "iptc")):
+            image.remove(name)
+    with console.status("writing flat.v"):
+        image.write_to_file(str(target))
+    raw.unlink()
+    write_json(wall / "flat.json", stamp)
+    return target
+
+
+def start_tiler_serve(children: Children, root: Path, log_name: str, workers: int = 2,
+                      datasets: str = DATASET) -> tuple[subprocess.Popen, str]:
+    """``tiler serve`` on a free 127.0.0.1 port; returns (process, base URL) once /readyz has been 200
+    twenty times in a row (connections land on any worker, so every worker has loaded)."""
+    port = free_port()
+    server = children.start([TILER, "serve", "--root", root, "--datasets", datasets, "--host", "127.0.0.1",
+                             "--port", port, "--workers", workers], log_name)
+    base = f"http://127.0.0.1:{port}"
+    streak = 0
+
+    def ready() -> bool:
+        nonlocal streak
+        if server.poll() is not None:
+            raise RuntimeError(f"tiler serve exited ({server.returncode}); see {children.log_dir / log_name}")
+        streak = streak + 1 if http_status(base + "/readyz") == 200 else 0
+        return streak >= 20
+
+    wait_until(ready, 180, "tiler serve /readyz")
+    return server, base
+
+
+def cache_lookups(base: str) -> dict[str, float]:
+    """Encoded-tile cache hits and misses so far, summed over workers (from /metrics)."""
+    text = httpx.get(base + "/metrics", timeout=5).text
+    found = re.findall(r'^gigatile_tile_cache_total\{result="(\w+)"\} ([0-9.e+]+)$', text, re.MULTILINE)
+    return {result: float(value) for result, value in found}
 
 
 # --- results --------------------------------------------------------------------------------------------------
@@ -222,6 +342,29 @@ def write_results(name: str, doc: dict, directory: Path = RESULTS_DIR) -> Path:
     path = directory / f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}-{name}.json"
     path.write_text(json.dumps(doc, indent=1, default=str) + "\n")
     return path
+
+
+def bar(name: str, figure: float, unit: str, limit: float, *, at_least: bool = False, anchor: str | None = None,
+        anchor_figure: float | None = None) -> dict:
+    """One bar: ``figure`` (or, with an anchor, figure / anchor_figure) against ``limit``."""
+    ratio = figure / anchor_figure if anchor_figure else None
+    compared = figure if ratio is None else ratio
+    rule = ("≥ " if at_least else "≤ ") + (f"{limit:g} {unit}" if ratio is None else f"{limit:g}× {anchor}")
+    return {"name": name, "figure": figure, "unit": unit, "anchor": anchor, "anchor_figure": anchor_figure,
+            "ratio": ratio, "bar": rule, "pass": compared >= limit if at_least else compared <= limit}
+
+
+def number(value: float) -> str:
+    """3 significant digits below 1000, whole numbers with thousands separators above."""
+    return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+
+
+def format_bars(bars: Sequence[dict]) -> str:
+    rows = [(b["name"], f"{number(b['figure'])} {b['unit']}",
+             "" if b["anchor_figure"] is None else f"{b['anchor']} {number(b['anchor_figure'])} {b['unit']}",
+             "" if b["ratio"] is None else f"{b['ratio']:.2f}×", b["bar"], "PASS" if b["pass"] else "FAIL")
+            for b in bars]
+    return format_table(("bar", "figure", "anchor", "ratio", "rule", "result"), rows)
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -285,7 +428,7 @@ def run_load(children: Children, base_url: str, paths: Sequence[str], work: Path
                 work / f"{name}.stopped"]
         tool = tool_version(["wrk", "--version"]) or "wrk"
     else:
-        args = [sys.executable, "-m", "bench.common", "load", "--base", base_url, "--paths", paths_file,
+        args = [sys.executable, "-m", "bench.common", "--base", base_url, "--paths", paths_file,
                 "--connections", connections, "--seconds", seconds, "--max-requests", max_requests]
         tool, markers = f"python httpx {metadata.version('httpx')}", []
     out_file = work / f"{name}.out"
@@ -340,17 +483,16 @@ async def _client(base: str, paths: list[str], connections: int, seconds: float,
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m bench.common --base URL --paths FILE ...``: the load generator when wrk is absent."""
     parser = argparse.ArgumentParser(prog="python -m bench.common", description="bounded HTTP load (no wrk)")
-    sub = parser.add_subparsers(dest="command", required=True)
-    load = sub.add_parser("load")
-    load.add_argument("--base", required=True)
-    load.add_argument("--paths", type=Path, required=True)
-    load.add_argument("--connections", type=int, default=16)
-    load.add_argument("--seconds", type=float, default=10.0)
-    load.add_argument("--max-requests", type=int, default=0)
+    parser.add_argument("--base", required=True)
+    parser.add_argument("--paths", type=Path, required=True, help="one URL path per line")
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--max-requests", type=int, default=0, help="0: until --seconds")
     args = parser.parse_args(argv)
-    paths = args.paths.read_text().split()
-    result = asyncio.run(_client(args.base, paths, args.connections, args.seconds, args.max_requests))
+    result = asyncio.run(_client(args.base, args.paths.read_text().split(), args.connections, args.seconds,
+                                 args.max_requests))
     print("JSON " + json.dumps(result), flush=True)
     return 0
 

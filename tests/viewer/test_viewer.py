@@ -1,0 +1,430 @@
+"""The viewer in real headless Chromium (Debian's ``chromium``, driven by Playwright) against a real ``tiler serve``.
+
+Tiles load; three wheel zooms and a drag reach deeper levels with every tile answered 200/304 at the version
+the viewer asked for; the canvas is not blank; deep links restore the view; a published diff shows up without
+a reload, re-fetching only the tiles over changed cells; failing tiles are reported on the page.
+
+``GIGATILE_SAVE_SCREENSHOT=docs/viewer.png`` also saves the zoomed screenshot there (relative to the repo),
+``GIGATILE_VIEWER_TEST_GPX=0.5`` makes the wall bigger for a nicer picture. Without Chromium or Playwright the
+tests are skipped, except under ``CI=true``, where that is a failure.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.processes import free_port, start_tiler_serve, wait_for
+from tiler.app import VIEWER_DIR
+from tiler.generate import generate_wall
+from tiler.levels import Geometry
+from tiler.local_publish import publish_local
+from tiler.localstore import DatasetDir
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+VIEWPORT = {"width": 1280, "height": 800}
+REPO = Path(__file__).resolve().parents[2]
+WALL_GPX = float(os.environ.get("GIGATILE_VIEWER_TEST_GPX", "0.05"))
+TILE_URL = re.compile(r"/tiles/(?P<ds>[a-z0-9_-]+)/(?P<z>\d+)/(?P<x>\d+)/(?P<y>\d+)\.(?P<fmt>jpg|png|webp)"
+                      r"(\?v=(?P<v>\d+))?$")
+# loaded, not animating, and the same view as at the previous poll (keyboard moves are not animations)
+SETTLED = """() => {
+    const s = window.gigatile && window.gigatile.state();
+    const key = s && JSON.stringify(s.view);
+    const steady = key === window.settledViewKey;
+    window.settledViewKey = key;
+    return Boolean(s && s.fullyLoaded && !s.animating && !s.swapping && s.images === 1 && steady);
+}"""
+ZOOM_ARRIVED = ("Math.abs(window.gigatile.viewer.viewport.getZoom(true) / window.gigatile.viewer.viewport.getZoom()"
+                " - 1) < 1e-3")
+MIN_STDDEV = 20.0  # grey levels; a blank or single-colour canvas is near 0, a wall of covers about 50
+
+
+pytestmark = pytest.mark.usefixtures("browser")  # skip (or fail in CI) before building any wall
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Headless Debian Chromium; Playwright gives it a fresh temporary profile (user data dir).
+
+    Missing Chromium, Playwright or the vendored OpenSeadragon skips the tests, or fails them under CI=true.
+    """
+    missing = None
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        missing = "Playwright's Python package is not installed (pip install playwright)"
+    if missing is None and not CHROMIUM.exists():
+        missing = f"no Chromium at {CHROMIUM} (apt-get install chromium)"
+    if missing is None and not (VIEWER_DIR / "vendor/openseadragon/openseadragon.min.js").exists():
+        missing = f"OpenSeadragon is not installed in {VIEWER_DIR / 'vendor'} (make viewer)"
+    if missing:
+        if _in_ci():
+            pytest.fail(f"{missing}; under CI=true the browser tests must run", pytrace=False)
+        pytest.skip(missing)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        yield chromium
+        chromium.close()
+
+
+# --- a small covers wall behind a real tiler serve ------------------------------------------------------------
+
+
+@dataclass
+class ServedWall:
+    src: Path
+    folder: DatasetDir
+    base: str
+
+    def info(self) -> dict:
+        return httpx.get(f"{self.base}/tiles/covers/info.json").json()
+
+
+def _serve_wall(tmp: Path, gigapixels: float) -> Iterator[ServedWall]:
+    src, root = tmp / "src", tmp / "node"
+    generate_wall(src, gigapixels)
+    folder = DatasetDir(root, "covers")
+    publish_local(src, folder)
+    port = free_port()
+    server = start_tiler_serve(root, "covers", "127.0.0.1", port, tmp / "serve.log", "--workers", "1")
+    try:
+        yield ServedWall(src, folder, f"http://127.0.0.1:{port}")
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def wall(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedWall]:
+    yield from _serve_wall(tmp_path_factory.mktemp("wall"), WALL_GPX)
+
+
+@pytest.fixture
+def changing_wall(tmp_path: Path) -> Iterator[ServedWall]:
+    """A wall of its own, for a test that publishes a diff to it."""
+    yield from _serve_wall(tmp_path, 0.05)
+
+
+@pytest.fixture
+def proxy_like_site(wall: ServedWall) -> Iterator[str]:
+    """The viewer folder at ``/`` and ``/tiles/`` forwarded to the node, as the proxy serves them."""
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Mount, Route
+    from starlette.staticfiles import StaticFiles
+
+    async def forward(request: Request) -> Response:
+        async with httpx.AsyncClient(base_url=wall.base) as client:
+            upstream = await client.get(request.url.path, params=request.query_params)
+        kept = ("content-type", "cache-control", "etag", "x-tile-version")
+        return Response(upstream.content, upstream.status_code, {k: upstream.headers[k] for k in kept
+                                                                  if k in upstream.headers})
+
+    app = Starlette(routes=[Route("/tiles/{path:path}", forward),
+                            Mount("/", StaticFiles(directory=VIEWER_DIR, html=True))])
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: server.started, 10, "the stand-in proxy")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+# --- a page with its network log -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TileResponse:
+    z: int
+    x: int
+    y: int
+    v: int | None
+    status: int
+    tile_version: str | None  # the server's X-Tile-Version
+    cache_control: str | None
+
+
+@dataclass
+class Tab:
+    page: Any
+    tiles: list[TileResponse] = field(default_factory=list)
+    bad: list[str] = field(default_factory=list)  # non-tile responses >= 400, failed requests, page errors
+
+    def on_response(self, response: Any) -> None:
+        if m := TILE_URL.search(response.url):
+            headers = response.headers
+            self.tiles.append(TileResponse(int(m["z"]), int(m["x"]), int(m["y"]), m["v"] and int(m["v"]),
+                                           response.status, headers.get("x-tile-version"),
+                                           headers.get("cache-control")))
+        elif response.status >= 400:
+            self.bad.append(f"{response.status} {response.url}")
+
+    def settle(self, timeout_ms: float = 30000) -> dict:
+        """Wait until every tile on screen is loaded and nothing moves; return the viewer's state."""
+        self.page.evaluate("window.settledViewKey = null")
+        try:
+            self.page.wait_for_function(SETTLED, timeout=timeout_ms, polling=200)
+        except Exception as e:
+            state = self.page.evaluate("window.gigatile && window.gigatile.state()")
+            raise AssertionError(f"the viewer did not settle in {timeout_ms / 1000:.0f} s: {state}") from e
+        return self.page.evaluate("window.gigatile.state()")
+
+    def deepest(self, tiles: list[TileResponse] | None = None) -> int:
+        return max(t.z for t in (self.tiles if tiles is None else tiles))
+
+    def assert_tiles_ok(self) -> None:
+        """Every tile answered 200/304 at the version the viewer asked for, so cacheable for a year."""
+        assert self.tiles, "no tile was requested"
+        wrong = [t for t in self.tiles if t.status not in (200, 304) or t.v is None or str(t.v) != t.tile_version
+                 or "immutable" not in (t.cache_control or "")]
+        assert wrong == [], f"{len(wrong)} bad tile responses, e.g. {wrong[:3]}"
+        assert self.bad == []
+
+
+@pytest.fixture
+def open_tab(browser: Any) -> Iterator[Any]:
+    """``open_tab(url)`` opens a page in a fresh browser context (own cache) and logs its network."""
+    contexts = []
+
+    def open_url(url: str, before: Any = None) -> Tab:
+        context = browser.new_context(viewport=VIEWPORT)
+        contexts.append(context)
+        page = context.new_page()
+        tab = Tab(page)
+        page.on("response", tab.on_response)
+        page.on("requestfailed", lambda request: tab.bad.append(f"failed {request.url}: {request.failure}"))
+        page.on("pageerror", lambda error: tab.bad.append(f"page error: {error}"))
+        if before is not None:
+            before(page)
+        page.goto(url)
+        return tab
+
+    yield open_url
+    for context in contexts:
+        context.close()
+
+
+def _stddev(png: Path) -> float:
+    return float(np.asarray(Image.open(png).convert("L"), dtype=np.float32).std())
+
+
+def _save_doc_picture(png: bytes, path: Path) -> None:
+    """The whole page as a 256-colour PNG: the same picture to the eye at a quarter of the bytes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = Image.open(io.BytesIO(png)).convert("RGB")
+    image.quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.FLOYDSTEINBERG).save(path, optimize=True)
+
+
+def _close(view: dict, expected: dict, pixels: float = 1.0) -> bool:
+    return (abs(view["x"] - expected["x"]) <= pixels and abs(view["y"] - expected["y"]) <= pixels
+            and abs(view["zoom"] / expected["zoom"] - 1) < 1e-3)
+
+
+# --- the tests -------------------------------------------------------------------------------------------------
+
+
+def test_wheel_zoom_and_drag_load_deeper_tiles_on_a_painted_canvas(wall: ServedWall, open_tab, tmp_path: Path):
+    tab = open_tab(f"{wall.base}/viewer/")
+    page = tab.page
+    home = tab.settle()
+    assert page.inner_text("#generation") == "generation 1"
+    assert page.inner_text("#dataset-name") == "covers"
+    home_level = tab.deepest()
+
+    box = page.locator("#view").bounding_box()
+    centre = (box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.move(*centre)
+    for _ in range(3):  # OSD ignores wheel events closer than 50 ms: one notch at a time, as a hand turns it
+        zoom = page.evaluate("window.gigatile.state().view.zoom")
+        page.mouse.wheel(0, -240)
+        page.wait_for_function(f"() => window.gigatile.state().view.zoom > {zoom} * 1.2 && {ZOOM_ARRIVED}")
+    page.mouse.down()
+    page.mouse.move(centre[0] - 300, centre[1] - 150, steps=12)
+    page.mouse.up()
+    zoomed = tab.settle()
+
+    assert zoomed["view"]["zoom"] > 2.5 * home["view"]["zoom"]  # three steps of 1.4
+    assert zoomed["view"]["x"] > home["view"]["x"] and zoomed["view"]["y"] > home["view"]["y"]  # dragged up-left
+    assert tab.deepest() > home_level
+    assert any(t.z == tab.deepest() and t.status == 200 for t in tab.tiles)
+    tab.assert_tiles_ok()
+
+    shot = tmp_path / "viewer.png"
+    page.locator("#view").screenshot(path=str(shot))
+    assert _stddev(shot) > MIN_STDDEV, f"the canvas looks blank: {shot}"
+    if target := os.environ.get("GIGATILE_SAVE_SCREENSHOT"):
+        _save_doc_picture(page.screenshot(), Path(target) if Path(target).is_absolute() else REPO / target)
+
+    # the view went into the URL (throttled), and that URL opens the same view elsewhere
+    page.wait_for_function("() => /^#x=\\d+&y=\\d+&zoom=[0-9.e-]+$/.test(location.hash)")
+    page.wait_for_function("""async () => {
+        const { formatView } = await import('./viewstate.js');
+        return location.hash === formatView(window.gigatile.wall.currentView());
+    }""")
+    again = open_tab(page.url)
+    assert _close(again.settle()["view"], zoomed["view"])
+    again.assert_tiles_ok()
+
+
+def test_deep_link_and_keyboard(wall: ServedWall, open_tab):
+    info = wall.info()
+    target = {"x": round(info["width"] * 0.3), "y": round(info["height"] * 0.6), "zoom": 0.5}
+    tab = open_tab(f"{wall.base}/viewer/#x={target['x']}&y={target['y']}&zoom=0.5")
+    state = tab.settle()
+    assert _close(state["view"], target)
+    assert tab.deepest() >= info["top_level"] - 1  # zoom 1/2 needs a level at least half of 1:1
+    assert tab.page.url.endswith(f"#x={target['x']}&y={target['y']}&zoom=0.5")
+
+    # editing the fragment moves the open view
+    elsewhere = {"x": round(info["width"] * 0.7), "y": round(info["height"] * 0.4), "zoom": 1}
+    tab.page.evaluate(f"location.hash = '#x={elsewhere['x']}&y={elsewhere['y']}&zoom=1'")
+    tab.page.wait_for_function(f"() => window.gigatile.state().view.zoom > 0.999 && "
+                               f"Math.abs(window.gigatile.state().view.x - {elsewhere['x']}) < 1")
+    assert _close(tab.settle()["view"], elsewhere)
+    assert tab.deepest() == info["top_level"]
+
+    # keys: "-" zooms out (1 % a frame for at least 10 frames), then arrows pan (OSD pans only while not zooming)
+    before = tab.settle()["view"]
+    tab.page.keyboard.press("Minus")
+    tab.page.wait_for_function(f"() => window.gigatile.state().view.zoom < {before['zoom'] * 0.999}")
+    zoomed_out = tab.settle()["view"]
+    tab.page.keyboard.press("ArrowRight")
+    tab.page.wait_for_function(f"() => window.gigatile.state().view.x > {zoomed_out['x'] + 1}")
+    after = tab.settle()["view"]
+    assert zoomed_out["zoom"] < 0.95 * before["zoom"] and after["zoom"] == zoomed_out["zoom"]
+    assert after["x"] > zoomed_out["x"] + 10 and after["y"] == zoomed_out["y"]
+    tab.assert_tiles_ok()
+
+
+def _replace_covers_in_first_cell(src: Path) -> None:
+    """Give every item whose top-left corner lies in the first 4096-px cell the image of the last item."""
+    rows = list(csv.reader((src / "items.csv").open(newline="")))
+    header, items = rows[0], rows[1:]
+    other = items[-1][5]
+    for item in items:
+        if int(item[1]) < 4096 and int(item[2]) < 4096 and item[5] != other:
+            item[5] = other
+    with (src / "items.csv").open("w", newline="") as handle:
+        csv.writer(handle).writerows([header, *items])
+
+
+def test_a_published_diff_shows_up_without_reload(changing_wall: ServedWall, open_tab, tmp_path: Path):
+    tab = open_tab(f"{changing_wall.base}/viewer/?poll=0.5")
+    page = tab.page
+    tab.settle()
+    page.evaluate("window.stillTheSamePage = true")
+    page.locator("#view").screenshot(path=str(tmp_path / "before.png"))
+    shown_before = [t for t in tab.tiles if t.z == tab.deepest()]
+    mark = len(tab.tiles)
+
+    _replace_covers_in_first_cell(changing_wall.src)
+    assert publish_local(changing_wall.src, changing_wall.folder) == 2
+    page.wait_for_function("() => document.getElementById('generation').dataset.generation === '2'",
+                           timeout=15000)
+    tab.settle()
+    assert page.evaluate("window.stillTheSamePage") is True
+    assert page.evaluate("window.gigatile.viewer.navigator.world.getItemCount()") == 1  # the mini-map follows
+    assert page.inner_text("#generation") == "generation 2"
+
+    info = changing_wall.info()
+    geometry = Geometry(info["width"], info["height"])
+    changed = {(cx, cy) for cy, row in enumerate(info["versions"]["cells"]) for cx, gen in enumerate(row) if gen == 2}
+    assert changed and len(changed) < info["versions"]["cols"] * info["versions"]["rows"]
+
+    def over_changed(t: TileResponse) -> bool:
+        cx0, cy0, cx1, cy1 = geometry.tile_cells(t.z, t.x, t.y)
+        return any(cx0 <= cx < cx1 and cy0 <= cy < cy1 for cx, cy in changed)
+
+    refetched = tab.tiles[mark:]
+    assert refetched, "no tile was fetched after the diff"
+    assert all(t.v == 2 and over_changed(t) for t in refetched), refetched  # unchanged tiles come from cache
+    expected = {(t.z, t.x, t.y) for t in shown_before if over_changed(t)}
+    assert expected and expected <= {(t.z, t.x, t.y) for t in refetched}
+    tab.assert_tiles_ok()
+
+    page.locator("#view").screenshot(path=str(tmp_path / "after.png"))
+    before = np.asarray(Image.open(tmp_path / "before.png").convert("RGB"), dtype=np.int16)
+    after = np.asarray(Image.open(tmp_path / "after.png").convert("RGB"), dtype=np.int16)
+    assert np.abs(after - before).mean() > 0.5, "the screen did not change"
+
+
+def test_failing_tiles_are_reported_and_retried(wall: ServedWall, open_tab):
+    failing = {"on": True}
+
+    def refuse_deep_tiles(route: Any) -> None:
+        m = TILE_URL.search(route.request.url)
+        if failing["on"] and int(m["z"]) >= 2:
+            route.fulfill(status=503, body="render queue is full; retry shortly\n")
+        else:
+            route.continue_()
+
+    tab = open_tab(f"{wall.base}/viewer/",
+                   before=lambda page: page.route("**/tiles/covers/*/*/*.jpg*", refuse_deep_tiles))
+    page = tab.page
+    page.wait_for_selector("#problems:not([hidden])", timeout=15000)
+    text = page.inner_text("#problems-text")
+    assert "failed to load" in text and "HTTP 503 render queue is full" in text, text
+
+    failing["on"] = False
+    page.click("#problems-retry")
+    tab.settle()
+    assert page.is_hidden("#problems")
+    assert page.evaluate("window.gigatile.failures()") == 0
+
+
+def test_unknown_dataset_and_the_dataset_picker(wall: ServedWall, open_tab):
+    missing = open_tab(f"{wall.base}/viewer/?dataset=nope")
+    missing.page.wait_for_selector("#fatal:not([hidden])")
+    assert "HTTP 404" in missing.page.inner_text("#fatal")
+
+    listing = '{"datasets": [{"name": "covers", "generation": 1}, {"name": "nope", "generation": 3}]}'
+    tab = open_tab(f"{wall.base}/viewer/", before=lambda page: page.route(
+        "**/tiles/datasets.json", lambda route: route.fulfill(status=200, body=listing,
+                                                              content_type="application/json")))
+    tab.page.wait_for_selector("label.picker:not([hidden])")
+    assert tab.page.eval_on_selector_all("#dataset option", "options => options.map(o => o.value)") == [
+        "covers", "nope"]
+    tab.settle()
+    with tab.page.expect_navigation():
+        tab.page.select_option("#dataset", "nope")
+    assert tab.page.url.endswith("/viewer/?dataset=nope")
+
+    without_listing = open_tab(f"{wall.base}/viewer/", before=lambda page: page.route(
+        "**/tiles/datasets.json", lambda route: route.fulfill(status=404, body="not found\n")))
+    without_listing.settle()
+    assert without_listing.page.is_hidden("label.picker")
+
+
+def test_the_viewer_works_at_the_root_of_a_proxy(proxy_like_site: str, wall: ServedWall, open_tab):
+    info = wall.info()
+    x, y = round(info["width"] / 2), round(info["height"] / 2)
+    tab = open_tab(f"{proxy_like_site}/#x={x}&y={y}&zoom=0.25")
+    assert _close(tab.settle()["view"], {"x": x, "y": y, "zoom": 0.25})
+    assert tab.page.inner_text("#generation") == "generation 1"
+    tab.assert_tiles_ok()
+    shot = tab.page.locator("#view").screenshot()
+    assert float(np.asarray(Image.open(io.BytesIO(shot)).convert("L"), dtype=np.float32).std()) > MIN_STDDEV
