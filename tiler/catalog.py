@@ -30,6 +30,8 @@ class Catalog:
     def get(self, name: str) -> LoadedDataset:
         found = self.loaded.get(name)
         if found is None:
+            if name in self.wanted:  # asked for, still replicating or loading: come back, not "gone"
+                raise TilerError(f"dataset {name!r} is not loaded yet; retry shortly", 503)
             raise TilerError(f"unknown dataset {name!r}", 404)
         return found
 

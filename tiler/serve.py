@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import sys
 import tempfile
 
 import uvicorn
@@ -25,6 +27,8 @@ def serve(settings: ServeSettings) -> None:
                               f"http://{settings.host}:{settings.port}/readyz", settings.instance_id,
                               settings.ttl_seconds)
         heartbeat.start()
+    # uvicorn re-raises a caught SIGTERM under the default handler, which would skip the deregistration below.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     with tempfile.TemporaryDirectory(prefix="gigatile-metrics-") as metrics_dir:
         if settings.workers > 1:
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir

@@ -1,0 +1,201 @@
+"""Cold start of a render node: from ``scripts/ec2_render.sh --local`` to the first tile served by the
+registered node, for the default 46-Gpx wall in a local S3 (SeaweedFS), broken down by phase.
+
+Before the clock starts: SeaweedFS, ``tiler generate`` (default wall), ``tiler publish`` and
+``node-bootstrap release``. Then, timed: the launcher starts an IMDSv2 emulator and ``node-bootstrap run``
+on 127.0.0.N; the bench polls ``s3://BUCKET/proxy/`` for the node's record and asks the registered address
+for a tile. Phases come from the node's own timestamps: ``run/status.json`` (bootstrap, update, children),
+``synch.down`` (sync), the render server's log (load, register).
+
+    .venv/bin/python bench/coldstart.py [--gigapixels 46] [--runs 3] [--no-kernels] [--no-warmup] [--work DIR]
+
+Bar (issue 5): launch to first tile <= 20 s (the median of the runs; each run's load average is shown, as the
+figures move with what else the machine does). Zoomii: 3 hours (full copy), 3 minutes (lazy EBS snapshots).
+Writes ``bench/results/<timestamp>-coldstart.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import format_table, machine, write_results  # noqa: E402
+from localcloud.seaweedfs import SeaweedS3  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+EC2_RENDER = REPO / "scripts" / "ec2_render.sh"
+BUCKET = "coldstart"
+DATASET = "covers"
+BAR_SECONDS = 20.0
+
+
+def _status(url: str) -> int | None:
+    try:
+        return httpx.get(url, timeout=0.5).status_code
+    except httpx.HTTPError:
+        return None
+
+
+def run_step(args: list[str], env: dict[str, str], what: str) -> float:
+    started = time.monotonic()
+    done = subprocess.run([str(a) for a in args], env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{what} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+    return time.monotonic() - started
+
+
+def one_launch(work: Path, env: dict[str, str], client, warmup: bool, number: int) -> dict:
+    """Launch a node, wait for its first tile, stop it; return the timeline (seconds from launch)."""
+    root = work / f"node-{number}"
+    shutil.rmtree(root, ignore_errors=True)
+    args = [str(EC2_RENDER), "--local", "--json", "--bucket", BUCKET, "--root", str(root)]
+    if not warmup:
+        args.append("--no-warmup")
+    load_before = os.getloadavg()[0]
+    launched = time.time()
+    done = subprocess.run(args, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"launch failed:\n{done.stderr[-3000:]}")
+    record = json.loads(done.stdout.strip().splitlines()[-1])
+    key = f"proxy/{record['address']}.p{record['port']}"
+    readyz = f"http://{record['address']}:{record['port']}/readyz"
+    loaded = None
+    try:
+        deadline = time.monotonic() + 600
+        while True:
+            if loaded is None and _status(readyz) == 200:
+                loaded = time.time()  # the render server has the data loaded
+            try:
+                doc = json.loads(client.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+                if doc["instance_id"] == record["instance_id"]:  # not a record left by an earlier node
+                    registered = time.time()
+                    break
+                time.sleep(0.02)
+            except client.exceptions.NoSuchKey:
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"no registration within 600 s; see {root}/data/log") from None
+                time.sleep(0.02)
+        info = httpx.get(f"http://{doc['address']}:{doc['port']}/tiles/{DATASET}/info.json", timeout=120).json()
+        top, col, row = info["levels"] - 1, info["width"] // 512, info["height"] // 512  # mid-canvas, 1:1
+        base = f"http://{doc['address']}:{doc['port']}/tiles/{DATASET}/{top}"
+        tile_url = f"{base}/{col}/{row}.jpg"
+        refused = []  # answers other than 200 from the registered node before its first tile (should be none)
+        while (response := httpx.get(tile_url, timeout=120)).status_code != 200:
+            refused.append(response.status_code)
+            if len(refused) > 600:
+                raise SystemExit(f"first tile {tile_url}: HTTP {response.status_code}: {response.text[:300]}")
+            time.sleep(0.05)
+        first_tile = time.time()
+        more = []
+        for dx in range(1, 6):  # the next tiles, for what a warm node answers in
+            began = time.perf_counter()
+            httpx.get(f"{base}/{col + dx}/{row}.jpg", timeout=60)
+            more.append((time.perf_counter() - began) * 1e3)
+        # What the node recorded about itself (and, if it compiles its own kernels, when that ended).
+        status = json.loads((root / "run" / "status.json").read_text())
+        wait_until = time.monotonic() + 120
+        while warmup and status.get("kernels") != "release" and "warmup" not in status["phases"] \
+                and time.monotonic() < wait_until:
+            time.sleep(0.2)
+            status = json.loads((root / "run" / "status.json").read_text())
+    finally:
+        subprocess.run([str(EC2_RENDER), "--local", "--stop", str(root)], env=env, capture_output=True)
+    phases = status["phases"]
+    down = json.loads((root / "data" / DATASET / "synch.down").read_text())["time"]
+    loaded = loaded or registered
+    boxlink_log = root / "data" / "log" / "boxlink.log"
+    fetched = next((line for line in boxlink_log.read_text().splitlines() if " fetched dataset=" in line), "")
+    marks = {"bootstrap": phases["self_update"], "update": phases["update"], "children": phases["children"],
+             "sync": down, "load": loaded, "register": registered, "first tile": first_tile}
+    timeline, previous = {}, launched
+    for name, at in marks.items():
+        timeline[name] = {"at": at - launched, "phase": at - previous}
+        previous = at
+    return {"root": str(root), "address": record["address"], "release": status.get("release"),
+            "kernels": status.get("kernels"), "load_average_before": load_before,
+            "load_average_after": os.getloadavg()[0],
+            "timeline": timeline, "total_seconds": first_tile - launched,
+            "warmup_done_at": phases["warmup"] - launched if "warmup" in phases else None,
+            "boxlink_fetch": fetched.split(" INFO ", 1)[-1], "next_tiles_ms": more,
+            "tile_bytes": len(response.content), "refused_before_first_tile": refused}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--gigapixels", type=float, default=46.0)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--no-warmup", action="store_true", help="launch nodes without the kernel warm-up")
+    parser.add_argument("--no-kernels", action="store_true", help="release without kernels compiled here")
+    parser.add_argument("--work", type=Path, default=None, help="keep everything here (default: a temp dir)")
+    args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the node and SeaweedFS on the way out
+    work = args.work or Path(tempfile.mkdtemp(prefix="gigatile-coldstart-"))
+    (work / "s3").mkdir(parents=True, exist_ok=True)
+    server = SeaweedS3(work / "s3")
+    server.start()
+    try:
+        server.create_bucket(BUCKET)
+        env = {**os.environ, **server.env(), "GIGATILE_BUCKET": BUCKET}
+        env.pop("AWS_PROFILE", None)
+        setup = {
+            "generate": run_step([BIN / "tiler", "generate", "--out", work / "wall", "--gigapixels",
+                                  args.gigapixels], env, "tiler generate"),
+            "publish": run_step([BIN / "tiler", "publish", work / "wall", "--bucket", BUCKET, "--dataset", DATASET],
+                                env, "tiler publish"),
+            "release": run_step([BIN / "node-bootstrap", "release", "--bucket", BUCKET,
+                                 *(["--no-kernels"] if args.no_kernels else [])], env, "release"),
+        }
+        print("setup (untimed): " + ", ".join(f"{k} {v:.1f} s" for k, v in setup.items()), file=sys.stderr)
+        client = server.client()
+        runs = [one_launch(work, env, client, not args.no_warmup, n) for n in range(args.runs)]
+    finally:
+        server.stop()
+        if args.work is None:
+            shutil.rmtree(work, ignore_errors=True)
+    names = list(runs[0]["timeline"])
+    rows = [[name, *(f"{r['timeline'][name]['phase']:.2f}" for r in runs),
+             *(f"{r['timeline'][name]['at']:.2f}" for r in runs)] for name in names]
+    headers = ["phase", *(f"run {i + 1} s" for i in range(len(runs))), *(f"at {i + 1} s" for i in range(len(runs)))]
+    print(format_table(headers, rows))
+    for i, run in enumerate(runs):
+        if run["warmup_done_at"] is not None:
+            kernels = f"compiled on the node, done at {run['warmup_done_at']:.2f} s"
+        else:
+            kernels = {"release": "shipped with the release", "previous": "copied from the previous release"}.get(
+                run["kernels"], "not warmed up")
+        print(f"run {i + 1}: load average {run['load_average_before']:.1f} -> {run['load_average_after']:.1f}; "
+              f"{run['boxlink_fetch']}; kernels {kernels}; next tiles "
+              f"{', '.join(f'{ms:.0f}' for ms in run['next_tiles_ms'])} ms"
+              + (f"; BEFORE IT, {len(run['refused_before_first_tile'])} answers "
+                 f"{sorted(set(run['refused_before_first_tile']))}" if run["refused_before_first_tile"] else ""))
+    totals = sorted(r["total_seconds"] for r in runs)
+    median = statistics.median(totals)
+    verdict = "PASS" if median <= BAR_SECONDS else "FAIL"
+    each = ", ".join(f"{r['total_seconds']:.2f}" for r in runs)
+    print(f"launch to first tile: {each} s; median {median:.2f} s, "
+          f"worst {totals[-1]:.2f} s  bar <= {BAR_SECONDS:.0f} s (median): {verdict}   "
+          "(Zoomii: 3 h full copy, 3 min lazy EBS)")
+    path = write_results("coldstart", {"gigapixels": args.gigapixels, "warmup": not args.no_warmup,
+                                       "kernels": not args.no_kernels, "median_seconds": median,
+                                       "setup_seconds": setup, "runs": runs, "bar_seconds": BAR_SECONDS,
+                                       "verdict": verdict, "machine": machine()})
+    print(f"results: {path}")
+    return 0 if verdict == "PASS" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,180 @@
+"""Launch a render node: EC2 RunInstances with the node's user-data, or --local on this machine.
+
+    python -m bootstrap.launch --bucket B --image-id ami-… [--instance-type c6i.large] [--count 2]
+        [--subnet-id subnet-…] [--security-group-id sg-…] [--instance-profile gigatile-node]
+        [--tag team=books] [--dry-run]
+    python -m bootstrap.launch --local --bucket B [--root DIR] [--address 127.0.0.N]
+    python -m bootstrap.launch --local --stop DIR
+
+``scripts/ec2_render.sh`` is this module behind the project's Python. AWS settings (region, credentials,
+``AWS_ENDPOINT_URL_EC2``) come from AWS's own chain.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from bootstrap.errors import BootstrapError
+from bootstrap.userdata import DEFAULT_COMMAND, STYLES, NodeConfig, render_user_data
+
+DEFAULT_INSTANCE_TYPE = "c6i.large"
+DEFAULT_TAGS = {"Name": "gigatile-render", "gigatile:role": "render"}
+
+
+def parse_tags(pairs: list[str]) -> dict[str, str]:
+    tags = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise BootstrapError(f"--tag {pair!r}: use KEY=VALUE")
+        tags[key] = value
+    return tags
+
+
+def build_run_request(config: NodeConfig, image_id: str, instance_type: str = DEFAULT_INSTANCE_TYPE,
+                      count: int = 1, subnet_id: str | None = None, security_group_ids: list[str] | None = None,
+                      instance_profile: str | None = None, key_name: str | None = None,
+                      tags: dict[str, str] | None = None, user_data_style: str = "json",
+                      command: str = DEFAULT_COMMAND, hop_limit: int = 2) -> dict[str, Any]:
+    """The keyword arguments of EC2 RunInstances for ``count`` render nodes (pure: nothing is sent).
+
+    IMDSv2 only (``HttpTokens=required``); the hop limit lets a containerised node reach the service.
+    """
+    if count < 1:
+        raise BootstrapError("--count must be at least 1")
+    all_tags = {**DEFAULT_TAGS, "gigatile:bucket": config.bucket, "gigatile:channel": config.channel,
+                **(tags or {})}
+    tag_list = [{"Key": k, "Value": v} for k, v in all_tags.items()]
+    request: dict[str, Any] = {
+        "ImageId": image_id, "InstanceType": instance_type, "MinCount": count, "MaxCount": count,
+        "UserData": render_user_data(config, user_data_style, command),
+        "MetadataOptions": {"HttpTokens": "required", "HttpEndpoint": "enabled",
+                            "HttpPutResponseHopLimit": hop_limit},
+        "TagSpecifications": [{"ResourceType": "instance", "Tags": tag_list},
+                              {"ResourceType": "volume", "Tags": tag_list}],
+    }
+    if subnet_id:
+        request["SubnetId"] = subnet_id
+    if security_group_ids:
+        request["SecurityGroupIds"] = list(security_group_ids)
+    if instance_profile:
+        request["IamInstanceProfile"] = ({"Arn": instance_profile} if instance_profile.startswith("arn:")
+                                         else {"Name": instance_profile})
+    if key_name:
+        request["KeyName"] = key_name
+    return request
+
+
+def run_instances(request: dict[str, Any], region: str | None = None) -> list[dict[str, Any]]:
+    """Send the request (boto3 encodes UserData in base64); returns the instances EC2 reports."""
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        client = boto3.session.Session().client("ec2", region_name=region or None)
+        return client.run_instances(**request)["Instances"]
+    except (ClientError, BotoCoreError) as exc:
+        raise BootstrapError(f"RunInstances failed: {exc}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ec2_render.sh", description=__doc__.splitlines()[0])
+    env = os.environ.get
+    node = parser.add_argument_group("the node (its user-data)")
+    node.add_argument("--bucket", default=env("GIGATILE_BUCKET"))
+    node.add_argument("--dataset", action="append", dest="datasets", help="repeatable (default: covers)")
+    node.add_argument("--port", type=int, default=None, help="render server port (default 8080)")
+    node.add_argument("--channel", default="current")
+    node.add_argument("--workers", type=int, default=2)
+    node.add_argument("--ttl-seconds", type=int, default=30)
+    node.add_argument("--sync-interval", type=float, default=5.0)
+    node.add_argument("--root", type=Path, default=None, help="node root (EC2 default /srv/gigatile)")
+    node.add_argument("--s3-endpoint-url", default=None, help="S3-compatible store (local default: "
+                                                              "$AWS_ENDPOINT_URL_S3)")
+    node.add_argument("--no-self-update", action="store_true", help="do not run a fresher bootstrap from S3")
+    node.add_argument("--no-warmup", action="store_true", help="do not pre-compile a new release's kernels")
+    node.add_argument("--log-level", default="INFO")
+    ec2 = parser.add_argument_group("EC2")
+    ec2.add_argument("--image-id", help="an image with Python, the dependencies and node-bootstrap installed")
+    ec2.add_argument("--instance-type", default=DEFAULT_INSTANCE_TYPE)
+    ec2.add_argument("--count", type=int, default=1)
+    ec2.add_argument("--subnet-id")
+    ec2.add_argument("--security-group-id", action="append", dest="security_group_ids")
+    ec2.add_argument("--instance-profile", help="name or ARN; its role gives the node its S3 access")
+    ec2.add_argument("--key-name")
+    ec2.add_argument("--tag", action="append", default=[], help="KEY=VALUE, repeatable")
+    ec2.add_argument("--region", default=None)
+    ec2.add_argument("--hop-limit", type=int, default=2, help="IMDSv2 PUT response hop limit")
+    ec2.add_argument("--user-data-style", choices=STYLES, default="json")
+    ec2.add_argument("--command", default=DEFAULT_COMMAND, help="what cloud-config/script user-data runs")
+    ec2.add_argument("--dry-run", action="store_true", help="print the RunInstances request, send nothing")
+    local = parser.add_argument_group("local")
+    local.add_argument("--local", action="store_true", help="start the node on this machine")
+    local.add_argument("--address", help="127.0.0.N for the node (default: the first with the port free)")
+    local.add_argument("--imds-port", type=int, default=None)
+    local.add_argument("--stop", type=Path, metavar="ROOT", help="with --local: stop the node in ROOT")
+    local.add_argument("--json", action="store_true", help="print the launch record as JSON")
+    return parser
+
+
+def config_from(args: argparse.Namespace, root: Path, s3_endpoint_url: str) -> NodeConfig:
+    if not args.bucket:
+        raise BootstrapError("--bucket (or GIGATILE_BUCKET) is required")
+    return NodeConfig(bucket=args.bucket, datasets=tuple(args.datasets or ("covers",)), port=args.port or 8080,
+                      channel=args.channel, root=str(root), workers=args.workers, ttl_seconds=args.ttl_seconds,
+                      sync_interval=args.sync_interval, s3_endpoint_url=s3_endpoint_url,
+                      self_update=not args.no_self_update, warmup=not args.no_warmup,
+                      log_level=args.log_level.upper())
+
+
+def _local(args: argparse.Namespace) -> int:
+    from bootstrap.localnode import launch_local, pick_address, stop_local
+
+    if args.stop:
+        record = stop_local(args.stop)
+        print(f"stopped node {record.instance_id} ({record.address}:{record.port}) in {record.root}")
+        return 0
+    address = args.address or pick_address(args.port or 8080)
+    root = (args.root or Path("local-nodes") / address).resolve()
+    config = config_from(args, root, args.s3_endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3", ""))
+    record = launch_local(config, address, args.imds_port)
+    if args.json:
+        from dataclasses import asdict
+
+        print(json.dumps(asdict(record)))
+    else:
+        print(record.describe())
+    return 0
+
+
+def _ec2(args: argparse.Namespace) -> int:
+    if not args.image_id:
+        raise BootstrapError("--image-id is required to launch on EC2 (or use --local)")
+    config = config_from(args, args.root or Path("/srv/gigatile"), args.s3_endpoint_url or "")
+    request = build_run_request(config, args.image_id, args.instance_type, args.count, args.subnet_id,
+                                args.security_group_ids, args.instance_profile, args.key_name,
+                                parse_tags(args.tag), args.user_data_style, args.command, args.hop_limit)
+    if args.dry_run:
+        print(json.dumps(request, indent=1))
+        return 0
+    for instance in run_instances(request, args.region):
+        print(f"{instance['InstanceId']} {instance.get('PrivateIpAddress', '-')} {instance['State']['Name']}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _local(args) if args.local else _ec2(args)
+    except BootstrapError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
