@@ -60,7 +60,7 @@ def _common(with_transfer: bool) -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="boxlink", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="boxlink", description=__doc__.splitlines()[0].replace("``", ""))
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", parents=[_common(True)],
                          help="replicate every dataset the render server marked synch.active, poll, ship logs")

@@ -21,6 +21,7 @@ from boxlink.remote import ManifestPoller, RequestCounter
 from boxlink.settings import Settings
 from boxlink.status import read_status, update_status
 from tiler.localstore import DatasetDir, data_dir, datasets_under, log_dir, utc_now_iso
+from tiler.manifest import manifest_key
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,8 @@ class Node:
         self.poller = ManifestPoller(client, settings.bucket)
         self.shipper = LogShipper(client, settings.bucket, settings.instance_id, log_dir(settings.root),
                                   data_dir(settings.root) / LOGSHIP_STATE, settings.log_interval)
+        self._ship_failures = 0
+        self._ship_due = 0.0
 
     # -- one pass --------------------------------------------------------------------------------
     def sync_dataset(self, dataset: str) -> SyncResult:
@@ -61,10 +64,12 @@ class Node:
                       not_modified=int(status.get("not_modified", 0)) + (not poll.changed),
                       remote_generation=poll.manifest.generation if poll.manifest else None)
         if poll.manifest is None:
-            raise BoxlinkError(f"{folder.dataset}: not published in s3://{self.settings.bucket} "
-                               f"(no {folder.dataset}/manifest.json)")
+            raise BoxlinkError(f"{folder.dataset}: not published (no s3://{self.settings.bucket}/"
+                               f"{manifest_key(folder.dataset)})")
         target = poll.manifest.generation
         if folder.current_generation() == target and folder.down_generation() == target:
+            if status.get("last_error") is not None or status.get("local_generation") != target:
+                update_status(folder, local_generation=target, last_error=None, failures=0)
             return SyncResult(folder.dataset, target, target, "current", None)
         meter = self.meter(folder.dataset)
         replica = Replica(folder, self.client, self.settings.bucket, self.settings.transfer, self.stop,
@@ -130,9 +135,13 @@ class Node:
         return ceiling * random.uniform(0.5, 1.0)
 
     def ship_logs(self, final: bool = False) -> None:
+        """Ship what is due; after a failure, wait longer before trying again (except at the end)."""
+        if not final and time.monotonic() < self._ship_due:
+            return
         try:
             self.shipper.ship(final=final)
-        except BoxlinkError as exc:
-            log.warning("log shipping failed error=%r", str(exc))
-        except OSError as exc:
-            log.warning("log shipping failed error=%r", f"{exc.__class__.__name__}: {exc}")
+            self._ship_failures = 0
+        except (BoxlinkError, OSError) as exc:
+            self._ship_failures += 1
+            self._ship_due = time.monotonic() + self._retry_wait(self._ship_failures)
+            log.warning("log shipping failed failures=%d error=%r", self._ship_failures, str(exc))

@@ -52,6 +52,14 @@ GRPC_OFFSET = 10000  # weed's default gRPC port is the HTTP port + 10000
 ROLES = ("master", "volume", "filer", "s3")
 
 
+def _weed_environment() -> dict[str, str]:
+    # weed turns on S3 authentication when it sees AWS keys in its environment: keep ours out of it.
+    hidden = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+    env = {k: v for k, v in os.environ.items() if k not in hidden}
+    env["WEED_MASTER_VOLUME_GROWTH_COPY_1"] = "1"  # one volume per bucket, not seven
+    return env
+
+
 class SeaweedError(RuntimeError):
     """SeaweedFS could not be found, started or reached; the message says why."""
 
@@ -168,7 +176,7 @@ class SeaweedS3:
         with self.log_path.open("ab") as log_file:
             self._proc = subprocess.Popen(self._command(), stdin=subprocess.DEVNULL, stdout=log_file,
                                           stderr=subprocess.STDOUT, cwd=self.data_dir,
-                                          env={**os.environ, "WEED_MASTER_VOLUME_GROWTH_COPY_1": "1"},
+                                          env=_weed_environment(),
                                           start_new_session=True)
         try:
             self._wait_ready(began + self.start_timeout)

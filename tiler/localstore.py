@@ -41,6 +41,16 @@ def write_atomic(path: Path, data: bytes) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (after a power loss the switch or marker is not lost)."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def data_dir(root: Path) -> Path:
@@ -116,6 +126,7 @@ class DatasetDir:
             link.unlink()
         os.symlink(f"generations/{generation}", link)
         os.replace(link, self.current)
+        fsync_dir(self.path)
 
     def current_generation(self) -> int | None:
         try:

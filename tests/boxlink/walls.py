@@ -59,10 +59,11 @@ def small_edit(source: Path) -> Edit:
 
 
 def big_edit(source: Path) -> None:
-    """Give every item another cover: a diff about as large as the snapshot (every variant is new)."""
+    """Give every other item another cover: a diff about half the snapshot's size, which still uses
+    the snapshot's pack for the other items."""
     rows = read_rows(source)
     images = sorted({r["image"] for r in rows})
-    for row in rows:
+    for row in rows[::2]:
         row["image"] = images[(images.index(row["image"]) + 1) % len(images)]
     write_rows(source, rows)
 
