@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 VIEWER_VENDOR := tiler/viewer/vendor/openseadragon
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: venv viewer browser test demo lint clean
+.PHONY: venv viewer browser test demo demo-update lint clean
 
 venv: $(STAMP)
 
@@ -34,6 +34,10 @@ test: venv viewer browser
 
 demo: venv viewer
 	$(BIN)/python scripts/demo.py $(DEMO_ARGS)
+
+# With a demo running (in another terminal): change a few covers and publish the diff.
+demo-update: venv
+	$(BIN)/python scripts/demo.py update
 
 lint: venv
 	$(BIN)/ruff check .
