@@ -276,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopping.set())
     args.dir.mkdir(parents=True, exist_ok=True)
-    server = SeaweedS3(args.dir, ip=args.ip)
+    server = SeaweedS3(args.dir.resolve(), ip=args.ip)
     try:
         server.start()
         for bucket in args.bucket:

@@ -14,46 +14,47 @@ import logging
 import time
 
 import httpx
+from starlette.exceptions import HTTPException
 from starlette.staticfiles import StaticFiles
 
+from proxy.access_log import AccessLog, loggable
 from proxy.cache import DiskCache
 from proxy.errors import ProxyError
 from proxy.memory import MemoryCache
 from proxy.metrics import ProxyMetrics
-from proxy.registry import Registry, iso_time
+from proxy.registry import Registry, iso_time, make_s3_client
 from proxy.responses import send_error, send_text
 from proxy.settings import ProxySettings
 from proxy.target import check_target, is_versioned
 from proxy.tiles import Outcome, TileService
-from proxy.upstream import Upstream, make_client
+from proxy.upstream import Pool, Upstream
 
 log = logging.getLogger(__name__)
-access_log = logging.getLogger("proxy.access")
 
 STARTUP_REFRESH_SECONDS = 10.0  # the first registry poll, before serving; S3 may be slow or away
 
 
 class ProxyApp:
-    """``tile-proxy``'s ASGI app. ``s3`` is a boto3 S3 client (``tiler.s3io.make_client()`` by default)."""
+    """``tile-proxy``'s ASGI app. ``s3`` is a boto3 S3 client (from the AWS chain by default)."""
 
     def __init__(self, settings: ProxySettings, s3=None):
         if s3 is None:
-            from tiler.s3io import make_client as make_s3_client
             s3 = make_s3_client()
         self.settings = settings
         self.metrics = ProxyMetrics()
         self.health_client = httpx.AsyncClient(timeout=min(2.0, max(0.5, settings.health_seconds)),
                                                trust_env=False)
-        self.client = make_client(settings.connect_timeout, settings.read_timeout)
-        self.registry = Registry(settings, s3, self.health_client)
+        self.pool = Pool(settings.connect_timeout, settings.read_timeout)
+        self.registry = Registry(settings, s3, self.health_client, on_change=self.pool.keep_only)
         self.memory = MemoryCache(settings.memory_bytes)
         self.disk = DiskCache(settings.cache_dir, settings.cache_bytes)
-        upstream = Upstream(self.client, self.registry, self.metrics, settings.max_attempts)
+        upstream = Upstream(self.pool, self.registry, self.metrics, settings.max_attempts)
         self.tiles = TileService(self.registry, upstream, self.memory, self.disk, self.metrics)
         self.operator = {"/healthz": self._healthz, "/metrics": self._metrics, "/proxy/status": self._status}
         self.static: StaticFiles | None = None
         self.tasks: list[asyncio.Task] = []
-        self.access = access_log.isEnabledFor(logging.INFO)
+        self.access_log = AccessLog()
+        self.access = self.access_log.enabled
         self.started = time.time()
         gauges = [
             ("gigatile_proxy_cache_bytes", "Bytes in the disk cache", lambda: self.disk.bytes),
@@ -100,17 +101,15 @@ class ProxyApp:
             outcome = Outcome(exc.status, "-", await send_error(send, exc, head))
             self.metrics.requests.labels(str(exc.status), "").inc()
         except Exception:
-            log.exception("request failed path=%s", _loggable(raw_path))
+            log.exception("request failed path=%s", loggable(raw_path))
             with contextlib.suppress(Exception):  # the response may have started already
                 await send_text(send, 500, "internal error in the proxy; see its log\n", head)
             outcome = Outcome(500, "-", 0)
         if self.access:
-            client = scope.get("client") or ("-", 0)
-            access_log.info("method=%s path=%s status=%d cache=%s bytes=%d ms=%.2f backend=%s client=%s",
-                            method, _loggable(raw_path + (b"?" + scope["query_string"] if scope["query_string"]
-                                                          else b"")),
-                            outcome.status, outcome.cache, outcome.bytes, (time.perf_counter() - began) * 1e3,
-                            outcome.backend, client[0])
+            query = scope["query_string"]
+            self.access_log.add(method, raw_path + b"?" + query if query else raw_path, outcome.status,
+                                outcome.cache, outcome.bytes, time.perf_counter() - began, outcome.backend,
+                                (scope.get("client") or ("-",))[0])
 
     # -- operator surface ----------------------------------------------------------------------------------
 
@@ -151,7 +150,11 @@ class ProxyApp:
                 status[0] = message["status"]
             await send(message)
 
-        await self.static(scope, receive, capture)
+        try:
+            await self.static(scope, receive, capture)
+        except HTTPException as exc:  # StaticFiles raises its 404/405 for an exception middleware to answer
+            raise ProxyError(f"no backend claims {path} and the viewer has no such file" if exc.status_code == 404
+                             else str(exc.detail), exc.status_code) from None
         return Outcome(status[0], "-", 0)
 
     # -- life cycle ----------------------------------------------------------------------------------------
@@ -179,11 +182,17 @@ class ProxyApp:
             await asyncio.wait_for(self.registry.refresh(), STARTUP_REFRESH_SECONDS)
         except TimeoutError:
             log.warning("first registry refresh took over %.0f s; serving meanwhile", STARTUP_REFRESH_SECONDS)
-        self.access = access_log.isEnabledFor(logging.INFO)
+        self.access = self.access_log.enabled
         self.tasks = [asyncio.create_task(self.registry.run_polls(), name="registry-poll"),
-                      asyncio.create_task(self.registry.run_health_checks(), name="health-checks")]
+                      asyncio.create_task(self.registry.run_health_checks(), name="health-checks"),
+                      asyncio.create_task(self._flush_access_log(), name="access-log")]
         log.info("proxy ready bucket=%s cache_dir=%s live=%s", self.settings.bucket, self.settings.cache_dir,
                  ",".join(b.id for b in self.registry.live) or "none")
+
+    async def _flush_access_log(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            self.access_log.flush()
 
     async def shutdown(self) -> None:
         for task in self.tasks:
@@ -191,12 +200,9 @@ class ProxyApp:
         for task in self.tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await self.client.aclose()
+        self.pool.close()
+        self.access_log.flush()
         await self.health_client.aclose()
         await asyncio.to_thread(self.disk.close)
-
-
-def _loggable(raw: bytes) -> str:
-    """``raw`` for a key=value log line: at most 300 bytes, non-printables and spaces escaped."""
-    return repr(raw[:300])[2:-1].replace(" ", "\\x20")
+        log.info("proxy stopped cache_entries=%d cache_bytes=%d", len(self.disk), self.disk.bytes)
 

@@ -32,7 +32,9 @@ from proxy.entry import Entry
 log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^[0-9a-f]{64}$")
-MAX_PENDING_WRITES = 256  # beyond this a miss is served but not written to disk: memory stays bounded
+# Beyond these a miss is served but not written to disk (a slow disk must not grow memory without bound).
+MAX_PENDING_WRITES = 256
+MAX_PENDING_BYTES = 64 << 20
 
 
 def name_of(target: bytes) -> str:
@@ -52,8 +54,10 @@ class DiskCache:
         self.evictions = 0
         self.dropped_writes = 0
         self.pending_writes = 0
+        self.pending_bytes = 0
         self._index: OrderedDict[str, int] = OrderedDict()
         self._counter = itertools.count()
+        self._closed = False
         self._readers = ThreadPoolExecutor(4, thread_name_prefix="cache-read")
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="cache-write")
 
@@ -85,6 +89,7 @@ class DiskCache:
                  time.monotonic() - started)
 
     def close(self) -> None:
+        self._closed = True
         self._writer.shutdown(wait=True)
         self._readers.shutdown(wait=True)
 
@@ -104,18 +109,22 @@ class DiskCache:
 
     def store(self, entry: Entry) -> None:
         """Write ``entry`` in the background (atomically); evict least-recently-used files beyond the bounds."""
-        if self.pending_writes >= MAX_PENDING_WRITES:
+        if self._closed:
+            return
+        if self.pending_writes >= MAX_PENDING_WRITES or self.pending_bytes >= MAX_PENDING_BYTES:
             self.dropped_writes += 1
             return
         name = name_of(entry.target)
         data = entry_format.encode(entry)
         self.pending_writes += 1
+        self.pending_bytes += len(data)
         future = asyncio.get_running_loop().run_in_executor(self._writer, self._write_file, name, data,
                                                             entry.expires)
         future.add_done_callback(lambda f: self._written(f, name, len(data)))
 
     def _written(self, future: asyncio.Future, name: str, size: int) -> None:
         self.pending_writes -= 1
+        self.pending_bytes -= size
         if future.cancelled() or future.exception() is not None:
             log.warning("cache write failed name=%s error=%s", name, future.exception())
             return
@@ -123,7 +132,7 @@ class DiskCache:
         self._index[name] = size
         self.bytes += size
         victims = self._evict()
-        if victims:
+        if victims and not self._closed:  # once closed, the bound is applied again at the next open()
             self._writer.submit(self._delete, victims)
 
     def _evict(self) -> list[str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -72,6 +73,15 @@ def settings_from(args: argparse.Namespace) -> ProxySettings:
     )
 
 
+def _check_cache_dir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ProxyError(f"cannot create --cache-dir {path}: {exc.strerror}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ProxyError(f"--cache-dir {path} is not writable")
+
+
 def _configure_access_log(where: str) -> None:
     access = logging.getLogger("proxy.access")
     access.propagate = False
@@ -79,7 +89,7 @@ def _configure_access_log(where: str) -> None:
         access.setLevel(logging.WARNING)
         return
     handler = logging.StreamHandler(sys.stderr) if where == "-" else logging.FileHandler(where)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    handler.setFormatter(logging.Formatter("%(message)s"))  # each line has its own time=
     access.addHandler(handler)
     access.setLevel(logging.INFO)
 
@@ -90,12 +100,18 @@ def _run(args: argparse.Namespace) -> int:
     from proxy.app import ProxyApp
 
     settings = settings_from(args)
+    _check_cache_dir(settings.cache_dir)
     _configure_access_log(args.access_log)
     app = ProxyApp(settings)
+    # The app writes its own access log; no X-Forwarded-* rewriting: the proxy is the edge.
     config = uvicorn.Config(app, host=settings.host, port=settings.port, lifespan="on", access_log=False,
-                            log_level="warning", server_header=False, timeout_graceful_shutdown=5,
-                            backlog=4096)
+                            proxy_headers=False, log_level="warning", server_header=False,
+                            timeout_graceful_shutdown=5, backlog=4096)
     server = uvicorn.Server(config)
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal to the handler it found:
+    # make that a plain exit (0 once it had started), not a death by signal or a KeyboardInterrupt traceback.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: sys.exit(0 if server.started else 1))
     server.run()
     return 0 if server.started else 1
 
@@ -103,6 +119,8 @@ def _run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    for chatty in ("httpx", "httpcore", "botocore", "boto3", "urllib3"):  # one line per request otherwise
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))
     try:
         return args.run(args)
     except ProxyError as exc:

@@ -16,10 +16,13 @@ import asyncio
 import logging
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import boto3
 import httpx
+from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from proxy import routing
@@ -33,6 +36,13 @@ log = logging.getLogger(__name__)
 MAX_RECORDS = 1000  # one LIST page; a bucket with more records than this is misused
 _ROUTE = re.compile(r"^(/[A-Za-z0-9._-]+)+(/\*)?$")
 _RESERVED = ("/proxy", "/metrics", "/healthz")
+
+
+def make_s3_client():
+    """An S3 client from the AWS chain with short timeouts: a slow LIST must not freeze the backend set."""
+    config = Config(retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=2, read_timeout=5,
+                    max_pool_connections=16)
+    return boto3.session.Session().client("s3", config=config)
 
 
 def parse_route(route: str) -> str | None:
@@ -77,8 +87,10 @@ class Backend:
 
 
 class Registry:
-    def __init__(self, settings: ProxySettings, s3, http: httpx.AsyncClient):
+    def __init__(self, settings: ProxySettings, s3, http: httpx.AsyncClient,
+                 on_change: Callable[[set[str]], None] | None = None):
         self.settings = settings
+        self.on_change = on_change  # called with every backend id when the live set changes
         self.bucket = settings.bucket
         self.s3 = s3
         self.http = http
@@ -114,6 +126,7 @@ class Registry:
 
     async def poll(self) -> None:
         """List the records, read the changed ones, drop the removed ones, re-evaluate freshness."""
+        began = time.monotonic()
         try:
             listing = await asyncio.to_thread(self._list)
         except (ClientError, BotoCoreError) as exc:
@@ -143,6 +156,8 @@ class Registry:
             backend.fresh = fresh
         self.polled = time.time()
         self._recompute()
+        if time.monotonic() - began > max(2.0, self.settings.poll_seconds):
+            log.warning("registry poll was slow seconds=%.1f records=%d", time.monotonic() - began, len(listing))
 
     def _known_version(self, key: str) -> tuple[str, str] | None:
         if key in self.backends:
@@ -218,6 +233,8 @@ class Registry:
         live = tuple(b for b in self.backends.values() if b.live)
         if [b.id for b in live] != [b.id for b in self.live]:
             self.shares = routing.shares([b.id for b in live])
+            if self.on_change is not None:
+                self.on_change({b.id for b in self.backends.values()})
             log.info("live backends now=%s", ",".join(b.id for b in live) or "none")
         self.live = live
 
@@ -252,7 +269,8 @@ class Registry:
         for backend in self.backends.values():
             state = "live" if backend.live else ("stale" if not backend.fresh else "unhealthy")
             rows.append({
-                "id": backend.id, "key": backend.key, "state": state, "fresh": backend.fresh,
+                "id": backend.id, "address": backend.record.address, "port": backend.record.port,
+                "key": backend.key, "state": state, "fresh": backend.fresh,
                 "healthy": backend.healthy, "heartbeat": backend.record.heartbeat,
                 "ttl_seconds": backend.record.ttl_seconds, "routes": backend.record.routes,
                 "datasets": backend.record.datasets, "instance_id": backend.record.instance_id,

@@ -13,7 +13,7 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # Loopback and the private ranges: where render nodes live (a VPC, or 127.0.0.N on one machine).
 DEFAULT_ALLOW_NET = "127.0.0.0/8,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,::1/128,fc00::/7"
-VIEWER_DIR = Path(__file__).parent / "viewer"
+VIEWER_DIR = Path(__file__).resolve().parent.parent / "tiler" / "viewer"  # the viewer ships with tiler
 
 _SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}

@@ -35,7 +35,8 @@ class Flight:
     """One backend fetch, shared by every request coalesced onto it."""
 
     fetched: Fetched
-    entry: Entry | None  # set when the response was stored
+    entry: Entry | None  # set when the response may be cached
+    stored: bool = False  # written to disk (by the first request answered from this flight)
 
 
 class TileService:
@@ -74,7 +75,12 @@ class TileService:
             raise
         self.misses += 1
         if flight.entry is not None:
-            outcome = await self._replay(send, flight.entry, b"MISS", now, head, if_none_match)
+            try:
+                outcome = await self._replay(send, flight.entry, b"MISS", now, head, if_none_match)
+            finally:
+                if not flight.stored:  # after the answer is out: the disk write is off the miss's latency
+                    flight.stored = True
+                    self.disk.store(flight.entry)
             outcome.backend = flight.fetched.backend
             return outcome
         fetched = flight.fetched
@@ -93,7 +99,6 @@ class TileService:
             return Flight(fetched, None)
         entry = make_entry(target, fetched.headers, fetched.body, time.time(), seconds)
         self.memory.put(entry)
-        self.disk.store(entry)
         return Flight(fetched, entry)
 
     async def _replay(self, send, entry: Entry, cache: bytes, now: float, head: bool,

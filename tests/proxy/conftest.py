@@ -66,9 +66,9 @@ class Nodes:
     def start(self, address: str, ttl_seconds: int = 30, register: bool = True) -> Node:
         """``tiler serve`` on ``address``; with ``register`` it writes its own record in the bucket."""
         port = free_port(address)
-        extra = ["--workers", "1"]
+        extra = ["--workers", "1", "--bucket", self.bucket.name if register else ""]  # "" beats GIGATILE_BUCKET
         if register:
-            extra += ["--bucket", self.bucket.name, "--advertise", address, "--ttl-seconds", str(ttl_seconds)]
+            extra += ["--advertise", address, "--ttl-seconds", str(ttl_seconds)]
         log = self.tmp_path / f"node-{address}-{port}.log"
         process = start_tiler_serve(self.roots[address], "covers", address, port, log, *extra, env=self.bucket.env)
         node = Node(address, port, process)
