@@ -31,8 +31,11 @@ TRANSFER = TransferConfig(multipart_threshold=8 * MB, multipart_chunksize=8 * MB
 
 def make_client(max_connections: int = 32):
     """An S3 client from the standard AWS chain, with retries (backoff and jitter) configured."""
+    # Integrity is end to end (sha256 in the manifest, checked by every reader), so botocore's extra
+    # per-request CRC32 — computed in Python over every byte — is only cost here.
     config = Config(retries={"max_attempts": 8, "mode": "standard"}, max_pool_connections=max_connections,
-                    connect_timeout=5, read_timeout=60)
+                    connect_timeout=5, read_timeout=60, request_checksum_calculation="when_required",
+                    response_checksum_validation="when_required")
     return boto3.session.Session().client("s3", config=config)
 
 
