@@ -38,10 +38,6 @@ def mip_chain(pixels: np.ndarray) -> list[np.ndarray]:
     return chain
 
 
-def chain_nbytes(width: int, height: int, channels: int = 3) -> int:
-    return sum(h * w * c for h, w, c in mip_shapes(width, height, channels))
-
-
 def chain_views(buffer: memoryview | bytes | np.ndarray, offset: int, width: int, height: int,
                 channels: int = 3) -> list[np.ndarray]:
     """Read-only views of a chain stored level after level (C order) at ``offset`` of ``buffer``."""

@@ -88,10 +88,3 @@ class PackReader:
                 found = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
             self._maps[key] = found
         return found
-
-    def blob(self, key: str, offset: int, length: int) -> bytes:
-        return self.buffer(key)[offset:offset + length]
-
-    def close(self) -> None:
-        # Views handed out keep their map alive; dropping our references is enough.
-        self._maps.clear()

@@ -15,7 +15,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from tiler.build import Build, Progress, build_generation
-from tiler.errors import TilerError
 from tiler.manifest import Manifest, ObjectRef, Step, check_dataset_name, dataset_prefix, manifest_key
 from tiler.overview import ITEMS_PER_TILE_LIMIT
 from tiler.s3io import (
@@ -28,7 +27,7 @@ from tiler.s3io import (
     upload_files,
 )
 from tiler.source import load_source
-from tiler.state import State, diff_states, dump_gzip_json
+from tiler.state import diff_states, dump_gzip_json
 
 log = logging.getLogger(__name__)
 
@@ -170,11 +169,3 @@ def _expire_retired(client, bucket: str, dataset: str, manifest: Manifest, now: 
         log.info("deleted retired prefix=%s objects=%d", entry["prefix"], count)
     manifest.retired = [r for r in manifest.retired if r not in expired]
     put_bytes(client, bucket, manifest_key(dataset), manifest.to_bytes())
-
-
-def load_previous_state(client, bucket: str, dataset: str) -> State | None:
-    manifest = read_manifest(client, bucket, dataset)
-    return load_remote_state(client, bucket, manifest) if manifest else None
-
-
-__all__ = ["publish", "PublishResult", "DEFAULT_RETENTION", "TilerError", "load_previous_state"]
