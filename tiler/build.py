@@ -16,7 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
+from tiler.compose import MipStore
 from tiler.levels import CELL_SIZE, Geometry
+from tiler.mips import chain_size
 from tiler.overview import (
     ITEMS_PER_TILE_LIMIT,
     choose_overview_level,
@@ -28,7 +30,7 @@ from tiler.packs import PackFile, PackWriter
 from tiler.source import Source
 from tiler.spatial import ItemTable, SpatialIndex
 from tiler.state import BlobRecord, ItemRecord, State, VariantRecord
-from tiler.variants import build_chain, chain_bytes, variant_id
+from tiler.variants import build_chain, variant_id
 
 log = logging.getLogger(__name__)
 
@@ -59,21 +61,30 @@ def build_generation(source: Source, dataset: str, generation: int, prefix: str,
     writer = PackWriter(staging, prefix)
     old = previous if (previous is not None and reuse) else None
     vids = sorted(wanted)
-    chains: dict[str, list[np.ndarray]] = {}
     records: dict[str, VariantRecord] = {}
+    # Every chain, back to back in one array (the sizes are known up front): the compositor reads them
+    # from there to render the overview levels, and new ones are written to packs from there.
+    sizes = [chain_size(wanted[vid][1], wanted[vid][2]) for vid in vids]
+    starts = np.concatenate(([0], np.cumsum(sizes, dtype=np.int64)))
+    pixels = np.empty(int(starts[-1]), dtype=np.uint8)
 
-    def load(vid: str) -> tuple[str, list[np.ndarray]]:
-        image, width, height = wanted[vid]
-        return vid, build_chain(str(source.image_path(image)), width, height, canvas.background)
+    def load(n: int) -> int:
+        image, width, height = wanted[vids[n]]
+        chain = build_chain(str(source.image_path(image)), width, height, canvas.background)
+        at = int(starts[n])
+        for level in chain:
+            pixels[at:at + level.size] = level.reshape(-1)
+            at += level.size
+        return n
 
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        for done, (vid, chain) in enumerate(pool.map(load, vids), start=1):
-            chains[vid] = chain
+        for done, n in enumerate(pool.map(load, range(len(vids))), start=1):
+            vid, (_, width, height) = vids[n], wanted[vids[n]]
             if old is not None and vid in old.variants:
                 records[vid] = old.variants[vid]
             else:
-                key, offset = writer.add(chain_bytes(chain))
-                records[vid] = VariantRecord(key, offset, chain[0].shape[1], chain[0].shape[0])
+                key, offset = writer.add(memoryview(pixels[starts[n]:starts[n + 1]]))
+                records[vid] = VariantRecord(key, offset, width, height)
             progress("variants", done, len(vids))
     state = State(dataset, generation, canvas, -1, items=items, variants=records)
     geometry = state.geometry
@@ -82,14 +93,10 @@ def build_generation(source: Source, dataset: str, generation: int, prefix: str,
     table = ItemTable([i.x for i in ordered], [i.y for i in ordered], [i.width for i in ordered],
                       [i.height for i in ordered], [slot[i.variant] for i in ordered])
     state.overview_level = choose_overview_level(geometry, table, items_per_tile)
-    by_slot = [chains[vid] for vid in vids]
-
-    def mip_of(v: int, k: int) -> np.ndarray:
-        chain = by_slot[v]
-        return chain[min(k, len(chain) - 1)]
+    mips = MipStore(pixels, starts[:-1], [wanted[vid][1] for vid in vids], [wanted[vid][2] for vid in vids])
 
     index = SpatialIndex(table, canvas.width, canvas.height)
-    state.overview = _overview_tiles(state, table, index, mip_of, old, writer, progress)
+    state.overview = _overview_tiles(state, table, index, mips, old, writer, progress)
     state.cells = _cells(geometry, generation, previous, state)
     return Build(state, writer.finish())
 
@@ -160,12 +167,12 @@ def _items_and_variants(source: Source, previous: State | None
     return items, wanted
 
 
-def _overview_tiles(state: State, table: ItemTable, index: SpatialIndex, mip_of, old: State | None,
+def _overview_tiles(state: State, table: ItemTable, index: SpatialIndex, mips: MipStore, old: State | None,
                     writer: PackWriter, progress: Progress) -> dict[str, BlobRecord]:
     geometry, background = state.geometry, state.canvas.background
     total = sum(np.prod(geometry.tile_counts(z)) for z in range(state.overview_level + 1))
     tiles: dict[str, BlobRecord] = {}
-    levels = overview_levels(geometry, background, table, index, mip_of, state.overview_level)
+    levels = overview_levels(geometry, background, table, index, mips, state.overview_level)
     for z, level in levels:
         for name, pixels in cut_tiles(level, z, background, geometry.tile_size):
             data = encode_overview_tile(pixels)

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
-from tiler.compose import Window, render_window
+from tiler.compose import MipStore, Window, render_window
 from tiler.errors import TilerError
 from tiler.levels import CELL_SIZE, Geometry
 from tiler.localstore import DatasetDir
-from tiler.mips import chain_views, halve
-from tiler.packs import PackReader
+from tiler.mips import halve
+from tiler.packs import PackSpace
 from tiler.spatial import ItemTable, SpatialIndex
 from tiler.state import State
 
@@ -34,13 +34,14 @@ class LoadedDataset:
         self.background = state.canvas.background
         self.background_hex = state.canvas.background_hex
         self.overview_level = state.overview_level
-        self.reader = PackReader(packs_folder)
-        for key in sorted(state.packs()):  # map every pack now: later deletions cannot break us
-            self.reader.buffer(key)
+        # Every pack mapped now, back to back: later deletions cannot break us, and the compiled
+        # compositor reaches any chain through one array.
+        self.packs = PackSpace(packs_folder, sorted(state.packs()))
         vids = sorted(state.variants)
         slot = {vid: i for i, vid in enumerate(vids)}
-        self._variant_records = [state.variants[vid] for vid in vids]
-        self._chains: list[list[np.ndarray] | None] = [None] * len(vids)
+        records = [state.variants[vid] for vid in vids]
+        self.mips = MipStore(self.packs.array, [self.packs.start[r.pack] + r.offset for r in records],
+                             [r.width for r in records], [r.height for r in records])
         ordered = state.items_in_order()
         self.table = ItemTable(
             np.fromiter((i.x for i in ordered), np.int64, len(ordered)),
@@ -65,12 +66,8 @@ class LoadedDataset:
 
     # -- pixels ----------------------------------------------------------------------------
     def mip(self, variant: int, k: int) -> np.ndarray:
-        chain = self._chains[variant]
-        if chain is None:
-            record = self._variant_records[variant]
-            chain = chain_views(self.reader.buffer(record.pack), record.offset, record.width, record.height)
-            self._chains[variant] = chain
-        return chain[min(k, len(chain) - 1)]
+        """Mip level k of the variant in slot ``variant`` (its last level past the end of its chain)."""
+        return self.mips.mip(variant, k)
 
     def render_tile(self, z: int, x: int, y: int) -> np.ndarray:
         """Tile (z, x, y) as (256, 256, 3) uint8; raises TilerError if the level has no such tile."""
@@ -89,14 +86,14 @@ class LoadedDataset:
         found = self.index.query(x0 * f, y0 * f, (x0 + width) * f, (y0 + height) * f)
         window = Window(x0, y0, width, height, f)
         return render_window(window, (self.geometry.width, self.geometry.height), self.background, self.table,
-                             found, self.mip)
+                             found, self.mips)
 
     def _overview_tile(self, z: int, x: int, y: int) -> np.ndarray:
         pack, offset, length = self._overview[f"{z}/{x}/{y}"]
         size = self.geometry.tile_size
         if length != size * size * 3:
             raise TilerError(f"overview tile {z}/{x}/{y} of {self.name} has {length} bytes, not {size * size * 3}", 500)
-        return np.frombuffer(self.reader.buffer(pack), np.uint8, length, offset).reshape(size, size, 3)
+        return self.packs.blob(pack, offset, length).reshape(size, size, 3)
 
     def _overview_window(self, z: int, x0: int, y0: int, width: int, height: int) -> np.ndarray:
         size = self.geometry.tile_size

@@ -30,20 +30,14 @@ def mip_shapes(width: int, height: int, channels: int = 3) -> list[tuple[int, in
     return shapes
 
 
+def chain_size(width: int, height: int, channels: int = 3) -> int:
+    """Bytes of the whole chain of a width x height image."""
+    return sum(h * w * c for h, w, c in mip_shapes(width, height, channels))
+
+
 def mip_chain(pixels: np.ndarray) -> list[np.ndarray]:
     """Every level of the chain of ``pixels``, level 0 first, down to 1x1."""
     chain = [np.ascontiguousarray(pixels)]
     while chain[-1].shape[0] > 1 or chain[-1].shape[1] > 1:
         chain.append(halve(chain[-1]))
     return chain
-
-
-def chain_views(buffer: memoryview | bytes | np.ndarray, offset: int, width: int, height: int,
-                channels: int = 3) -> list[np.ndarray]:
-    """Read-only views of a chain stored level after level (C order) at ``offset`` of ``buffer``."""
-    views = []
-    for shape in mip_shapes(width, height, channels):
-        count = shape[0] * shape[1] * shape[2]
-        views.append(np.frombuffer(buffer, dtype=np.uint8, count=count, offset=offset).reshape(shape))
-        offset += count
-    return views

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from tiler.compose import MipLookup, Window, render_window
+from tiler.compose import MipStore, Window, render_window
 from tiler.levels import Geometry
 from tiler.mips import halve
 from tiler.spatial import ItemTable, SpatialIndex
@@ -50,7 +50,7 @@ def choose_overview_level(geometry: Geometry, table: ItemTable, limit: int = ITE
 
 
 def compose_level(geometry: Geometry, background: tuple[int, int, int], table: ItemTable,
-                  index: SpatialIndex, mip_of: MipLookup, z: int) -> np.ndarray:
+                  index: SpatialIndex, mips: MipStore, z: int) -> np.ndarray:
     """The whole of level ``z`` composed from the items, (h, w, 3) uint8."""
     width, height = geometry.level_size(z)
     f = geometry.factor(z)
@@ -61,7 +61,7 @@ def compose_level(geometry: Geometry, background: tuple[int, int, int], table: I
             found = index.query(x0 * f, y0 * f, (x0 + w) * f, (y0 + h) * f)
             window = Window(x0, y0, w, h, f)
             level[y0:y0 + h, x0:x0 + w] = render_window(
-                window, (geometry.width, geometry.height), background, table, found, mip_of)
+                window, (geometry.width, geometry.height), background, table, found, mips)
     return level
 
 
@@ -87,11 +87,11 @@ def cut_tiles(level: np.ndarray, z: int, background: tuple[int, int, int],
 
 
 def overview_levels(geometry: Geometry, background: tuple[int, int, int], table: ItemTable,
-                    index: SpatialIndex, mip_of: MipLookup, overview_level: int) -> Iterator[tuple[int, np.ndarray]]:
+                    index: SpatialIndex, mips: MipStore, overview_level: int) -> Iterator[tuple[int, np.ndarray]]:
     """(z, level pixels) for z = overview_level down to 0."""
     if overview_level < 0:
         return
-    level = compose_level(geometry, background, table, index, mip_of, overview_level)
+    level = compose_level(geometry, background, table, index, mips, overview_level)
     yield overview_level, level
     for z in range(overview_level - 1, -1, -1):
         level = halve(level)

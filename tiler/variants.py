@@ -35,9 +35,5 @@ def load_scaled(path: str, width: int, height: int, background: tuple[int, int, 
     return pixels
 
 
-def chain_bytes(chain: list[np.ndarray]) -> bytes:
-    return b"".join(level.tobytes() for level in chain)
-
-
 def build_chain(path: str, width: int, height: int, background: tuple[int, int, int]) -> list[np.ndarray]:
     return mip_chain(load_scaled(path, width, height, background))
