@@ -22,6 +22,7 @@ from rich.progress import (
 )
 
 from tiler.errors import TilerError
+from tiler.settings import LOG_FORMAT
 
 console = Console(stderr=True, soft_wrap=True)  # never fold messages: scripts grep them
 
@@ -193,7 +194,7 @@ _EXTRA_COMMANDS: list = [_add_serve, _add_render]
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(level=args.log_level.upper(), format=LOG_FORMAT)
     try:
         return args.run(args)
     except TilerError as exc:

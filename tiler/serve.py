@@ -11,9 +11,21 @@ import tempfile
 import uvicorn
 
 from tiler.heartbeat import Heartbeat
-from tiler.settings import ENV_KEY, ServeSettings
+from tiler.settings import ENV_KEY, LOG_FORMAT, ServeSettings
 
 log = logging.getLogger(__name__)
+
+
+def worker_logging(level: int) -> dict:
+    """uvicorn's ``log_config`` for each worker process: workers are spawned, so they do not inherit the
+    parent's logging set-up, and without this their INFO lines (dataset loaded, generation switched) are lost."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"plain": {"format": LOG_FORMAT.replace("%(name)s", "worker=%(process)d %(name)s")}},
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain", "stream": "ext://sys.stderr"}},
+        "root": {"level": logging.getLevelName(level), "handlers": ["stderr"]},
+    }
 
 
 def serve(settings: ServeSettings) -> None:
@@ -35,6 +47,7 @@ def serve(settings: ServeSettings) -> None:
         try:
             uvicorn.run("tiler.app:create_app", factory=True, host=settings.host, port=settings.port,
                         workers=settings.workers, log_level="warning", access_log=False,
+                        log_config=worker_logging(logging.getLogger().getEffectiveLevel()),
                         timeout_graceful_shutdown=5)
         finally:
             if heartbeat is not None:

@@ -26,7 +26,8 @@ def test_generation_switch_under_load_fails_no_request(tmp_path):
     folder = DatasetDir(root, "awkward")
     publish_local(src, folder)
     port = free_port()
-    server = start_tiler_serve(root, "awkward", "127.0.0.1", port, tmp_path / "serve.log", "--workers", "2")
+    server = start_tiler_serve(root, "awkward", "127.0.0.1", port, tmp_path / "serve.log", "--workers", "2",
+                               env={"GIGATILE_LOG_LEVEL": "INFO"})
     base = f"http://127.0.0.1:{port}"
     try:
         wait_for(lambda: httpx.get(f"{base}/readyz").status_code == 200, 30, "readyz")
@@ -65,5 +66,7 @@ def test_generation_switch_under_load_fails_no_request(tmp_path):
         info = httpx.get(f"{base}/tiles/awkward/info.json").json()
         cells = info["versions"]["cells"]
         assert cells[0][0] == 2 and min(min(row) for row in cells) >= 1
+        switched = [line for line in server.output().splitlines() if "serving dataset=awkward generation=2" in line]
+        assert len({line.split("worker=")[1].split()[0] for line in switched}) == 2  # both workers log it
     finally:
         server.stop()
