@@ -102,7 +102,8 @@ def _parse_pauses(text: str) -> dict[str, float]:
 
 
 def setup_logging(root: Path, level: str, to_file: bool) -> None:
-    """key=value log lines to ROOT/data/log/boxlink.log (rotating) and to stderr."""
+    """key=value log lines to ROOT/data/log/boxlink.log (rotating) and to stderr (only warnings and errors
+    when the file is written and stderr is not a terminal)."""
     handlers: list[logging.Handler] = []
     if to_file:
         folder = log_dir(root)
@@ -118,6 +119,8 @@ def setup_logging(root: Path, level: str, to_file: bool) -> None:
     else:
         handlers.append(logging.StreamHandler(sys.stderr))
         handlers[-1].setFormatter(logging.Formatter(LOG_FORMAT))
+        if to_file:  # under a supervisor stderr becomes boxlink.console.log: do not write every line twice
+            handlers[-1].setLevel(logging.WARNING)
     logging.basicConfig(level=level.upper(), handlers=handlers, force=True)
     for noisy in ("botocore", "boto3", "urllib3", "s3transfer"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
