@@ -1,24 +1,24 @@
-"""boxlink throughput and latency, by hand (not in CI).
+"""The boxlink bars of issue 4: replication MB/s beside ``aws s3 sync`` (and ``s5cmd``), and publish-of-a-diff
+to ``synch.down``, in one run against its own SeaweedFS on 127.0.0.1.
 
-    .venv/bin/python bench/boxlink.py [--gigapixels 2] [--unique 800] [--rounds 3] [--work /tmp] [--keep]
+Generate and publish a wall of at least 1 GB, then (a) ``boxlink sync`` into an empty node root, (b) ``aws s3
+sync`` of the same prefix, (c) ``s5cmd cp`` of the same prefix; each ``rounds`` times in rotating order, into a
+fresh folder, timed as a whole process (start-up included), with a `sync` before each run (nobody inherits
+another's dirty pages) and one after it (timed apart: how long until the bytes are on disk; boxlink fsyncs
+every object before naming it, the others leave that to the kernel). MB/s is the median of the rounds. Then
+publish-of-a-diff to ``synch.down`` on a node running ``boxlink run --interval 1``: from the moment ``publish``
+returns (the manifest is written) to ``synch.down`` naming the new generation.
 
-In one run, against its own local SeaweedFS: generate and publish a wall of at least 1 GB, then
-(a) ``boxlink sync`` into an empty node root, (b) ``aws s3 sync`` of the same prefix, (c) ``s5cmd cp``
-of the same prefix; each ``--rounds`` times in rotating order, into a fresh folder, timed as a whole
-process (start-up included), with a `sync` before each run (nobody inherits another's dirty pages) and
-one after it (timed apart: how long until the bytes are on disk; boxlink fsyncs every object before
-naming it, the others leave that to the kernel). Prints MB/s (median) and the ratio to aws, plain and
-"until durable". Then measures publish-of-a-diff
-to ``synch.down`` on a node running ``boxlink run --interval 1``: from the moment ``publish`` returns
-(the manifest is written) to ``synch.down`` naming the new generation. The figures are also written to
-``bench/results/boxlink-<time>.json``.
+    .venv/bin/python -m bench.boxlink [--quick] [--gigapixels 2] [--unique 800] [--rounds 3] [--results-dir DIR]
+
+Writes ``bench/results/<timestamp>-boxlink.json``. Needs the AWS CLI and s5cmd (the ``bench`` extra) and GNU
+time (Debian ``time``).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import json
 import os
 import shutil
 import signal
@@ -27,22 +27,41 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
+from bench.bars import bar, format_bars
+from bench.machine import find_tool, load_average, machine, tool_version
+from bench.processes import stop_on_sigterm
+from bench.progress import console
+from bench.results import RESULTS_DIR, WORK_DIR, write_results
+from bench.tables import format_table
+from localcloud.seaweedfs import SeaweedS3
+from tiler.generate import generate_wall
+from tiler.localstore import DatasetDir
+from tiler.publish import publish
+from tiler.s3io import make_client, read_manifest
 
-from localcloud.seaweedfs import SeaweedS3  # noqa: E402
-from tiler.generate import generate_wall  # noqa: E402
-from tiler.localstore import DatasetDir  # noqa: E402
-from tiler.publish import publish  # noqa: E402
-from tiler.s3io import make_client, read_manifest  # noqa: E402
-
-BIN = Path(sys.executable).parent
 GNU_TIME = "/usr/bin/time"
 DATASET = "bench"
 BUCKET = "boxlink-bench"
+TOOLS = ("boxlink", "aws s3 sync", "s5cmd")
+
+
+@dataclass(frozen=True)
+class BoxlinkBenchSettings:
+    work: Path = WORK_DIR
+    gigapixels: float = 2.0
+    unique: int = 800          # distinct covers (each ~1.6 MB of mips): 2 Gpx x 800 is ~1.2 GB published
+    seed: int = 5
+    rounds: int = 3
+    latency_samples: int = 5
+    max_seconds: float = 1200  # the whole run
+    settle_seconds: float = 60  # before each round, wait up to this long for the machine to calm down
+    results_dir: Path | None = RESULTS_DIR
+
+    def quick(self) -> BoxlinkBenchSettings:
+        return replace(self, rounds=1, latency_samples=3, max_seconds=240, settle_seconds=5)
 
 
 @dataclass(frozen=True)
@@ -70,7 +89,8 @@ class Run:
 
 
 def timed(command: list[str], env: dict[str, str], timeout: float) -> tuple[float, float, float, float]:
-    """Run ``command``; return (wall seconds, user and system CPU seconds, peak RSS in MB). Raises on failure.
+    """Run ``command``; return (wall seconds, user and system CPU seconds, peak RSS in MB). RuntimeError on
+    failure or past ``timeout``; the command's whole process group is killed on the way out, however.
 
     GNU time measures the child: this process is big (it generated and published the wall), and a
     child's peak RSS as seen by wait4 would include pages it had before exec.
@@ -78,16 +98,20 @@ def timed(command: list[str], env: dict[str, str], timeout: float) -> tuple[floa
     with tempfile.NamedTemporaryFile(prefix="boxlink-bench-time-", delete=False) as handle:
         report = Path(handle.name)
     started = time.monotonic()
+    popen = subprocess.Popen([GNU_TIME, "-f", "%U %S %M", "-o", str(report), *command], env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     try:
-        done = subprocess.run([GNU_TIME, "-f", "%U %S %M", "-o", str(report), *command], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=timeout)
+        _, stderr = popen.communicate(timeout=timeout)
         seconds = time.monotonic() - started
-        if done.returncode != 0:
-            raise SystemExit(f"failed ({done.returncode}): {' '.join(command)}\n{done.stderr.decode()[-3000:]}")
+        if popen.returncode != 0:
+            raise RuntimeError(f"failed ({popen.returncode}): {' '.join(command)}\n{stderr.decode()[-3000:]}")
         user, system, rss_kb = report.read_text().split()[-3:]
     except subprocess.TimeoutExpired:
-        raise SystemExit(f"timed out after {timeout:.0f} s: {' '.join(command)}") from None
+        raise RuntimeError(f"timed out after {timeout:.0f} s: {' '.join(command)}") from None
     finally:
+        if popen.poll() is None:
+            os.killpg(popen.pid, signal.SIGKILL)
+            popen.wait()
         report.unlink(missing_ok=True)
     return seconds, float(user), float(system), int(rss_kb) / 1024
 
@@ -99,12 +123,13 @@ def folder_bytes(folder: Path) -> int:
 def commands(tool: str, dest: Path, endpoint: str) -> list[str]:
     prefix = f"s3://{BUCKET}/data/{DATASET}/"
     if tool == "boxlink":
-        return [str(BIN / "boxlink"), "sync", "--root", str(dest), "--dataset", DATASET, "--bucket", BUCKET,
+        return [str(find_tool("boxlink")), "sync", "--root", str(dest), "--dataset", DATASET, "--bucket", BUCKET,
                 "--log-level", "WARNING"]
     if tool == "aws s3 sync":
-        return [str(BIN / "aws"), "s3", "sync", prefix, str(dest), "--endpoint-url", endpoint, "--only-show-errors"]
+        return [str(find_tool("aws")), "s3", "sync", prefix, str(dest), "--endpoint-url", endpoint,
+                "--only-show-errors"]
     if tool == "s5cmd":
-        return [str(BIN / "s5cmd"), "--endpoint-url", endpoint, "cp", prefix + "*", str(dest) + "/"]
+        return [str(find_tool("s5cmd")), "--endpoint-url", endpoint, "cp", prefix + "*", str(dest) + "/"]
     raise ValueError(tool)
 
 
@@ -125,21 +150,19 @@ def settle(limit: float, quiet: float = 25.0) -> float | None:
     return cpu_pressure()
 
 
-def throughput(work: Path, env: dict[str, str], endpoint: str, published: int, pack_bytes: int, rounds: int,
-               timeout: float, settle_seconds: float) -> list[Run]:
-    tools = ["boxlink", "aws s3 sync", "s5cmd"]
+def throughput(work: Path, env: dict[str, str], endpoint: str, published: int, pack_bytes: int,
+               settings: BoxlinkBenchSettings, left) -> list[Run]:
     runs = []
-    for number in range(rounds):
-        order = tools[number % 3:] + tools[:number % 3]  # nobody always goes first (or last)
-        pressure = settle(settle_seconds)
-        print(f"  round {number + 1}: cpu pressure {pressure}% (PSI avg10), load {os.getloadavg()[0]:.1f}",
-              flush=True)
+    for number in range(settings.rounds):
+        order = TOOLS[number % 3:] + TOOLS[:number % 3]  # nobody always goes first (or last)
+        pressure = settle(min(settings.settle_seconds, left() / 4))
+        console.log(f"round {number + 1}: cpu pressure {pressure}% (PSI avg10), load {os.getloadavg()[0]:.1f}")
         for tool in order:
             dest = work / "dest"
             shutil.rmtree(dest, ignore_errors=True)
             dest.mkdir()
             os.sync()  # start clean: no tool pays for the dirty pages another left behind
-            seconds, user, system, rss = timed(commands(tool, dest, endpoint), env, timeout)
+            seconds, user, system, rss = timed(commands(tool, dest, endpoint), env, left())
             flushed = time.monotonic()
             os.sync()
             flush = time.monotonic() - flushed
@@ -149,12 +172,11 @@ def throughput(work: Path, env: dict[str, str], endpoint: str, published: int, p
             else:
                 complete = folder_bytes(dest) == published
             if not complete:
-                raise SystemExit(f"{tool} did not bring the whole prefix into {dest}")
+                raise RuntimeError(f"{tool} did not bring the whole prefix into {dest}")
             run = Run(tool, number + 1, seconds, user, system, rss, published, flush)
             runs.append(run)
-            print(f"  round {number + 1} {tool:<12} {seconds:7.2f} s {run.mb_per_second:7.0f} MB/s "
-                  f"(+{flush:4.2f} s to disk) cpu {user:4.1f} user + {system:4.1f} sys, rss {rss:5.0f} MB",
-                  flush=True)
+            console.log(f"round {number + 1} {tool:<12} {seconds:7.2f} s {run.mb_per_second:7.0f} MB/s "
+                        f"(+{flush:4.2f} s to disk) cpu {user:4.1f} user + {system:4.1f} sys, rss {rss:5.0f} MB")
             shutil.rmtree(dest, ignore_errors=True)
     return runs
 
@@ -172,110 +194,160 @@ def edit_one_item(wall: Path, n: int) -> None:
         writer.writerows(rows)
 
 
+def wait_for(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        time.sleep(0.005)
+
+
 def latency(work: Path, wall: Path, env: dict[str, str], client, samples: int, timeout: float) -> list[float]:
     root = work / "node"
     folder = DatasetDir(root, DATASET)
     folder.mark_active()
-    run = subprocess.Popen([str(BIN / "boxlink"), "run", "--root", str(root), "--bucket", BUCKET, "--interval", "1",
-                            "--log-level", "WARNING"], env=env, stdout=subprocess.DEVNULL,
-                           stderr=(work / "run.log").open("wb"), start_new_session=True)
+    with (work / "run.log").open("wb") as log:
+        run = subprocess.Popen([str(find_tool("boxlink")), "run", "--root", str(root), "--bucket", BUCKET,
+                                "--interval", "1", "--log-level", "WARNING"], env=env, stdout=subprocess.DEVNULL,
+                               stderr=log, start_new_session=True)
     seconds = []
     try:
-        wait_until(lambda: folder.down_generation() is not None, timeout, "the first sync of the node")
+        wait_for(lambda: folder.down_generation() is not None, timeout, "the first sync of the node")
         for n in range(samples):
             edit_one_item(wall, n)
             result = publish(wall, DATASET, BUCKET, client)
             published = time.monotonic()
-            wait_until(lambda g=result.generation: folder.down_generation() == g, timeout, "synch.down")
+            wait_for(lambda g=result.generation: folder.down_generation() == g, timeout, "synch.down")
             seconds.append(time.monotonic() - published)
-            print(f"  diff {result.generation}: {result.bytes_uploaded / 1e6:5.1f} MB, synch.down after "
-                  f"{seconds[-1]:.2f} s", flush=True)
+            console.log(f"diff {result.generation}: {result.bytes_uploaded / 1e6:5.1f} MB, synch.down after "
+                        f"{seconds[-1]:.2f} s")
     finally:
-        os.killpg(run.pid, signal.SIGTERM)
-        run.wait(15)
+        for sig, grace in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+            if run.poll() is None:
+                os.killpg(run.pid, sig)
+                try:
+                    run.wait(grace)
+                except subprocess.TimeoutExpired:
+                    continue
     return seconds
 
 
-def wait_until(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"timed out waiting for {what}")
-        time.sleep(0.005)
-
-
-def report(runs: list[Run], latencies: list[float], published: int) -> dict:
+def summarize_runs(runs: list[Run], latencies: list[float], published: int) -> dict:
     by_tool = {tool: [r for r in runs if r.tool == tool] for tool in dict.fromkeys(r.tool for r in runs)}
     median = {tool: statistics.median(r.mb_per_second for r in rs) for tool, rs in by_tool.items()}
-    aws = median["aws s3 sync"]
-    print(f"\nsync of {published / 1e9:.2f} GB ({published} bytes), median of {len(by_tool['boxlink'])} rounds:")
-    print(f"{'tool':<13} {'MB/s':>7} {'best':>7} {'vs aws':>7} {'durable':>8} {'vs aws':>7} {'cpu s':>6} "
-          f"{'rss MB':>7}  verifies sha256")
     durable = {tool: statistics.median(r.durable_mb_per_second for r in rs) for tool, rs in by_tool.items()}
-    for tool, rs in by_tool.items():
-        print(f"{tool:<13} {median[tool]:7.0f} {max(r.mb_per_second for r in rs):7.0f} {median[tool] / aws:6.2f}x "
-              f"{durable[tool]:8.0f} {durable[tool] / durable['aws s3 sync']:6.2f}x "
-              f"{statistics.median(r.cpu_seconds for r in rs):6.1f} {max(r.max_rss_mb for r in rs):7.0f}  "
-              f"{'yes' if tool == 'boxlink' else 'no'}")
-    print("durable: MB/s until the bytes are on disk (the tool's time + a `sync` right after it; boxlink "
-          "fsyncs each object before naming it)")
-    if latencies:
-        print(f"\npublish of a diff -> synch.down (boxlink run --interval 1), {len(latencies)} samples: "
-              f"median {statistics.median(latencies):.2f} s, max {max(latencies):.2f} s (bar 3 s)")
-    return {"bytes": published, "median_mb_per_second": median,
-            "ratio_vs_aws": {t: m / aws for t, m in median.items()}, "median_durable_mb_per_second": durable,
-            "runs": [asdict(r) for r in runs],
+    return {"bytes": published, "rounds": len(by_tool["boxlink"]), "median_mb_per_second": median,
+            "ratio_vs_aws": {t: m / median["aws s3 sync"] for t, m in median.items()},
+            "median_durable_mb_per_second": durable, "runs": [asdict(r) for r in runs],
+            "max_rss_mb": {tool: max(r.max_rss_mb for r in rs) for tool, rs in by_tool.items()},
+            "cpu_seconds": {tool: statistics.median(r.cpu_seconds for r in rs) for tool, rs in by_tool.items()},
             "diff_to_down_seconds": latencies}
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--gigapixels", type=float, default=2.0, help="wall size in gigapixels")
-    parser.add_argument("--unique", type=int, default=800, help="distinct covers (each ~1.6 MB of mips)")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--latency-samples", type=int, default=5)
-    parser.add_argument("--work", type=Path, default=None, help="parent folder of the scratch folder")
-    parser.add_argument("--max-seconds", type=float, default=1800, help="give up after this long")
-    parser.add_argument("--keep", action="store_true", help="keep the scratch folder")
-    parser.add_argument("--settle", type=float, default=60,
-                        help="before each round, wait up to this long for the machine's other work to calm down")
-    args = parser.parse_args()
+def collect_bars(doc: dict) -> list[dict]:
+    f, gb = doc["figures"], doc["figures"]["bytes"] / 1e9
+    note = None if gb >= 1.0 else f"{gb:.2f} GB (quick), not ≥ 1 GB"
+    rounds = f["rounds"]
+    mbs = f["median_mb_per_second"]
+    bars = [bar(f"boxlink sync MB/s, verifying every byte (median of {rounds})", mbs["boxlink"], "MB/s", 1.0,
+                at_least=True, anchor="aws s3 sync", anchor_figure=mbs["aws s3 sync"], key="boxlink.sync", note=note),
+            bar("boxlink sync MB/s beside s5cmd (no verification)", mbs["boxlink"], "MB/s", None, anchor="s5cmd",
+                anchor_figure=mbs["s5cmd"], key="boxlink.sync-s5cmd", note=note)]
+    if f["diff_to_down_seconds"]:
+        samples = f["diff_to_down_seconds"]
+        bars.append(bar(f"diff publish -> synch.down, worst of {len(samples)}", max(samples), "s", 3.0,
+                        key="boxlink.diff-to-down", note=f"median {statistics.median(samples):.2f} s"))
+    return bars
+
+
+def run(settings: BoxlinkBenchSettings) -> dict:
+    missing = [name for name in ("aws", "s5cmd", "boxlink") if find_tool(name) is None]
+    if missing or not Path(GNU_TIME).exists():
+        raise RuntimeError(f"missing {', '.join(missing + ([GNU_TIME] if not Path(GNU_TIME).exists() else []))}; "
+                           "make bench installs them")
     began = time.monotonic()
-    work = Path(tempfile.mkdtemp(prefix="boxlink-bench-", dir=args.work))
-    (work / "weed").mkdir()
-    server = SeaweedS3(work / "weed")
+    left = lambda: max(settings.max_seconds - (time.monotonic() - began), 10)  # noqa: E731
+    doc: dict = {"bench": "boxlink", "issue": 4, "settings": {k: str(v) for k, v in asdict(settings).items()},
+                 "machine": machine(), "tools": {"aws": tool_version(["aws", "--version"]),
+                                                 "s5cmd": tool_version(["s5cmd", "version"])}}
+    settings.work.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="boxlink-bench-", dir=settings.work) as tmp:
+        work = Path(tmp)
+        (work / "weed").mkdir()
+        with SeaweedS3(work / "weed") as server:
+            os.environ.update(server.env())
+            env = {**os.environ, "GIGATILE_BUCKET": BUCKET}
+            client = make_client()
+            client.create_bucket(Bucket=BUCKET)
+            wall = work / "wall"
+            with console.status(f"generating and publishing the {settings.gigapixels:g}-Gpx wall "
+                                f"({settings.unique} covers)"):
+                summary = generate_wall(wall, settings.gigapixels, settings.unique, seed=settings.seed)
+                result = publish(wall, DATASET, BUCKET, client)
+            manifest = read_manifest(client, BUCKET, DATASET)
+            listing = client.list_objects_v2(Bucket=BUCKET, Prefix=f"data/{DATASET}/")["Contents"]
+            published = sum(o["Size"] for o in listing)  # what all three move: the objects and the manifest
+            doc["wall"] = {"width": summary.width, "height": summary.height, "items": summary.items,
+                           "objects": len(listing), "bytes": published, "publish_seconds": result.seconds}
+            console.log(f"published {len(listing)} objects, {published / 1e9:.2f} GB in {result.seconds:.0f} s")
+            pack_bytes = sum(o.size for o in manifest.objects().values() if o.key.endswith(".bin"))
+            doc["load_average_sync"] = load_average()
+            runs = throughput(work, env, server.endpoint_url, published, pack_bytes, settings, left)
+            doc["load_average_latency"] = load_average()
+            latencies = latency(work, wall, env, client, settings.latency_samples, timeout=min(left(), 120))
+    doc["figures"] = summarize_runs(runs, latencies, published)
+    doc["memory"] = [{"process": tool, "when": "peak (GNU time)", "rss_mb": rss, "pss_mb": None, "processes": 1}
+                     for tool, rss in doc["figures"]["max_rss_mb"].items()]
+    doc["load_average_end"] = load_average()
+    doc["bars"] = collect_bars(doc)
+    if settings.results_dir is not None:
+        doc["results_file"] = str(write_results("boxlink", doc, settings.results_dir))
+    return doc
+
+
+def print_report(doc: dict) -> None:
+    f = doc["figures"]
+    mbs, durable, aws = f["median_mb_per_second"], f["median_durable_mb_per_second"], "aws s3 sync"
+    rows = [(tool, f"{mbs[tool]:.0f}", f"{mbs[tool] / mbs[aws]:.2f}×", f"{durable[tool]:.0f}",
+             f"{durable[tool] / durable[aws]:.2f}×", f"{f['cpu_seconds'][tool]:.1f}", f"{f['max_rss_mb'][tool]:.0f}",
+             "yes" if tool == "boxlink" else "no") for tool in mbs]
+    print(f"sync of {f['bytes'] / 1e9:.2f} GB, median of {f['rounds']} rounds "
+          "(durable: until the bytes are on disk, the tool's time + a `sync` right after it)")
+    print(format_table(("tool", "MB/s", "vs aws", "durable MB/s", "vs aws", "cpu s", "peak RSS MB",
+                        "verifies sha256"), rows))
+    print("\n" + format_bars(doc["bars"]))
+    if "results_file" in doc:
+        print(f"results: {doc['results_file']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.boxlink", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="one round, 3 latency samples")
+    parser.add_argument("--gigapixels", type=float, default=BoxlinkBenchSettings.gigapixels)
+    parser.add_argument("--unique", type=int, default=BoxlinkBenchSettings.unique)
+    parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument("--latency-samples", type=int, default=None)
+    parser.add_argument("--work", type=Path, default=BoxlinkBenchSettings.work, help="scratch folders go here")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where the results JSON goes")
+    args = parser.parse_args(argv)
+    settings = BoxlinkBenchSettings(work=args.work.resolve(), gigapixels=args.gigapixels, unique=args.unique,
+                                    results_dir=args.results_dir)
+    settings = settings.quick() if args.quick else settings
+    if args.rounds is not None:
+        settings = replace(settings, rounds=args.rounds)
+    if args.latency_samples is not None:
+        settings = replace(settings, latency_samples=args.latency_samples)
+    stop_on_sigterm()
     try:
-        server.start()
-        os.environ.update(server.env())
-        env = {**os.environ, "GIGATILE_BUCKET": BUCKET}
-        client = make_client()
-        client.create_bucket(Bucket=BUCKET)
-        wall = work / "wall"
-        summary = generate_wall(wall, args.gigapixels, args.unique, seed=5)
-        print(f"wall: {summary.width} x {summary.height}, {summary.items} items", flush=True)
-        result = publish(wall, DATASET, BUCKET, client)
-        manifest = read_manifest(client, BUCKET, DATASET)
-        listing = client.list_objects_v2(Bucket=BUCKET, Prefix=f"data/{DATASET}/")["Contents"]
-        published = sum(o["Size"] for o in listing)  # what all three move: the objects and the manifest
-        print(f"published {len(listing)} objects, {published / 1e9:.2f} GB in {result.seconds:.0f} s", flush=True)
-        if published < 1e9:
-            print("warning: under 1 GB published; use a larger --gigapixels", flush=True)
-        left = lambda: max(args.max_seconds - (time.monotonic() - began), 10)  # noqa: E731
-        pack_bytes = sum(o.size for o in manifest.objects().values() if o.key.endswith(".bin"))
-        runs = throughput(work, env, server.endpoint_url, published, pack_bytes, args.rounds, timeout=left(),
-                          settle_seconds=args.settle)
-        latencies = latency(work, wall, env, client, args.latency_samples, timeout=min(left(), 120))
-        figures = report(runs, latencies, published)
-        out = HERE / "results" / time.strftime("boxlink-%Y%m%dT%H%M%S.json")
-        out.parent.mkdir(exist_ok=True)
-        out.write_text(json.dumps({"gigapixels": args.gigapixels, "cpus": os.cpu_count(),
-                                   "load_average": os.getloadavg(), **figures}, indent=1))
-        print(f"\nwritten {out}")
-        return 0
-    finally:
-        server.stop()
-        if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
+        doc = run(settings)
+    except RuntimeError as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        return 1
+    except KeyboardInterrupt:
+        console.print("interrupted: every child process was stopped")
+        return 130
+    print_report(doc)
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,13 +1,13 @@
-"""Cold start of a render node: from ``scripts/ec2_render.sh --local`` to the first tile served by the
-registered node, for the default 46-Gpx wall in a local S3 (SeaweedFS), broken down by phase.
+"""Cold start of a render node (issue 5's bar): from ``scripts/ec2_render.sh --local`` to the first tile
+served by the registered node, for the default 46-Gpx wall in a local S3 (SeaweedFS), broken down by phase.
 
-Before the clock starts: SeaweedFS, ``tiler generate`` (default wall), ``tiler publish`` and
+Before the clock starts: SeaweedFS, the bench's wall (cached under ``bench/work/``), ``tiler publish`` and
 ``node-bootstrap release``. Then, timed: the launcher starts an IMDSv2 emulator and ``node-bootstrap run``
 on 127.0.0.N; the bench polls ``s3://BUCKET/proxy/`` for the node's record and asks the registered address
 for a tile. Phases come from the node's own timestamps: ``run/status.json`` (bootstrap, update, children),
 ``synch.down`` (sync), the render server's log (load, register).
 
-    .venv/bin/python bench/coldstart.py [--gigapixels 46] [--runs 3] [--no-kernels] [--no-warmup] [--work DIR]
+    .venv/bin/python -m bench.coldstart [--quick] [--gigapixels 46] [--runs 3] [--no-kernels] [--no-warmup]
 
 Bar (issue 5): launch to first tile <= 20 s (the median of the runs; each run's load average is shown, as the
 figures move with what else the machine does). Zoomii: 3 hours (full copy), 3 minutes (lazy EBS snapshots).
@@ -20,23 +20,27 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.common import format_table, machine, write_results  # noqa: E402
-from localcloud.seaweedfs import SeaweedS3  # noqa: E402
+from bench import walls
+from bench.bars import bar, format_bars
+from bench.machine import VENV_BIN, load_average, machine
+from bench.processes import Children, stop_on_sigterm
+from bench.progress import console
+from bench.results import RESULTS_DIR, WORK_DIR, write_results
+from bench.tables import format_table
+from localcloud.seaweedfs import SeaweedS3
 
 REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
+BIN = VENV_BIN
 EC2_RENDER = REPO / "scripts" / "ec2_render.sh"
 BUCKET = "coldstart"
 DATASET = "covers"
@@ -54,7 +58,7 @@ def run_step(args: list[str], env: dict[str, str], what: str) -> float:
     started = time.monotonic()
     done = subprocess.run([str(a) for a in args], env=env, capture_output=True, text=True)
     if done.returncode != 0:
-        raise SystemExit(f"{what} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+        raise RuntimeError(f"{what} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
     return time.monotonic() - started
 
 
@@ -67,14 +71,14 @@ def one_launch(work: Path, env: dict[str, str], client, warmup: bool, number: in
         args.append("--no-warmup")
     load_before = os.getloadavg()[0]
     launched = time.time()
-    done = subprocess.run(args, env=env, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"launch failed:\n{done.stderr[-3000:]}")
-    record = json.loads(done.stdout.strip().splitlines()[-1])
-    key = f"proxy/{record['address']}.p{record['port']}"
-    readyz = f"http://{record['address']}:{record['port']}/readyz"
-    loaded = None
-    try:
+    try:  # the node is stopped however this ends (it runs detached from us)
+        done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+        if done.returncode != 0:
+            raise RuntimeError(f"launch failed:\n{done.stderr[-3000:]}")
+        record = json.loads(done.stdout.strip().splitlines()[-1])
+        key = f"proxy/{record['address']}.p{record['port']}"
+        readyz = f"http://{record['address']}:{record['port']}/readyz"
+        loaded = None
         deadline = time.monotonic() + 600
         while True:
             if loaded is None and _status(readyz) == 200:
@@ -87,7 +91,7 @@ def one_launch(work: Path, env: dict[str, str], client, warmup: bool, number: in
                 time.sleep(0.02)
             except client.exceptions.NoSuchKey:
                 if time.monotonic() > deadline:
-                    raise SystemExit(f"no registration within 600 s; see {root}/data/log") from None
+                    raise RuntimeError(f"no registration within 600 s; see {root}/data/log") from None
                 time.sleep(0.02)
         info = httpx.get(f"http://{doc['address']}:{doc['port']}/tiles/{DATASET}/info.json", timeout=120).json()
         top, col, row = info["levels"] - 1, info["width"] // 512, info["height"] // 512  # mid-canvas, 1:1
@@ -97,7 +101,7 @@ def one_launch(work: Path, env: dict[str, str], client, warmup: bool, number: in
         while (response := httpx.get(tile_url, timeout=120)).status_code != 200:
             refused.append(response.status_code)
             if len(refused) > 600:
-                raise SystemExit(f"first tile {tile_url}: HTTP {response.status_code}: {response.text[:300]}")
+                raise RuntimeError(f"first tile {tile_url}: HTTP {response.status_code}: {response.text[:300]}")
             time.sleep(0.05)
         first_tile = time.time()
         more = []
@@ -113,7 +117,7 @@ def one_launch(work: Path, env: dict[str, str], client, warmup: bool, number: in
             time.sleep(0.2)
             status = json.loads((root / "run" / "status.json").read_text())
     finally:
-        subprocess.run([str(EC2_RENDER), "--local", "--stop", str(root)], env=env, capture_output=True)
+        subprocess.run([str(EC2_RENDER), "--local", "--stop", str(root)], env=env, capture_output=True, timeout=120)
     phases = status["phases"]
     down = json.loads((root / "data" / DATASET / "synch.down").read_text())["time"]
     loaded = loaded or registered
@@ -134,38 +138,62 @@ def one_launch(work: Path, env: dict[str, str], client, warmup: bool, number: in
             "tile_bytes": len(response.content), "refused_before_first_tile": refused}
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--gigapixels", type=float, default=46.0)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--no-warmup", action="store_true", help="launch nodes without the kernel warm-up")
-    parser.add_argument("--no-kernels", action="store_true", help="release without kernels compiled here")
-    parser.add_argument("--work", type=Path, default=None, help="keep everything here (default: a temp dir)")
-    args = parser.parse_args()
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the node and SeaweedFS on the way out
-    work = args.work or Path(tempfile.mkdtemp(prefix="gigatile-coldstart-"))
-    (work / "s3").mkdir(parents=True, exist_ok=True)
-    server = SeaweedS3(work / "s3")
-    server.start()
-    try:
-        server.create_bucket(BUCKET)
-        env = {**os.environ, **server.env(), "GIGATILE_BUCKET": BUCKET}
-        env.pop("AWS_PROFILE", None)
-        setup = {
-            "generate": run_step([BIN / "tiler", "generate", "--out", work / "wall", "--gigapixels",
-                                  args.gigapixels], env, "tiler generate"),
-            "publish": run_step([BIN / "tiler", "publish", work / "wall", "--bucket", BUCKET, "--dataset", DATASET],
-                                env, "tiler publish"),
-            "release": run_step([BIN / "node-bootstrap", "release", "--bucket", BUCKET,
-                                 *(["--no-kernels"] if args.no_kernels else [])], env, "release"),
-        }
-        print("setup (untimed): " + ", ".join(f"{k} {v:.1f} s" for k, v in setup.items()), file=sys.stderr)
-        client = server.client()
-        runs = [one_launch(work, env, client, not args.no_warmup, n) for n in range(args.runs)]
-    finally:
-        server.stop()
-        if args.work is None:
-            shutil.rmtree(work, ignore_errors=True)
+@dataclass(frozen=True)
+class ColdstartBenchSettings:
+    work: Path = WORK_DIR
+    gigapixels: float = 46.0
+    seed: int = 1
+    runs: int = 3
+    warmup: bool = True     # the node warms its kernels (when the release ships none)
+    kernels: bool = True    # the release ships kernels compiled here
+    results_dir: Path | None = RESULTS_DIR
+
+    def quick(self) -> ColdstartBenchSettings:
+        return replace(self, runs=1)
+
+
+def run(settings: ColdstartBenchSettings) -> dict:
+    """Publish the bench's wall and a release to a fresh local S3 (untimed), then ``runs`` timed launches."""
+    settings.work.mkdir(parents=True, exist_ok=True)
+    doc: dict = {"bench": "coldstart", "issue": 5, "settings": {k: str(v) for k, v in asdict(settings).items()},
+                 "machine": machine()}
+    with tempfile.TemporaryDirectory(prefix="coldstart-bench-", dir=settings.work) as tmp, \
+            Children(settings.work / "coldstart-logs") as children:
+        work = Path(tmp)
+        walls.prepare_wall(settings.work, settings.gigapixels, children, settings.seed)
+        source = walls.wall_folder(settings.work, settings.gigapixels, settings.seed) / "source"
+        (work / "s3").mkdir()
+        with SeaweedS3(work / "s3") as server:
+            server.create_bucket(BUCKET)
+            env = {**os.environ, **server.env(), "GIGATILE_BUCKET": BUCKET}
+            env.pop("AWS_PROFILE", None)
+            with console.status("publishing the wall and a release (untimed)"):
+                setup = {
+                    "publish": run_step([BIN / "tiler", "publish", source, "--bucket", BUCKET, "--dataset", DATASET],
+                                        env, "tiler publish"),
+                    "release": run_step([BIN / "node-bootstrap", "release", "--bucket", BUCKET,
+                                         *([] if settings.kernels else ["--no-kernels"])], env, "release"),
+                }
+            console.log("setup (untimed): " + ", ".join(f"{k} {v:.1f} s" for k, v in setup.items()))
+            client = server.client()
+            runs = []
+            for n in range(settings.runs):
+                with console.status(f"launch {n + 1}/{settings.runs}"):
+                    runs.append(one_launch(work, env, client, settings.warmup, n))
+                console.log(f"launch {n + 1}: first tile after {runs[-1]['total_seconds']:.2f} s")
+    totals = [r["total_seconds"] for r in runs]
+    doc.update(setup_seconds=setup, runs=runs, median_seconds=statistics.median(totals),
+               load_average_end=load_average())
+    doc["bars"] = [bar(f"launch -> first tile of a registered node (median of {len(runs)})", doc["median_seconds"],
+                       "s", BAR_SECONDS, key="coldstart.first-tile",
+                       note=f"worst {max(totals):.2f} s; Zoomii: 3 h full copy, 3 min lazy EBS")]
+    if settings.results_dir is not None:
+        doc["results_file"] = str(write_results("coldstart", doc, settings.results_dir))
+    return doc
+
+
+def print_report(doc: dict) -> None:
+    runs = doc["runs"]
     names = list(runs[0]["timeline"])
     rows = [[name, *(f"{r['timeline'][name]['phase']:.2f}" for r in runs),
              *(f"{r['timeline'][name]['at']:.2f}" for r in runs)] for name in names]
@@ -182,19 +210,38 @@ def main() -> int:
               f"{', '.join(f'{ms:.0f}' for ms in run['next_tiles_ms'])} ms"
               + (f"; BEFORE IT, {len(run['refused_before_first_tile'])} answers "
                  f"{sorted(set(run['refused_before_first_tile']))}" if run["refused_before_first_tile"] else ""))
-    totals = sorted(r["total_seconds"] for r in runs)
-    median = statistics.median(totals)
-    verdict = "PASS" if median <= BAR_SECONDS else "FAIL"
-    each = ", ".join(f"{r['total_seconds']:.2f}" for r in runs)
-    print(f"launch to first tile: {each} s; median {median:.2f} s, "
-          f"worst {totals[-1]:.2f} s  bar <= {BAR_SECONDS:.0f} s (median): {verdict}   "
-          "(Zoomii: 3 h full copy, 3 min lazy EBS)")
-    path = write_results("coldstart", {"gigapixels": args.gigapixels, "warmup": not args.no_warmup,
-                                       "kernels": not args.no_kernels, "median_seconds": median,
-                                       "setup_seconds": setup, "runs": runs, "bar_seconds": BAR_SECONDS,
-                                       "verdict": verdict, "machine": machine()})
-    print(f"results: {path}")
-    return 0 if verdict == "PASS" else 1
+    print("\n" + format_bars(doc["bars"]))
+    if "results_file" in doc:
+        print(f"results: {doc['results_file']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.coldstart", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="one launch")
+    parser.add_argument("--gigapixels", type=float, default=ColdstartBenchSettings.gigapixels)
+    parser.add_argument("--runs", type=int, default=None)
+    parser.add_argument("--no-warmup", action="store_true", help="launch nodes without the kernel warm-up")
+    parser.add_argument("--no-kernels", action="store_true", help="release without kernels compiled here")
+    parser.add_argument("--work", type=Path, default=ColdstartBenchSettings.work, help="walls and scratch folders")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where the results JSON goes")
+    args = parser.parse_args(argv)
+    settings = ColdstartBenchSettings(work=args.work.resolve(), gigapixels=args.gigapixels,
+                                      warmup=not args.no_warmup, kernels=not args.no_kernels,
+                                      results_dir=args.results_dir)
+    settings = settings.quick() if args.quick else settings
+    if args.runs is not None:
+        settings = replace(settings, runs=args.runs)
+    stop_on_sigterm()
+    try:
+        doc = run(settings)
+    except RuntimeError as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        return 1
+    except KeyboardInterrupt:
+        console.print("interrupted: every child process and node was stopped")
+        return 130
+    print_report(doc)
+    return 0 if all(b["pass"] is not False for b in doc["bars"]) else 3
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ One ``tiler serve`` node (registered in a local SeaweedFS bucket), ``tile-proxy 
 Debian's nginx, configured here (``proxy_cache_path``, ``proxy_cache_valid``, pid, logs and cache in a temp
 dir, foreground with ``daemon off;``) in front of the same node. Both caches are warmed with the same tile
 URLs; then the same load generator (``wrk`` with a Lua script over the same fixed-seed path list, or the
-bounded Python client of ``bench.common`` when wrk is absent) measures hit requests/s for the same duration,
+bounded Python client of ``bench.load`` when wrk is absent) measures hit requests/s for the same duration,
 alternating rounds, best round of each. Every child is stopped by PID at the end.
 
     .venv/bin/python -m bench.proxy [--quick] [--seconds 10] [--connections 32] [--nginx-workers 1]
@@ -26,8 +26,16 @@ from pathlib import Path
 
 import httpx
 
-from bench import common
-from bench.common import Children, console, format_table, run_load
+from bench import walls
+from bench.bars import bar, format_bars
+from bench.load import run_load
+from bench.machine import load_average, machine, tool_version
+from bench.processes import Children, free_port, http_status, memory_of, memory_row, stop_on_sigterm, wait_until
+from bench.progress import console
+from bench.results import RESULTS_DIR, WORK_DIR, write_results
+from bench.stats import summarize
+from bench.tables import format_table
+from bench.walls import DATASET, TILER
 from localcloud.seaweedfs import SeaweedS3
 
 BUCKET = "bench-proxy"
@@ -69,7 +77,7 @@ http {{
 
 @dataclass(frozen=True)
 class ProxyBenchSettings:
-    work: Path = common.BENCH_DIR / "work"
+    work: Path = WORK_DIR
     gigapixels: float = 0.2           # the wall: ~4,000 tiles, enough distinct URLs for both sets below
     seed: int = 1
     hit_paths: int = 1000             # distinct versioned tiles warmed in both caches, then loaded
@@ -80,7 +88,7 @@ class ProxyBenchSettings:
     wrk_threads: int = 1
     nginx_workers: int = 1            # tile-proxy is one process: same CPU budget by default
     access_log: bool = True           # both write an access log line per request (to a file)
-    results_dir: Path | None = common.RESULTS_DIR
+    results_dir: Path | None = RESULTS_DIR
 
     def quick(self) -> ProxyBenchSettings:
         return replace(self, hit_paths=400, miss_samples=150, seconds=5.0, rounds=1)
@@ -110,18 +118,18 @@ def _warm(base: str, paths: list[str], header: str) -> dict:
     return seen
 
 
-def _start_node(children: Children, root: Path, env: dict[str, str]) -> str:
-    port = common.free_port()
-    children.start([common.TILER, "serve", "--root", root, "--datasets", common.DATASET, "--host", "127.0.0.1",
+def _start_node(children: Children, root: Path, env: dict[str, str]):
+    port = free_port()
+    popen = children.start([TILER, "serve", "--root", root, "--datasets", DATASET, "--host", "127.0.0.1",
                     "--port", port, "--workers", "1", "--bucket", BUCKET, "--advertise", "127.0.0.1"],
                    "node.log", env=env)
     base = f"http://127.0.0.1:{port}"
-    common.wait_until(lambda: common.http_status(base + "/readyz") == 200, 120, "tiler serve /readyz")
-    return base
+    wait_until(lambda: http_status(base + "/readyz") == 200, 120, "tiler serve /readyz")
+    return popen, base
 
 
 def _start_proxy(children: Children, tmp: Path, env: dict[str, str], node: str, access_log: bool):
-    port = common.free_port()
+    port = free_port()
     popen = children.start([TILE_PROXY, "run", "--bucket", BUCKET, "--host", "127.0.0.1", "--port", port,
                             "--cache-dir", tmp / "proxy-cache", "--poll-seconds", "1",
                             "--access-log", str(tmp / "proxy-access.log") if access_log else "off"],
@@ -135,12 +143,12 @@ def _start_proxy(children: Children, tmp: Path, env: dict[str, str], node: str, 
         except (httpx.HTTPError, ValueError, KeyError):
             return False
 
-    common.wait_until(live, 60, "tile-proxy to see the node live")
+    wait_until(live, 60, "tile-proxy to see the node live")
     return popen, base
 
 
 def _start_nginx(children: Children, tmp: Path, node: str, settings: ProxyBenchSettings):
-    port = common.free_port()
+    port = free_port()
     conf = tmp / "nginx.conf"
     access = f"{tmp}/nginx-access.log" if settings.access_log else "off"
     conf.write_text(NGINX_CONF.format(workers=settings.nginx_workers, tmp=tmp, node=node.removeprefix("http://"),
@@ -148,7 +156,7 @@ def _start_nginx(children: Children, tmp: Path, node: str, settings: ProxyBenchS
     popen = children.start(["nginx", "-e", tmp / "nginx-error.log", "-p", tmp, "-c", conf, "-g", "daemon off;"],
                            "nginx.log")
     base = f"http://127.0.0.1:{port}"
-    common.wait_until(lambda: popen.poll() is None and common.http_status(base + "/tiles/") is not None, 30,
+    wait_until(lambda: popen.poll() is None and http_status(base + "/tiles/") is not None, 30,
                       f"nginx (see {tmp / 'nginx-error.log'})")
     return popen, base
 
@@ -195,7 +203,7 @@ def measure_miss_overhead(node: str, proxy: str, nginx: str, paths: list[str], s
     finally:
         for client in clients.values():
             client.close()
-    stats = {name: common.summarize(values) for name, values in spent.items()}
+    stats = {name: summarize(values) for name, values in spent.items()}
     return {"ms": stats, "not_miss": not_miss,
             "overhead_p50_ms": stats["tile-proxy"]["p50"] - stats["direct"]["p50"],
             "nginx_overhead_p50_ms": stats["nginx"]["p50"] - stats["direct"]["p50"]}
@@ -206,43 +214,49 @@ def run(settings: ProxyBenchSettings) -> dict:
         raise RuntimeError("nginx is not installed; as root: apt-get install -y nginx wrk")
     settings.work.mkdir(parents=True, exist_ok=True)
     doc: dict = {"bench": "proxy", "settings": {k: str(v) for k, v in asdict(settings).items()},
-                 "machine": common.machine(),
-                 "tools": {"nginx": common.tool_version(["nginx", "-v"]),
-                           "wrk": common.tool_version(["wrk", "--version"])}}
+                 "machine": machine(),
+                 "tools": {"nginx": tool_version(["nginx", "-v"]),
+                           "wrk": tool_version(["wrk", "--version"])}}
     with tempfile.TemporaryDirectory(prefix="proxy-bench-", dir=settings.work) as tmp_name, \
             Children(settings.work / "proxy-logs") as children:
         tmp = Path(tmp_name)
         tmp.chmod(0o755)  # nginx's workers run as an unprivileged user and must reach their cache here
-        root = common.prepare_wall(settings.work, settings.gigapixels, children, settings.seed)
-        g = common.wall_geometry(root)
+        root = walls.prepare_wall(settings.work, settings.gigapixels, children, settings.seed)
+        g = walls.wall_geometry(root)
         (tmp / "s3").mkdir()
         with SeaweedS3(tmp / "s3") as s3:
             s3.create_bucket(BUCKET)
             env = {**s3.env(), "GIGATILE_BUCKET": BUCKET}
-            node = _start_node(children, root, env)
+            node_popen, node = _start_node(children, root, env)
             proxy_popen, proxy = _start_proxy(children, tmp, env, node, settings.access_log)
-            _, nginx = _start_nginx(children, tmp, node, settings)
-            everything = common.distinct_tile_paths(g, settings.hit_paths + settings.miss_samples, settings.seed)
+            nginx_popen, nginx = _start_nginx(children, tmp, node, settings)
+            everything = walls.distinct_tile_paths(g, settings.hit_paths + settings.miss_samples, settings.seed)
             hit_set = _tile_versions(node, everything[:settings.hit_paths])
             miss_set = _tile_versions(node, everything[settings.hit_paths:])
             console.log(f"warming both caches with {len(hit_set)} tiles")
             doc["warm"] = {"tile-proxy": _warm(proxy, hit_set, "x-cache"), "nginx": _warm(nginx, hit_set, "x-cache")}
-            doc["proxy_memory_before"] = common.memory_of(proxy_popen.pid)["rss_mb"]
+            doc["proxy_memory_before"] = memory_of(proxy_popen.pid)["rss_mb"]
             doc["hits"] = measure_hits(settings, children, tmp, proxy, nginx, hit_set)
-            doc["proxy_memory_after"] = common.memory_of(proxy_popen.pid)["rss_mb"]
+            doc["proxy_memory_after"] = memory_of(proxy_popen.pid)["rss_mb"]
+            doc["memory"] = [memory_row("tile-proxy", "after the hit load", proxy_popen.pid),
+                             memory_row("nginx proxy_cache (master + workers)", "after the hit load",
+                                        nginx_popen.pid),
+                             memory_row("tiler serve --workers 1 (the node)", "after the hit load", node_popen.pid)]
             console.log(f"miss overhead over {len(miss_set)} tiles")
             doc["miss"] = measure_miss_overhead(node, proxy, nginx, miss_set, settings.seed)
             doc["proxy_status"] = httpx.get(proxy + "/proxy/status", timeout=5).json()["cache"]
     best = doc["hits"]["best"]
     doc["bars"] = [
-        common.bar("cache-hit requests/s", best["tile-proxy"]["requests_per_s"], "requests/s", 0.3, at_least=True,
-                   anchor="nginx proxy_cache", anchor_figure=best["nginx"]["requests_per_s"]),
-        common.bar("miss overhead p50", doc["miss"]["overhead_p50_ms"], "ms", 1.0),
-        common.bar("nginx miss overhead p50 (for reference)", doc["miss"]["nginx_overhead_p50_ms"], "ms", 1.0),
+        bar("cache-hit requests/s", best["tile-proxy"]["requests_per_s"], "requests/s", 0.3, at_least=True,
+            anchor="nginx proxy_cache", anchor_figure=best["nginx"]["requests_per_s"], key="proxy.hits"),
+        bar("miss overhead p50", doc["miss"]["overhead_p50_ms"], "ms", 1.0, anchor="nginx's",
+            anchor_figure=doc["miss"]["nginx_overhead_p50_ms"], judged_on="figure", key="proxy.miss"),
+        bar("cache-hit non-200 and socket errors", sum(r["non200"] + r["socket_errors"] for r in best.values()),
+            "responses", 0, key="proxy.errors", kind="check"),
     ]
-    doc["machine"]["load_average_after"] = common.load_average()
+    doc["machine"]["load_average_after"] = load_average()
     if settings.results_dir is not None:
-        doc["results_file"] = str(common.write_results("proxy", doc, settings.results_dir))
+        doc["results_file"] = str(write_results("proxy", doc, settings.results_dir))
     return doc
 
 
@@ -259,7 +273,7 @@ def print_report(doc: dict) -> None:
     print(f"\nmiss over {ms['direct']['n']} tiles, p50: direct {ms['direct']['p50']:.3f} ms, tile-proxy "
           f"{ms['tile-proxy']['p50']:.3f} ms (+{miss['overhead_p50_ms']:.3f}), nginx {ms['nginx']['p50']:.3f} ms "
           f"(+{miss['nginx_overhead_p50_ms']:.3f}); answers not MISS: {miss['not_miss']}")
-    print("\n" + common.format_bars(doc["bars"]))
+    print("\n" + format_bars(doc["bars"]))
     print(f"\nload average {doc['machine']['load_average']} before, {doc['machine']['load_average_after']} after; "
           f"{doc['machine']['cores']} cores")
     if "results_file" in doc:
@@ -276,9 +290,10 @@ def parse_args(argv: list[str] | None) -> ProxyBenchSettings:
     parser.add_argument("--nginx-workers", type=int, default=ProxyBenchSettings.nginx_workers)
     parser.add_argument("--no-access-log", action="store_true", help="neither server writes an access log")
     parser.add_argument("--no-results", action="store_true", help="do not write bench/results/*.json")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where the results JSON goes")
     args = parser.parse_args(argv)
     settings = ProxyBenchSettings(work=args.work, connections=args.connections, nginx_workers=args.nginx_workers,
-                                  access_log=not args.no_access_log)
+                                  access_log=not args.no_access_log, results_dir=args.results_dir)
     settings = settings.quick() if args.quick else settings
     if args.seconds is not None:
         settings = replace(settings, seconds=args.seconds)
@@ -291,13 +306,17 @@ def parse_args(argv: list[str] | None) -> ProxyBenchSettings:
 
 def main(argv: list[str] | None = None) -> int:
     settings = parse_args(argv)
+    stop_on_sigterm()
     try:
         doc = run(settings)
     except RuntimeError as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False)
         return 1
+    except KeyboardInterrupt:
+        console.print("interrupted: every child process was stopped")
+        return 130
     print_report(doc)
-    return 0 if all(b["pass"] for b in doc["bars"]) else 3
+    return 0 if all(b["pass"] is not False for b in doc["bars"]) else 3
 
 
 if __name__ == "__main__":

@@ -1,75 +1,131 @@
-"""Publish throughput beside ``aws s3 cp --recursive`` of the same bytes to the same S3 server.
+"""The publish bar of issue 2: ``tiler publish`` upload MB/s beside ``aws s3 cp --recursive`` of the same
+pack files to the same S3 server, in one run.
 
-Run by hand: ``.venv/bin/python bench/publish.py [--gigapixels 46]``. Starts its own SeaweedFS on
-127.0.0.1, generates the wall, publishes it (timing the upload phase and the whole publish), then
-uploads the very same pack files with the AWS CLI, and prints MB/s of each and the ratio (bar: >= 1.0).
+Starts its own SeaweedFS on 127.0.0.1 (in a temp folder under ``--work``), publishes the bench's wall (cached
+under ``bench/work/``, shared with the render bench) as a snapshot, timing the upload phase and the whole
+publish; then uploads the pack files of the same wall, built locally from the same source, with the AWS CLI.
+
+    .venv/bin/python -m bench.publish [--gigapixels 46] [--quick] [--results-dir DIR]
+
+Writes ``bench/results/<timestamp>-publish.json``. Needs the AWS CLI (the ``bench`` extra).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import shutil
-import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from bench import walls
+from bench.bars import bar, format_bars
+from bench.machine import find_tool, load_average, machine, tool_version
+from bench.processes import Children, stop_on_sigterm
+from bench.progress import console
+from bench.results import RESULTS_DIR, WORK_DIR, write_results
+from bench.tables import format_table
 from localcloud.seaweedfs import SeaweedS3
-from tiler.generate import generate_wall
-from tiler.local_publish import publish_local
 from tiler.localstore import DatasetDir
 from tiler.publish import publish
 from tiler.s3io import make_client
 
-BIN = Path(sys.executable).parent
+BUCKET = "bench-publish"
+
+
+@dataclass(frozen=True)
+class PublishBenchSettings:
+    work: Path = WORK_DIR
+    gigapixels: float = 46.0
+    seed: int = 1
+    aws_timeout: float = 600.0
+    results_dir: Path | None = RESULTS_DIR
+
+    def quick(self) -> PublishBenchSettings:
+        return self  # one publish and one copy of the default wall already take well under a minute
 
 
 def _tree_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--gigapixels", type=float, default=46.0)
-    parser.add_argument("--unique", type=int, default=256)
-    args = parser.parse_args()
-    aws = shutil.which("aws", path=str(BIN)) or shutil.which("aws")
+def run(settings: PublishBenchSettings) -> dict:
+    aws = find_tool("aws")
     if aws is None:
-        print("the AWS CLI is needed: .venv/bin/pip install awscli", file=sys.stderr)
-        return 2
-    with tempfile.TemporaryDirectory(prefix="gigatile-bench-publish-") as tmp:
-        work = Path(tmp)
-        (work / "s3").mkdir()
-        server = SeaweedS3(work / "s3")
-        server.start()
-        try:
-            os.environ.update(server.env())
-            server.create_bucket("bench")
-            wall = generate_wall(work / "wall", args.gigapixels, args.unique)
-            print(f"wall: {wall.width} x {wall.height} px, {wall.items} items, {wall.unique} covers")
-            result = publish(work / "wall", "covers", "bench", make_client())
-            ours_mb = result.bytes_uploaded / 1e6
-            # The same bytes, on disk, for the AWS CLI: a local build writes the identical pack files.
-            folder = DatasetDir(work / "node", "covers")
-            publish_local(work / "wall", folder)
-            copied = _tree_bytes(folder.objects)
-            started = time.monotonic()
-            subprocess.run([aws, "s3", "cp", "--recursive", "--only-show-errors", str(folder.objects),
-                            "s3://bench/aws-copy/", "--endpoint-url", server.endpoint_url],
-                           check=True, env={**os.environ, **server.env()})
-            aws_seconds = time.monotonic() - started
-        finally:
-            server.stop()
-    ours_rate = ours_mb / result.upload_seconds
-    aws_rate = copied / 1e6 / aws_seconds
-    print(f"{'':28}{'MB':>10}{'seconds':>10}{'MB/s':>10}")
-    print(f"{'tiler publish (upload)':28}{ours_mb:10.0f}{result.upload_seconds:10.1f}{ours_rate:10.0f}")
-    print(f"{'tiler publish (end to end)':28}{ours_mb:10.0f}{result.seconds:10.1f}{ours_mb / result.seconds:10.0f}")
-    print(f"{'aws s3 cp --recursive':28}{copied / 1e6:10.0f}{aws_seconds:10.1f}{aws_rate:10.0f}")
-    ratio = ours_rate / aws_rate
-    print(f"ratio (upload MB/s, ours / aws): {ratio:.2f}  bar >= 1.0: {'PASS' if ratio >= 1.0 else 'FAIL'}")
+        raise RuntimeError("the AWS CLI is needed: make bench installs it (.venv/bin/pip install awscli)")
+    doc: dict = {"bench": "publish", "issue": 2, "settings": {k: str(v) for k, v in asdict(settings).items()},
+                 "machine": machine(), "tools": {"aws": tool_version(["aws", "--version"])}}
+    settings.work.mkdir(parents=True, exist_ok=True)
+    with Children(settings.work / "publish-logs") as children, \
+            tempfile.TemporaryDirectory(prefix="publish-bench-", dir=settings.work) as tmp:
+        root = walls.prepare_wall(settings.work, settings.gigapixels, children, settings.seed)
+        source = walls.wall_folder(settings.work, settings.gigapixels, settings.seed) / "source"
+        packs = DatasetDir(root, walls.DATASET).objects  # the same source, built locally: the same pack files
+        (Path(tmp) / "s3").mkdir()
+        with SeaweedS3(Path(tmp) / "s3") as s3:
+            s3.create_bucket(BUCKET)
+            os.environ.update(s3.env())
+            doc["load_average_publish"] = load_average()
+            with console.status(f"tiler publish of the {settings.gigapixels:g}-Gpx wall"):
+                result = publish(source, walls.DATASET, BUCKET, make_client())
+            doc["load_average_aws"] = load_average()
+            copied = _tree_bytes(packs)
+            with console.status("aws s3 cp --recursive of the same pack files"):
+                started = time.monotonic()
+                children.run([aws, "s3", "cp", "--recursive", "--only-show-errors", packs, f"s3://{BUCKET}/aws-copy/",
+                              "--endpoint-url", s3.endpoint_url], "aws-cp.log", settings.aws_timeout,
+                             env={**os.environ, **s3.env()})
+                aws_seconds = time.monotonic() - started
+    ours = {"bytes": result.bytes_uploaded, "upload_seconds": result.upload_seconds, "seconds": result.seconds,
+            "upload_mb_per_s": result.bytes_uploaded / 1e6 / result.upload_seconds,
+            "end_to_end_mb_per_s": result.bytes_uploaded / 1e6 / result.seconds}
+    anchor = {"bytes": copied, "seconds": aws_seconds, "mb_per_s": copied / 1e6 / aws_seconds}
+    doc.update(publish=ours, aws=anchor, load_average_end=load_average())
+    doc["bars"] = [
+        bar("tiler publish upload MB/s", ours["upload_mb_per_s"], "MB/s", 1.0, at_least=True,
+            anchor="aws s3 cp --recursive", anchor_figure=anchor["mb_per_s"], key="publish.upload"),
+        bar("tiler publish end to end (build + upload)", ours["end_to_end_mb_per_s"], "MB/s", None,
+            key="publish.end-to-end"),
+    ]
+    if settings.results_dir is not None:
+        doc["results_file"] = str(write_results("publish", doc, settings.results_dir))
+    return doc
+
+
+def print_report(doc: dict) -> None:
+    ours, aws = doc["publish"], doc["aws"]
+    print(format_table(("", "MB", "seconds", "MB/s"), [
+        ("tiler publish (upload)", f"{ours['bytes'] / 1e6:.0f}", f"{ours['upload_seconds']:.1f}",
+         f"{ours['upload_mb_per_s']:.0f}"),
+        ("tiler publish (end to end)", f"{ours['bytes'] / 1e6:.0f}", f"{ours['seconds']:.1f}",
+         f"{ours['end_to_end_mb_per_s']:.0f}"),
+        ("aws s3 cp --recursive", f"{aws['bytes'] / 1e6:.0f}", f"{aws['seconds']:.1f}", f"{aws['mb_per_s']:.0f}")]))
+    print("\n" + format_bars(doc["bars"]))
+    if "results_file" in doc:
+        print(f"results: {doc['results_file']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.publish", description=__doc__.splitlines()[0])
+    parser.add_argument("--gigapixels", type=float, default=PublishBenchSettings.gigapixels)
+    parser.add_argument("--quick", action="store_true", help="the same run (it is already short)")
+    parser.add_argument("--work", type=Path, default=PublishBenchSettings.work)
+    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where the results JSON goes")
+    args = parser.parse_args(argv)
+    settings = PublishBenchSettings(work=args.work.resolve(), gigapixels=args.gigapixels, results_dir=args.results_dir)
+    settings = settings.quick() if args.quick else settings
+    stop_on_sigterm()
+    try:
+        doc = run(settings)
+    except RuntimeError as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        return 1
+    except KeyboardInterrupt:
+        console.print("interrupted: every child process was stopped")
+        return 130
+    print_report(doc)
     return 0
 
 

@@ -1,0 +1,40 @@
+"""``tiler serve`` as a bench child: started on a free port, ready on every worker, and its cache counters."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import httpx
+
+from bench.processes import Children, free_port, http_status, wait_until
+from bench.walls import DATASET, TILER
+
+
+def start_tiler_serve(children: Children, root: Path, log_name: str, workers: int = 2, datasets: str = DATASET,
+                      extra: tuple[str, ...] = ()) -> tuple[subprocess.Popen, str]:
+    """``tiler serve`` on a free 127.0.0.1 port; returns (process, base URL) once /readyz has been 200
+    twenty times in a row (connections land on any worker, so every worker has loaded)."""
+    port = free_port()
+    server = children.start([TILER, "serve", "--root", root, "--datasets", datasets, "--host", "127.0.0.1",
+                             "--port", port, "--workers", workers, *extra], log_name)
+    base = f"http://127.0.0.1:{port}"
+    streak = 0
+
+    def ready() -> bool:
+        nonlocal streak
+        if server.poll() is not None:
+            raise RuntimeError(f"tiler serve exited ({server.returncode}); see {children.log_dir / log_name}")
+        streak = streak + 1 if http_status(base + "/readyz") == 200 else 0
+        return streak >= 20
+
+    wait_until(ready, 180, "tiler serve /readyz")
+    return server, base
+
+
+def cache_lookups(base: str) -> dict[str, float]:
+    """Encoded-tile cache hits and misses so far, summed over workers (from /metrics)."""
+    text = httpx.get(base + "/metrics", timeout=5).text
+    found = re.findall(r'^gigatile_tile_cache_total\{result="(\w+)"\} ([0-9.e+]+)$', text, re.MULTILINE)
+    return {result: float(value) for result, value in found}
