@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 VIEWER_VENDOR := tiler/viewer/vendor/openseadragon
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: venv viewer browser test demo demo-update lint clean
+.PHONY: venv viewer browser test demo demo-update lint clean bench
 
 venv: $(STAMP)
 
@@ -38,6 +38,25 @@ demo: venv viewer
 # With a demo running (in another terminal): change a few covers and publish the diff.
 demo-update: venv
 	$(BIN)/python scripts/demo.py update
+
+# Benchmarks (not part of `make test`): Debian's anchors when missing, the `bench` extra, then the suite.
+# `make bench QUICK=1` is the reduced run (under 5 minutes); BENCH_ARGS passes more (e.g. --only render,iipsrv).
+# iipimage-server depends on "libapache2-mod-fcgid | lighttpd": naming lighttpd keeps apache2 out.
+BENCH_DEBS  := libvips-tools iipimage-server lighttpd nginx wrk time
+BENCH_STAMP := $(VENV)/.bench-installed
+SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,bench]'
+	touch $(BENCH_STAMP)
+
+bench: venv $(BENCH_STAMP)
+	@missing=""; for p in $(BENCH_DEBS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq --no-install-recommends $$missing; fi
+	$(BIN)/python -m bench.suite $(if $(filter 1 yes true,$(QUICK)),--quick) $(BENCH_ARGS)
 
 lint: venv
 	$(BIN)/ruff check .
