@@ -3,7 +3,8 @@ to ``synch.down``, in one run against its own SeaweedFS on 127.0.0.1.
 
 Generate and publish a wall of at least 1 GB, then (a) ``boxlink sync`` into an empty node root, (b) ``aws s3
 sync`` of the same prefix, (c) ``s5cmd cp`` of the same prefix; each ``rounds`` times in rotating order, into a
-fresh folder, timed as a whole process (start-up included), with a `sync` before each run (nobody inherits
+fresh folder (after one untimed read of the prefix, so that no tool pays for the server's first reads), timed
+as a whole process (start-up included), with a `sync` before each run (nobody inherits
 another's dirty pages) and one after it (timed apart: how long until the bytes are on disk; boxlink fsyncs
 every object before naming it, the others leave that to the kernel). MB/s is the median of the rounds. Then
 publish-of-a-diff to ``synch.down`` on a node running ``boxlink run --interval 1``: from the moment ``publish``
@@ -152,6 +153,10 @@ def settle(limit: float, quiet: float = 25.0) -> float | None:
 
 def throughput(work: Path, env: dict[str, str], endpoint: str, published: int, pack_bytes: int,
                settings: BoxlinkBenchSettings, left) -> list[Run]:
+    warm = work / "warm-up"  # one untimed read of the prefix first: no tool pays for the server's first reads
+    warm.mkdir()
+    timed(commands("s5cmd", warm, endpoint), env, left())
+    shutil.rmtree(warm, ignore_errors=True)
     runs = []
     for number in range(settings.rounds):
         order = TOOLS[number % 3:] + TOOLS[:number % 3]  # nobody always goes first (or last)

@@ -34,10 +34,12 @@ def _error_row(spec: BarSpec, reason: str) -> dict:
 def _row(spec: BarSpec, bars: list[dict]) -> dict:
     chosen = worst(bars)
     row = {**chosen, "issue": spec.issue}
-    if len(bars) > 1:
+    if len(bars) > 1 and all(b.get("pass") is None for b in bars):
+        row["name"] = f"{chosen['name']} ({'lowest' if chosen.get('at_least') else 'highest'} of {len(bars)})"
+    elif len(bars) > 1:
         passed = sum(b.get("pass") is True for b in bars)
         row["name"] = f"{chosen['name']} (worst of {len(bars)}: {passed}/{len(bars)} pass)"
-        row["pass"] = None if all(b.get("pass") is None for b in bars) else passed == len(bars)
+        row["pass"] = passed == len(bars)
     return row
 
 

@@ -136,10 +136,10 @@ def run_step(step: Step, quick: bool, work: Path, run_dir: Path) -> tuple[dict, 
 def git_state() -> dict:
     def git(*args: str) -> str:
         done = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=20)
-        return done.stdout.strip() if done.returncode == 0 else ""
+        return done.stdout if done.returncode == 0 else ""
 
-    dirty = [line[3:] for line in git("status", "--porcelain", "--untracked-files=no").splitlines()]
-    return {"commit": git("rev-parse", "--short", "HEAD") or "unknown", "dirty": dirty}
+    dirty = [line[3:] for line in git("status", "--porcelain", "--untracked-files=no").splitlines() if line[3:]]
+    return {"commit": git("rev-parse", "--short", "HEAD").strip() or "unknown", "dirty": dirty}
 
 
 def assemble(doc: dict, specs, quick: bool, started: float) -> None:

@@ -76,3 +76,11 @@ def test_markdown_page_holds_the_table_and_the_machine() -> None:
     assert "(quick)" in page and "AMD EPYC, 2 cores" in page and "uncommitted changes in tiler/compose.py" in page
     assert "| 3 | `render.export` |" in page and "**ERROR**" in page and "not measured: render.export" in page
     assert "![throughput vs anchors](x-throughput.png)" in page
+
+
+def test_info_bars_of_a_group_show_the_lowest_without_a_verdict() -> None:
+    spec = BarSpec("render.http-throughput", "3", "info: HTTP throughput", "wrk")
+    bars = [bar(f"HTTP {mix}", value, "requests/s", None, at_least=True, key=spec.key, group="46-Gpx")
+            for mix, value in (("distinct", 3000.0), ("uniform", 5000.0))]
+    (row,) = bar_rows([spec], bars, {})
+    assert row["name"] == "HTTP distinct (lowest of 2)" and row["pass"] is None and tally([row])["info"] == 1
