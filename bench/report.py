@@ -45,16 +45,13 @@ def _row(spec: BarSpec, bars: list[dict]) -> dict:
 
 def bar_rows(specs: Sequence[BarSpec], bars: Sequence[dict], errors: dict[str, str]) -> list[dict]:
     """One row per measured bar, in BARS.md's order: bars sharing a key and a group are one row (the worst);
-    a bar of a bench that failed (``errors``: bench name -> reason) or that no bench measured is an ERROR row;
-    bars whose key BARS.md does not list come last, marked so."""
+    a bar no bench measured is an ERROR row, with the reason of its bench's failure (``errors``: bench name ->
+    reason) if it failed; bars whose key BARS.md does not list come last, marked so."""
     rows: list[dict] = []
     for spec in specs:
         mine = [b for b in bars if b.get("key") == spec.key]
-        if spec.bench in errors:
-            rows.append(_error_row(spec, errors[spec.bench]))
-            continue
-        if not mine:
-            rows.append(_error_row(spec, "not measured in this run"))
+        if not mine:  # what a bench measured before it failed still shows; the rest carries its reason
+            rows.append(_error_row(spec, errors.get(spec.bench, "not measured in this run")))
             continue
         groups: dict[object, list[dict]] = {}
         for b in mine:

@@ -30,7 +30,8 @@ def test_rows_group_levels_per_wall_and_mark_errors_and_unknown_keys() -> None:
             bar("tiler render tiles/s", 2000.0, "tiles/s", 1.0, at_least=True, anchor="dzsave", anchor_figure=1500.0,
                 key="render.export"),
             bar("stray", 1.0, "s", 2.0, key="render.stray")]
-    rows = bar_rows(SPECS, bars, errors={"proxy": "exit 1: nginx is not installed"})
+    errors = {"proxy": "exit 1: nginx is not installed", "render": "ran past its bound of 240 s (stopped)"}
+    rows = bar_rows(SPECS, bars, errors)
     by_name = {r["name"]: r for r in rows}
     assert [r["key"] for r in rows] == ["render.cold-p50", "render.cold-p50", "render.export", "proxy.hits",
                                         "boxlink.sync", "render.stray"]
