@@ -50,8 +50,8 @@ def _common(with_transfer: bool) -> argparse.ArgumentParser:
     if with_transfer:
         bucket = env_default("bucket")
         parent.add_argument("--bucket", default=bucket, required=bucket is None)
-        _flag(parent, "concurrency", int, 16, help="ranged GETs in flight (default 16)")
-        _flag(parent, "chunk-mb", int, 16, help="bytes per ranged GET, in MiB (default 16)")
+        _flag(parent, "concurrency", int, 8, help="ranged GETs in flight (default 8)")
+        _flag(parent, "chunk-mb", int, 64, help="bytes per ranged GET, in MiB (default 64)")
         _flag(parent, "attempts", int, 4, help="tries per object before a pass fails (default 4)")
         parent.add_argument("--progress", action="store_true", help="show a progress bar")
         _flag(parent, "instance-id", default=socket.gethostname(), help="logs go to logs/<instance-id>/")

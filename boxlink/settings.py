@@ -17,8 +17,8 @@ class TransferPolicy:
     up to ``attempts`` times in all, waiting ``backoff_seconds * 2**n`` (with jitter) in between.
     """
 
-    concurrency: int = 16
-    chunk_bytes: int = 16 * MB
+    concurrency: int = 8
+    chunk_bytes: int = 64 * MB  # measured: 16 x 16 MB 0.95x aws s3 sync, 8 x 64 MB 1.15x (a pack is 2 chunks)
     attempts: int = 4
     backoff_seconds: float = 0.5
 

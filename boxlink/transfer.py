@@ -3,8 +3,8 @@
 Many objects and the chunks of large objects come down in parallel, ``policy.concurrency`` ranged GETs
 at a time over one shared client. Each chunk is streamed straight into its place in ``<dest>.part``
 (never a whole object in memory) and handed to the disk at once (``sync_file_range``); the sha256 is
-computed in order as the chunks land, from the bytes just written (page cache), so verification runs
-alongside the download. Only an object whose size and sha256 match is fsynced and renamed to ``dest``;
+computed in order as the chunks land (the first chunk as it streams in, the others from the bytes just
+written, in the page cache), so verification runs alongside the download. Only an object whose size and sha256 match is fsynced and renamed to ``dest``;
 a mismatch or a network failure deletes the part and fetches the whole object again (bounded
 attempts, exponential backoff with jitter).
 """
@@ -187,9 +187,13 @@ class Downloader:
                 digest = hashlib.sha256()
                 gets.submit(self._get, job, ranges[0], fd, part, abort, digest).result()
             else:
-                futures = [gets.submit(self._get, job, r, fd, part, abort, None) for r in ranges]
+                # The first chunk is hashed as it streams in (it is in order); the later ones are hashed
+                # from the page cache behind it, in order, as they land.
+                digest = hashlib.sha256()
+                futures = [gets.submit(self._get, job, r, fd, part, abort, digest if n == 0 else None)
+                           for n, r in enumerate(ranges)]
                 try:
-                    digest = self._hash_in_order(fd, part, ranges, futures)
+                    self._hash_in_order(fd, part, ranges, futures, digest)
                 finally:
                     abort.set()  # on failure: stop the other chunks, and wait for them before closing fd
                     for future in futures:
@@ -203,10 +207,12 @@ class Downloader:
             os.close(fd)
         return found
 
-    def _hash_in_order(self, fd: int, part: Path, ranges: list[tuple[int, int]], futures: list[Future]):
-        digest = hashlib.sha256()
-        for (start, end), future in zip(ranges, futures, strict=True):
-            future.result()  # raises the chunk's failure
+    def _hash_in_order(self, fd: int, part: Path, ranges: list[tuple[int, int]], futures: list[Future],
+                       digest) -> None:
+        """Feed ``digest`` every chunk but the first (hashed as it streamed), in order, from ``part``."""
+        futures[0].result()  # raises the chunk's failure
+        for (start, end), future in zip(ranges[1:], futures[1:], strict=True):
+            future.result()
             pos = start
             while pos < end:
                 block = _disk_call(os.pread, part, fd, min(4 * PIECE, end - pos), pos)
@@ -214,7 +220,6 @@ class Downloader:
                     raise _Retry(f"chunk at {pos} vanished from {part}")
                 digest.update(block)
                 pos += len(block)
-        return digest
 
     # -- one ranged GET --------------------------------------------------------------------------
     def _get(self, job: Job, span: tuple[int, int], fd: int, part: Path, abort: threading.Event,
