@@ -11,8 +11,10 @@ from PIL import Image
 from tests.tiler.awkward_wall import BACKGROUND, make_awkward_wall, psnr, reference_levels
 from tiler.dataset import LoadedDataset
 from tiler.encode import encode_tile
+from tiler.generate import generate_wall
 from tiler.local_publish import publish_local
 from tiler.localstore import DatasetDir
+from tiler.mips import halve
 
 
 @pytest.fixture(scope="module", params=[1000, 8], ids=["composed", "overview"])
@@ -61,3 +63,21 @@ def test_overview_covers_exactly_the_busy_levels(wall):
     assert max(len(loaded.index.query(*loaded.geometry.tile_footprint(top, x, y)))
                for x in range(loaded.geometry.tile_counts(top)[0])
                for y in range(loaded.geometry.tile_counts(top)[1])) <= 8
+
+
+def test_generated_covers_match_the_pyramid_halved_from_their_own_top_level(tmp_path):
+    """Real-looking covers at arbitrary positions (the awkward wall is mostly flat colour and noise): every
+    composed level within 33 dB of the pyramid made by halving the top level (exact at 1:1, tested above)."""
+    generate_wall(tmp_path / "src", gigapixels=0.02, unique=12, seed=3)
+    folder = DatasetDir(tmp_path / "node", "covers")
+    publish_local(tmp_path / "src", folder, items_per_tile=1000)  # compose every level on demand
+    loaded = LoadedDataset.open(folder)
+    g = loaded.geometry
+    level = loaded.render_level_window(g.top, 0, 0, g.width, g.height)
+    worst: dict[int, float] = {}
+    for z in range(g.top - 1, -1, -1):
+        level = halve(level)
+        got = loaded.render_level_window(z, 0, 0, level.shape[1], level.shape[0])
+        worst[z] = min(psnr(got[y:y + 256, x:x + 256], level[y:y + 256, x:x + 256])
+                       for y in range(0, level.shape[0], 256) for x in range(0, level.shape[1], 256))
+    assert min(worst.values()) >= 33.0, worst
