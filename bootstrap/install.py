@@ -38,11 +38,14 @@ INSTALLED = ".installed"
 PROGRAMS = ("tiler", "boxlink")  # what the supervisor starts from <root>/app/current/bin/
 KEEP_RELEASES = 3
 PYTHON_PATHS = ("PYTHONPATH", "PYTHONHOME")  # a release runs its own code: nothing may be put before it
+# ... and its own compiled kernels, cached beside its sources (where shipped kernels are unpacked).
+NOT_INHERITED = (*PYTHON_PATHS, "NUMBA_CACHE_DIR")
 
 
 def release_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment programs of a release run in: ours, minus what would change their import path."""
-    return {k: v for k, v in (os.environ if environ is None else environ).items() if k not in PYTHON_PATHS}
+    """The environment programs of a release run in: ours, minus what would change their import path or
+    move their kernel cache."""
+    return {k: v for k, v in (os.environ if environ is None else environ).items() if k not in NOT_INHERITED}
 
 
 @dataclass(frozen=True)

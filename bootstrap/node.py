@@ -19,7 +19,7 @@ from pathlib import Path
 from bootstrap.atomicfs import write_atomic
 from bootstrap.errors import BootstrapError
 from bootstrap.imds_client import ImdsClient, InstanceIdentity
-from bootstrap.install import PYTHON_PATHS, update_release
+from bootstrap.install import NOT_INHERITED, update_release
 from bootstrap.layout import NodeLayout
 from bootstrap.s3io import make_client
 from bootstrap.selfupdate import REEXEC_VARIABLE, fetch_fresh_bootstrap, reexec, running_digest
@@ -64,7 +64,7 @@ def child_specs(config: NodeConfig, identity: InstanceIdentity, layout: NodeLayo
 
 
 def child_environment(config: NodeConfig, identity: InstanceIdentity, environ: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in environ.items() if k not in (REEXEC_VARIABLE, STARTED_VARIABLE, *PYTHON_PATHS)}
+    env = {k: v for k, v in environ.items() if k not in (REEXEC_VARIABLE, STARTED_VARIABLE, *NOT_INHERITED)}
     if config.s3_endpoint_url:
         env["AWS_ENDPOINT_URL_S3"] = config.s3_endpoint_url
     env.setdefault("AWS_DEFAULT_REGION", config.region or identity.region)

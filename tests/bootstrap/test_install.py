@@ -97,3 +97,11 @@ def test_a_reused_version_name_is_refused(s3_bucket, released, tmp_path):
 def test_no_release_is_a_clear_error(s3_bucket, tmp_path):
     with pytest.raises(BootstrapError, match="node-bootstrap release --bucket"):
         update_release(s3_bucket.client, s3_bucket.name, "current", NodeLayout(tmp_path / "node"))
+
+
+def test_release_programs_keep_their_own_import_path_and_kernel_cache():
+    from bootstrap.install import release_environment
+
+    env = release_environment({"PYTHONPATH": "/elsewhere", "PYTHONHOME": "/x", "NUMBA_CACHE_DIR": "/tmp/nb",
+                               "AWS_DEFAULT_REGION": "eu-west-1"})
+    assert env == {"AWS_DEFAULT_REGION": "eu-west-1"}  # kernels shipped beside the sources stay the ones used
