@@ -202,11 +202,16 @@ def _row_kernel3(o, d, buf, r0, r1, r2, pixels, wy0, wy1, wy2, wx0, wx1, wx2, dx
     line = v[:n]
     for j in range(n):
         line[j] = wy0 * np.float32(a[j]) + wy1 * np.float32(b[j]) + wy2 * np.float32(c[j])
+    m = 6 * pixels - 3  # then along it at every source column (contiguous, vectorised) ...
+    t0, t1, t2 = line[0:m], line[3:m + 3], line[dx2:dx2 + m]
+    along = v[n:n + m]
+    for j in range(m):
+        along[j] = wx0 * t0[j] + wx1 * t1[j] + wx2 * t2[j] + np.float32(0.5)
     dst = o[d:d + 3 * pixels]
-    for px in range(pixels):
-        for ch in range(3):
-            s = 6 * px + ch
-            dst[3 * px + ch] = np.uint8(wx0 * line[s] + wx1 * line[s + 3] + wx2 * line[s + dx2] + np.float32(0.5))
+    for px in range(pixels):  # ... and keep every other column
+        dst[3 * px] = np.uint8(along[6 * px])
+        dst[3 * px + 1] = np.uint8(along[6 * px + 1])
+        dst[3 * px + 2] = np.uint8(along[6 * px + 2])
 
 
 @njit(cache=True, nogil=True)
@@ -244,7 +249,7 @@ def _ring(o, ow3, ox, oy, r0, r1, c0, c1, cover_x, first_x, weights_x, cover_y, 
 
 @njit(cache=True, nogil=True)
 def _resample(o, ow3, ox, oy, nx, ny, cover_x, first_x, weights_x, cover_y, first_y, weights_y,
-              buf, at, mw, mh, scale, line):  # pragma: no cover
+              buf, at, mw, mh, scale, line, row):  # pragma: no cover
     """Draw an item that is off the pixel grid: fast interior, general ring."""
     taps = scale + 1
     cx0, cx1 = _interior(cover_x, first_x, weights_x, nx, scale, mw)
@@ -257,32 +262,56 @@ def _resample(o, ow3, ox, oy, nx, ny, cover_x, first_x, weights_x, cover_y, firs
         target = 0.5 if t < 2 else 0.0
         if abs(weights_x[mx, t] - target) > 1e-6 or abs(weights_y[my, t] - target) > 1e-6:
             box = False
-    w = np.zeros((3, 3), np.int32)  # fixed-point weights of the interior, summing to exactly 2^SHIFT
-    one = float(1 << SHIFT)
-    for ty in range(taps):
-        for tx in range(taps):
-            w[ty, tx] = np.int32(round(weights_y[my, ty] * weights_x[mx, tx] * one))
-    w[1 if scale == 2 else 0, 1 if scale == 2 else 0] += np.int32(1 << SHIFT) - w.sum()  # a flat colour stays exact
+    a = b = c = e = np.int32(0)  # scale 1: fixed-point 2x2 weights, summing to exactly 2^SHIFT
+    if scale == 1:
+        one = float(1 << SHIFT)
+        a = np.int32(round(weights_y[my, 0] * weights_x[mx, 0] * one))
+        b = np.int32(round(weights_y[my, 0] * weights_x[mx, 1] * one))
+        c = np.int32(round(weights_y[my, 1] * weights_x[mx, 0] * one))
+        e = np.int32((1 << SHIFT) - a - b - c)  # a flat colour stays exact
     dx = 3 if scale == 1 and weights_x[mx, 1] > 0.0 else 0
     dy = 1 if scale == 1 and weights_y[my, 1] > 0.0 else 0
     dx2 = 6 if weights_x[mx, 2] > 0.0 else 0
     dy2 = 2 if weights_y[my, 2] > 0.0 else 1
     mw3 = mw * 3
-    # The ring: whole rows above and below the interior, a few pixels left and right of it.
+    # At scale 2 the rows above and below the interior run the kernel too (with their own row weights,
+    # blended by their cover), so that only a column or two left and right of it remain.
+    rows_too = scale == 2 and cx1 > cx0
+    # The ring: the general path.
     for r0, r1, c0, c1 in ((0, ry0, 0, nx), (ry1, ny, 0, nx), (ry0, ry1, 0, cx0), (ry0, ry1, cx1, nx)):
-        if r1 > r0 and c1 > c0:
+        if rows_too and (r1 == ry0 or r0 == ry1):  # rows above or below: only left and right of the interior
+            for r2, c2, c3 in ((r0, 0, cx0), (r0, cx1, nx)):
+                if r1 > r0 and c3 > c2:
+                    _ring(o, ow3, ox, oy, r2, r1, c2, c3, cover_x, first_x, weights_x, cover_y, first_y, weights_y,
+                          buf, at, mw, mh, taps)
+        elif r1 > r0 and c1 > c0:
             _ring(o, ow3, ox, oy, r0, r1, c0, c1, cover_x, first_x, weights_x, cover_y, first_y, weights_y,
                   buf, at, mw, mh, taps)
-    for r in range(ry0, ry1):
+    for r in range(ny):
         d = (oy + r) * ow3 + (ox + cx0) * 3
-        top = at + first_y[r] * mw3 + first_x[cx0] * 3
+        sx = first_x[cx0] * 3
+        if not ry0 <= r < ry1:
+            if rows_too:
+                r0 = at + min(first_y[r], mh - 1) * mw3 + sx  # taps clamped to the mip, as the general path
+                r1 = at + min(first_y[r] + 1, mh - 1) * mw3 + sx
+                r2 = at + min(first_y[r] + 2, mh - 1) * mw3 + sx
+                _row_kernel3(row, 0, buf, r0, r1, r2, cx1 - cx0, weights_y[r, 0], weights_y[r, 1], weights_y[r, 2],
+                             weights_x[mx, 0], weights_x[mx, 1], weights_x[mx, 2], dx2, line)
+                alpha = cover_y[r]
+                n = (cx1 - cx0) * 3
+                dst = o[d:d + n]
+                for j in range(n):
+                    below = np.float32(dst[j])
+                    dst[j] = np.uint8(below + (np.float32(row[j]) - below) * alpha + np.float32(0.5))
+            continue
+        top = at + first_y[r] * mw3 + sx
         if box:
             _row_box2(o, d, buf, top, top + mw3, cx1 - cx0)
         elif scale == 2:
             _row_kernel3(o, d, buf, top, top + mw3, top + dy2 * mw3, cx1 - cx0, weights_y[my, 0], weights_y[my, 1],
                          weights_y[my, 2], weights_x[mx, 0], weights_x[mx, 1], weights_x[mx, 2], dx2, line)
         else:
-            _row_kernel(o, d, buf, top, top + dy * mw3, (cx1 - cx0) * 3, dx, w[0, 0], w[0, 1], w[1, 0], w[1, 1])
+            _row_kernel(o, d, buf, top, top + dy * mw3, (cx1 - cx0) * 3, dx, a, b, c, e)
 
 
 @njit(cache=True, nogil=True)
@@ -298,7 +327,8 @@ def _compose(out, win_x0, win_y0, factor, canvas_w, canvas_h, xs, ys, ws, hs, vs
     cover_y = np.empty(out_h, np.float32)
     first_y = np.empty(out_h, np.int64)
     weights_y = np.zeros((out_h, MAX_TAPS), np.float32)
-    line = np.empty(6 * out_w + 3, np.float32)  # scratch: one output row's source columns, rows combined
+    line = np.empty(12 * out_w + 3, np.float32)  # scratch: one output row's source columns, two passes
+    row = np.empty(3 * out_w, np.uint8)  # scratch: one output row before it is blended
     k = 0
     while (1 << (k + 1)) <= factor:
         k += 1
@@ -323,7 +353,7 @@ def _compose(out, win_x0, win_y0, factor, canvas_w, canvas_h, xs, ys, ws, hs, vs
             _blend_copy(o, ow3, ox, oy, nx, ny, cover_x, cover_y, buf, at, mw * 3, first_x[0], first_y[0])
         else:
             _resample(o, ow3, ox, oy, nx, ny, cover_x, first_x, weights_x, cover_y, first_y, weights_y,
-                      buf, at, mw, mh, scale, line)
+                      buf, at, mw, mh, scale, line, row)
 
 
 @njit(cache=True, nogil=True)
