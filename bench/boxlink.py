@@ -62,7 +62,7 @@ class BoxlinkBenchSettings:
     results_dir: Path | None = RESULTS_DIR
 
     def quick(self) -> BoxlinkBenchSettings:
-        return replace(self, rounds=1, latency_samples=3, max_seconds=240, settle_seconds=5)
+        return replace(self, rounds=2, latency_samples=3, max_seconds=240, settle_seconds=5)  # 2: no tool always first
 
 
 @dataclass(frozen=True)
