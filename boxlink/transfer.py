@@ -4,9 +4,9 @@ Many objects and the chunks of large objects come down in parallel, ``policy.con
 at a time over one shared client. Each chunk is streamed straight into its place in ``<dest>.part``
 (never a whole object in memory) and handed to the disk at once (``sync_file_range``); the sha256 is
 computed in order as the chunks land (the first chunk as it streams in, the others from the bytes just
-written, in the page cache), so verification runs alongside the download. Only an object whose size and sha256 match is fsynced and renamed to ``dest``;
-a mismatch or a network failure deletes the part and fetches the whole object again (bounded
-attempts, exponential backoff with jitter).
+written, in the page cache), so verification runs alongside the download. Only an object whose size
+and sha256 match is fsynced and renamed to ``dest``; a mismatch or a network failure deletes the part
+and fetches the whole object again (bounded attempts, exponential backoff with jitter).
 """
 
 from __future__ import annotations
