@@ -1,9 +1,11 @@
 """The publish bar of issue 2: ``tiler publish`` upload MB/s beside ``aws s3 cp --recursive`` of the same
 pack files to the same S3 server, in one run.
 
-Starts its own SeaweedFS on 127.0.0.1 (in a temp folder under ``--work``), publishes the bench's wall (cached
-under ``bench/work/``, shared with the render bench) as a snapshot, timing the upload phase and the whole
-publish; then uploads the pack files of the same wall, built locally from the same source, with the AWS CLI.
+Starts its own SeaweedFS on 127.0.0.1 (in a temp folder under ``--work``) and warms it with one untimed copy
+(SeaweedFS grows its volumes on the first writes, which would cost whoever goes first); then publishes the
+bench's wall (cached under ``bench/work/``, shared with the render bench) as a snapshot, timing the upload phase
+and the whole publish; then uploads the pack files of the same wall, built locally from the same source, with
+the AWS CLI.
 
     .venv/bin/python -m bench.publish [--gigapixels 46] [--quick] [--results-dir DIR]
 
@@ -67,6 +69,11 @@ def run(settings: PublishBenchSettings) -> dict:
         with SeaweedS3(Path(tmp) / "s3") as s3:
             s3.create_bucket(BUCKET)
             os.environ.update(s3.env())
+            # SeaweedFS grows its volumes on the first writes: one untimed copy first, so that no tool pays it.
+            with console.status("warm-up: one untimed aws s3 cp of the pack files"):
+                children.run([aws, "s3", "cp", "--recursive", "--only-show-errors", packs, f"s3://{BUCKET}/warm-up/",
+                              "--endpoint-url", s3.endpoint_url], "aws-warm-up.log", settings.aws_timeout,
+                             env={**os.environ, **s3.env()})
             doc["load_average_publish"] = load_average()
             with console.status(f"tiler publish of the {settings.gigapixels:g}-Gpx wall"):
                 result = publish(source, walls.DATASET, BUCKET, make_client())
