@@ -18,7 +18,7 @@ import numpy as np
 
 from tiler.compose import MipStore
 from tiler.levels import CELL_SIZE, Geometry
-from tiler.mips import chain_size
+from tiler.mips import chain_sizes
 from tiler.overview import (
     ITEMS_PER_TILE_LIMIT,
     choose_overview_level,
@@ -64,7 +64,7 @@ def build_generation(source: Source, dataset: str, generation: int, prefix: str,
     records: dict[str, VariantRecord] = {}
     # Every chain, back to back in one array (the sizes are known up front): the compositor reads them
     # from there to render the overview levels, and new ones are written to packs from there.
-    sizes = [chain_size(wanted[vid][1], wanted[vid][2]) for vid in vids]
+    sizes = chain_sizes([wanted[vid][1] for vid in vids], [wanted[vid][2] for vid in vids])
     starts = np.concatenate(([0], np.cumsum(sizes, dtype=np.int64)))
     pixels = np.empty(int(starts[-1]), dtype=np.uint8)
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from tiler.mips import chain_size
+from tiler.mips import chain_sizes
 from tiler.spatial import ItemTable
 
 MAX_TAPS = 3
@@ -57,9 +57,7 @@ class MipStore:
         self.offset = np.asarray(offset, dtype=np.int64)
         self.width = np.asarray(width, dtype=np.int64)
         self.height = np.asarray(height, dtype=np.int64)
-        ends = self.offset + np.fromiter((chain_size(int(w), int(h)) for w, h in zip(self.width, self.height,
-                                                                                       strict=True)),
-                                         np.int64, len(self.offset))
+        ends = self.offset + chain_sizes(self.width, self.height)
         if len(ends) and (self.offset.min() < 0 or ends.max() > len(pixels)):
             raise ValueError("a mip chain lies outside the store's pixels")
 
@@ -274,17 +272,15 @@ def _resample(o, ow3, ox, oy, nx, ny, cover_x, first_x, weights_x, cover_y, firs
     dx2 = 6 if weights_x[mx, 2] > 0.0 else 0
     dy2 = 2 if weights_y[my, 2] > 0.0 else 1
     mw3 = mw * 3
-    # At scale 2 the rows above and below the interior run the kernel too (with their own row weights,
-    # blended by their cover), so that only a column or two left and right of it remain.
+    # The ring takes the general path. At scale 2 the rows above and below the interior run the kernel too
+    # (with their own row weights, blended by their cover), so only the columns left and right of it remain.
     rows_too = scale == 2 and cx1 > cx0
-    # The ring: the general path.
-    for r0, r1, c0, c1 in ((0, ry0, 0, nx), (ry1, ny, 0, nx), (ry0, ry1, 0, cx0), (ry0, ry1, cx1, nx)):
-        if rows_too and (r1 == ry0 or r0 == ry1):  # rows above or below: only left and right of the interior
-            for r2, c2, c3 in ((r0, 0, cx0), (r0, cx1, nx)):
-                if r1 > r0 and c3 > c2:
-                    _ring(o, ow3, ox, oy, r2, r1, c2, c3, cover_x, first_x, weights_x, cover_y, first_y, weights_y,
-                          buf, at, mw, mh, taps)
-        elif r1 > r0 and c1 > c0:
+    if rows_too:
+        ring = ((0, ny, 0, cx0), (0, ny, cx1, nx), (0, 0, 0, 0), (0, 0, 0, 0))
+    else:
+        ring = ((0, ry0, 0, nx), (ry1, ny, 0, nx), (ry0, ry1, 0, cx0), (ry0, ry1, cx1, nx))
+    for r0, r1, c0, c1 in ring:
+        if r1 > r0 and c1 > c0:
             _ring(o, ow3, ox, oy, r0, r1, c0, c1, cover_x, first_x, weights_x, cover_y, first_y, weights_y,
                   buf, at, mw, mh, taps)
     for r in range(ny):
@@ -292,10 +288,10 @@ def _resample(o, ow3, ox, oy, nx, ny, cover_x, first_x, weights_x, cover_y, firs
         sx = first_x[cx0] * 3
         if not ry0 <= r < ry1:
             if rows_too:
-                r0 = at + min(first_y[r], mh - 1) * mw3 + sx  # taps clamped to the mip, as the general path
-                r1 = at + min(first_y[r] + 1, mh - 1) * mw3 + sx
-                r2 = at + min(first_y[r] + 2, mh - 1) * mw3 + sx
-                _row_kernel3(row, 0, buf, r0, r1, r2, cx1 - cx0, weights_y[r, 0], weights_y[r, 1], weights_y[r, 2],
+                s0 = at + min(first_y[r], mh - 1) * mw3 + sx  # taps clamped to the mip, as the general path
+                s1 = at + min(first_y[r] + 1, mh - 1) * mw3 + sx
+                s2 = at + min(first_y[r] + 2, mh - 1) * mw3 + sx
+                _row_kernel3(row, 0, buf, s0, s1, s2, cx1 - cx0, weights_y[r, 0], weights_y[r, 1], weights_y[r, 2],
                              weights_x[mx, 0], weights_x[mx, 1], weights_x[mx, 2], dx2, line)
                 alpha = cover_y[r]
                 n = (cx1 - cx0) * 3

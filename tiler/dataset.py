@@ -65,10 +65,6 @@ class LoadedDataset:
         return loaded
 
     # -- pixels ----------------------------------------------------------------------------
-    def mip(self, variant: int, k: int) -> np.ndarray:
-        """Mip level k of the variant in slot ``variant`` (its last level past the end of its chain)."""
-        return self.mips.mip(variant, k)
-
     def render_tile(self, z: int, x: int, y: int) -> np.ndarray:
         """Tile (z, x, y) as (256, 256, 3) uint8; raises TilerError if the level has no such tile."""
         if not self.geometry.has_tile(z, x, y):

@@ -30,9 +30,15 @@ def mip_shapes(width: int, height: int, channels: int = 3) -> list[tuple[int, in
     return shapes
 
 
-def chain_size(width: int, height: int, channels: int = 3) -> int:
-    """Bytes of the whole chain of a width x height image."""
-    return sum(h * w * c for h, w, c in mip_shapes(width, height, channels))
+def chain_sizes(widths, heights, channels: int = 3) -> np.ndarray:
+    """Bytes of the whole chain of each widths[i] x heights[i] image (int64, vectorised: a dataset may hold
+    many thousand variants, and this runs at every load)."""
+    w, h = np.array(widths, dtype=np.int64), np.array(heights, dtype=np.int64)
+    total = w * h * channels
+    while (more := (w > 1) | (h > 1)).any():
+        w, h = np.where(more, (w + 1) // 2, 1), np.where(more, (h + 1) // 2, 1)
+        total += np.where(more, w * h * channels, 0)
+    return total
 
 
 def mip_chain(pixels: np.ndarray) -> list[np.ndarray]:

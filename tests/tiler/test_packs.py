@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tiler.compose import MipStore
-from tiler.mips import chain_size, mip_chain
+from tiler.mips import chain_sizes, mip_chain
 from tiler.packs import PackSpace, PackWriter
 
 
@@ -52,7 +52,7 @@ def test_mip_store_finds_every_level_and_refuses_chains_outside_its_pixels():
     images = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for w, h in ((5, 3), (1, 1), (16, 9))]
     chains = [mip_chain(image) for image in images]
     data = b"".join(level.tobytes() for chain in chains for level in chain)
-    sizes = [chain_size(image.shape[1], image.shape[0]) for image in images]
+    sizes = chain_sizes([image.shape[1] for image in images], [image.shape[0] for image in images])
     offsets = np.concatenate(([0], np.cumsum(sizes)[:-1]))
     store = MipStore(np.frombuffer(data, np.uint8), offsets, [i.shape[1] for i in images],
                      [i.shape[0] for i in images])
