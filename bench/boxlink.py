@@ -33,7 +33,7 @@ from pathlib import Path
 
 from bench.bars import bar, format_bars
 from bench.machine import find_tool, load_average, machine, tool_version
-from bench.processes import stop_on_sigterm
+from bench.processes import run_and_report
 from bench.progress import console
 from bench.results import RESULTS_DIR, WORK_DIR, write_results
 from bench.tables import format_table
@@ -342,17 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = replace(settings, rounds=args.rounds)
     if args.latency_samples is not None:
         settings = replace(settings, latency_samples=args.latency_samples)
-    stop_on_sigterm()
-    try:
-        doc = run(settings)
-    except RuntimeError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
-        return 1
-    except KeyboardInterrupt:
-        console.print("interrupted: every child process was stopped")
-        return 130
-    print_report(doc)
-    return 0
+    return run_and_report(run, print_report, settings)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ import httpx
 from bench import walls
 from bench.bars import bar, format_bars
 from bench.machine import VENV_BIN, load_average, machine
-from bench.processes import Children, stop_on_sigterm
+from bench.processes import Children, run_and_report
 from bench.progress import console
 from bench.results import RESULTS_DIR, WORK_DIR, write_results
 from bench.tables import format_table
@@ -231,17 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = settings.quick() if args.quick else settings
     if args.runs is not None:
         settings = replace(settings, runs=args.runs)
-    stop_on_sigterm()
-    try:
-        doc = run(settings)
-    except RuntimeError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
-        return 1
-    except KeyboardInterrupt:
-        console.print("interrupted: every child process and node was stopped")
-        return 130
-    print_report(doc)
-    return 0 if all(b["pass"] is not False for b in doc["bars"]) else 3
+    return run_and_report(run, print_report, settings, "every child process and node was stopped", fail_on_bars=True)
 
 
 if __name__ == "__main__":

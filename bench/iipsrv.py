@@ -36,7 +36,7 @@ from bench.bars import bar, format_bars
 from bench.iipserver import FCGI_PATH, start_iipsrv, stop_iipsrv
 from bench.load import run_load
 from bench.machine import load_average, machine, tool_version
-from bench.processes import Children, memory_row, stop_on_sigterm
+from bench.processes import Children, memory_row, run_and_report
 from bench.progress import console
 from bench.results import RESULTS_DIR, WORK_DIR, write_results
 from bench.tables import format_table
@@ -266,17 +266,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = replace(settings, seconds=args.seconds)
     if args.rounds is not None:
         settings = replace(settings, rounds=args.rounds)
-    stop_on_sigterm()
-    try:
-        doc = run(settings)
-    except RuntimeError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
-        return 1
-    except KeyboardInterrupt:
-        console.print("interrupted: every child process was stopped")
-        return 130
-    print_report(doc)
-    return 0
+    return run_and_report(run, print_report, settings)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import httpx
 
+from bench.progress import console
+
 
 class Children:
     """Child processes, each in its own session; all stopped by PID when the ``with`` block ends, however."""
@@ -143,3 +145,20 @@ def stop_on_sigterm() -> None:
     """SIGTERM (the suite's time bound) takes the same way out as Ctrl-C: ``finally`` blocks and ``with``
     blocks run, so every child is stopped by PID."""
     signal.signal(signal.SIGTERM, _interrupt)
+
+
+def run_and_report(run: Callable[[object], dict], report: Callable[[dict], None], settings: object,
+                   stopped: str = "every child process was stopped", fail_on_bars: bool = False) -> int:
+    """A bench's ``main``: run it bounded by SIGTERM, print its report. Exit 1 on a RuntimeError (its message
+    printed), 130 when interrupted, 3 when ``fail_on_bars`` and a bar failed, else 0."""
+    stop_on_sigterm()
+    try:
+        doc = run(settings)
+    except RuntimeError as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        return 1
+    except KeyboardInterrupt:
+        console.print(f"interrupted: {stopped}")
+        return 130
+    report(doc)
+    return 3 if fail_on_bars and any(b["pass"] is False for b in doc["bars"]) else 0

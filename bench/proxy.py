@@ -30,7 +30,15 @@ from bench import walls
 from bench.bars import bar, format_bars
 from bench.load import run_load
 from bench.machine import load_average, machine, tool_version
-from bench.processes import Children, free_port, http_status, memory_of, memory_row, stop_on_sigterm, wait_until
+from bench.processes import (
+    Children,
+    free_port,
+    http_status,
+    memory_of,
+    memory_row,
+    run_and_report,
+    wait_until,
+)
 from bench.progress import console
 from bench.results import RESULTS_DIR, WORK_DIR, write_results
 from bench.stats import summarize
@@ -306,17 +314,7 @@ def parse_args(argv: list[str] | None) -> ProxyBenchSettings:
 
 def main(argv: list[str] | None = None) -> int:
     settings = parse_args(argv)
-    stop_on_sigterm()
-    try:
-        doc = run(settings)
-    except RuntimeError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
-        return 1
-    except KeyboardInterrupt:
-        console.print("interrupted: every child process was stopped")
-        return 130
-    print_report(doc)
-    return 0 if all(b["pass"] is not False for b in doc["bars"]) else 3
+    return run_and_report(run, print_report, settings, fail_on_bars=True)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from pathlib import Path
 from bench import walls
 from bench.bars import bar, format_bars
 from bench.machine import find_tool, load_average, machine, tool_version
-from bench.processes import Children, stop_on_sigterm
+from bench.processes import Children, run_and_report
 from bench.progress import console
 from bench.results import RESULTS_DIR, WORK_DIR, write_results
 from bench.tables import format_table
@@ -123,17 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = PublishBenchSettings(work=args.work.resolve(), gigapixels=args.gigapixels, results_dir=args.results_dir)
     settings = settings.quick() if args.quick else settings
-    stop_on_sigterm()
-    try:
-        doc = run(settings)
-    except RuntimeError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
-        return 1
-    except KeyboardInterrupt:
-        console.print("interrupted: every child process was stopped")
-        return 130
-    print_report(doc)
-    return 0
+    return run_and_report(run, print_report, settings)
 
 
 if __name__ == "__main__":
