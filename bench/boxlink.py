@@ -37,11 +37,11 @@ from bench.processes import run_and_report
 from bench.progress import console
 from bench.results import RESULTS_DIR, WORK_DIR, write_results
 from bench.tables import format_table
+from gigaformat.layout import DatasetDir
+from gigaformat.s3 import make_client, read_manifest
 from localcloud.seaweedfs import SeaweedS3
 from tiler.generate import generate_wall
-from tiler.localstore import DatasetDir
 from tiler.publish import publish
-from tiler.s3io import make_client, read_manifest
 
 GNU_TIME = "/usr/bin/time"
 DATASET = "bench"

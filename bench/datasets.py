@@ -19,8 +19,8 @@ from bench import walls
 from bench.processes import Children, stop_on_sigterm
 from bench.progress import console
 from bench.results import WORK_DIR
+from gigaformat.layout import DatasetDir
 from tiler.dataset import LoadedDataset
-from tiler.localstore import DatasetDir
 
 WALLS = (46.0, 1.0, 0.2)  # gigapixels: the default wall, the export / iipsrv wall, the proxy bench's wall
 FLAT_WALL = 1.0

@@ -41,9 +41,9 @@ from bench.progress import console
 from bench.results import RESULTS_DIR, WORK_DIR, write_results
 from bench.tables import format_table
 from bench.tileserver import start_tiler_serve
+from gigaformat.layout import DatasetDir
+from gigaformat.levels import Geometry
 from tiler.dataset import LoadedDataset
-from tiler.levels import Geometry
-from tiler.localstore import DatasetDir
 
 SIDES = ("tiler serve", "iipsrv")
 

@@ -29,10 +29,10 @@ from bench.processes import Children, run_and_report
 from bench.progress import console
 from bench.results import RESULTS_DIR, WORK_DIR, write_results
 from bench.tables import format_table
+from gigaformat.layout import DatasetDir
+from gigaformat.s3 import make_client
 from localcloud.seaweedfs import SeaweedS3
-from tiler.localstore import DatasetDir
 from tiler.publish import publish
-from tiler.s3io import make_client
 
 BUCKET = "bench-publish"
 

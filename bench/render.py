@@ -35,10 +35,10 @@ from bench.results import RESULTS_DIR, WORK_DIR, write_results
 from bench.tables import format_table
 from bench.tileserver import cache_lookups, start_tiler_serve
 from bench.walls import DATASET, TILER
+from gigaformat.layout import DatasetDir
+from gigaformat.levels import Geometry
 from tiler.dataset import LoadedDataset
 from tiler.encode import encode_tile
-from tiler.levels import Geometry
-from tiler.localstore import DatasetDir
 
 STEPS = ("latency", "http", "export", "memory")
 

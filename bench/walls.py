@@ -17,10 +17,10 @@ import pyvips
 from bench.machine import VENV_BIN
 from bench.processes import Children
 from bench.progress import console, progress_bar
+from gigaformat.layout import DatasetDir
+from gigaformat.levels import Geometry
 from tiler.dataset import LoadedDataset
-from tiler.levels import Geometry
 from tiler.local_publish import publish_local
-from tiler.localstore import DatasetDir
 
 TILER = VENV_BIN / "tiler"
 DATASET = "covers"

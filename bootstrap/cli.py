@@ -1,12 +1,12 @@
 """node-bootstrap: bring a render node up from its user-data, report its state, publish releases.
 
-    node-bootstrap run [--root R]          what rc.local / cloud-init runs (IMDSv2 → update → supervise)
+    node-bootstrap run [--root R]          what rc.local / cloud-init runs (IMDSv2 -> update -> supervise)
     node-bootstrap update [--root R]       the same up to the installed release, then exit
     node-bootstrap status --root R [--json]
     node-bootstrap release --bucket B [--channel C] [--rollback]
     node-bootstrap imds --host H --port P --user-data F --instance-id I   (the IMDSv2 emulator)
 
-The IMDS endpoint is ``AWS_EC2_METADATA_SERVICE_ENDPOINT`` (as in botocore), else 169.254.169.254. S3
+The IMDS endpoint is AWS_EC2_METADATA_SERVICE_ENDPOINT (as in botocore), else 169.254.169.254. S3
 credentials and endpoint come from AWS's own chain (the instance role on EC2).
 """
 
@@ -22,8 +22,8 @@ import threading
 from pathlib import Path
 
 from bootstrap.errors import BootstrapError
-
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+from gigaformat import commandline
+from gigaformat.commandline import flag
 
 
 def _default_source() -> Path | None:
@@ -33,30 +33,28 @@ def _default_source() -> Path | None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="node-bootstrap", description=__doc__.splitlines()[0])
-    parser.add_argument("--log-level", default=os.environ.get("GIGATILE_LOG_LEVEL", "INFO"))
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = commandline.parser("node-bootstrap", __doc__)
+    add = commandline.subcommands(parser)
     for name, text in (("run", "bring the node up and supervise boxlink and the render server"),
                        ("update", "bring the node up to the installed release, then exit")):
-        p = sub.add_parser(name, help=text)
+        p = add(name, help=text)
         p.add_argument("--root", type=Path, default=None, help="node root (default: the user-data's root)")
         p.add_argument("--grace", type=float, default=15.0, help="seconds between SIGTERM and SIGKILL of a child")
-        p.set_defaults(func=_run, supervise=name == "run")
-    status = sub.add_parser("status", help="the node's phases and each child's pid, state, restarts, uptime")
-    status.add_argument("--root", type=Path, required=True)
+        p.set_defaults(run=_run, supervise=name == "run")
+    status = add("status", help="the node's phases and each child's pid, state, restarts, uptime")
+    status.add_argument("--root", type=Path, required=True, help="the node root")
     status.add_argument("--json", action="store_true", help="the status document itself")
-    status.set_defaults(func=_status)
-    release = sub.add_parser("release", help="publish this project's wheel and the fresh bootstrap to S3")
-    bucket = os.environ.get("GIGATILE_BUCKET")
-    release.add_argument("--bucket", default=bucket, required=bucket is None)
-    release.add_argument("--channel", default="current", help="releases/<channel>.json (default current)")
+    status.set_defaults(run=_status)
+    release = add("release", help="publish this project's wheel and the fresh bootstrap to S3")
+    flag(release, "bucket", required=True, help="the bucket nodes install releases from")
+    release.add_argument("--channel", default="current", help="releases/<channel>.json")
     release.add_argument("--source", type=Path, default=_default_source(), help="the project folder")
     release.add_argument("--wheel", type=Path, default=None, help="release this wheel instead of building one")
     release.add_argument("--no-kernels", action="store_true",
                          help="do not ship kernels compiled on this machine (nodes then compile their own)")
     release.add_argument("--rollback", action="store_true", help="point the channel back at the release before")
-    release.set_defaults(func=_release)
-    sub.add_parser("imds", help="run an IMDSv2 emulator for one local node (node-bootstrap imds --help)")
+    release.set_defaults(run=_release)
+    add("imds", help="run an IMDSv2 emulator for one local node (node-bootstrap imds --help)")
     return parser
 
 
@@ -74,8 +72,8 @@ def _stop_on_signals() -> threading.Event:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from bootstrap.imds_client import endpoint_from_environment
-    from bootstrap.node import NodeOptions, run_node
+    from bootstrap.node.imds import endpoint_from_environment
+    from bootstrap.node.lifecycle import NodeOptions, run_node
 
     stop = _stop_on_signals()
     options = NodeOptions(imds_endpoint=endpoint_from_environment(os.environ), argv=sys.argv[1:],
@@ -84,8 +82,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from bootstrap.layout import NodeLayout
-    from bootstrap.status import read_status, render_status
+    from bootstrap.node.status import read_status, render_status
+    from gigaformat.layout import NodeLayout
 
     doc = read_status(NodeLayout(args.root.resolve()).status_path)
     if doc is None:
@@ -95,7 +93,7 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _release(args: argparse.Namespace) -> int:
-    from bootstrap.publisher import build_and_publish, rollback
+    from bootstrap.release.publisher import build_and_publish, rollback
     from bootstrap.s3io import make_client
 
     client = make_client()
@@ -115,20 +113,10 @@ def _release(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["imds"]:  # the emulator has its own flags
-        from bootstrap.imds import main as imds_main
+        from bootstrap.launch.imds_emulator import main as imds_main
 
         return imds_main(argv[1:], prog="node-bootstrap imds")
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format=LOG_FORMAT, stream=sys.stderr)
-    for noisy in ("botocore", "boto3", "urllib3", "s3transfer", "httpx", "httpcore"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    try:
-        return args.func(args)
-    except BootstrapError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+    return commandline.main("node-bootstrap", build_parser(), argv)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
-"""The one exception type of the bootstrap package (expected failures, with a message a user can act on)."""
+"""The bootstrap package's expected failures (each a ``GigatileError``), with a message a user can act on."""
 
 from __future__ import annotations
 
+from gigaformat.errors import GigatileError
 
-class BootstrapError(Exception):
+
+class BootstrapError(GigatileError):
     """A node could not be brought up, updated, launched or released; the message says why and what to do."""
 
 

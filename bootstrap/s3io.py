@@ -1,5 +1,5 @@
-"""S3 at the edge of the bootstrap package: a client from AWS's own chain, JSON documents, verified
-downloads (size and sha256 checked before the file is given its name) and uploads with their sha256."""
+"""S3 at the edge of the bootstrap package: clients (``gigaformat.s3``), JSON documents, verified downloads
+(size and sha256 checked before the file is given its name) and uploads with their sha256."""
 
 from __future__ import annotations
 
@@ -10,11 +10,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from bootstrap.errors import BootstrapError
+from gigaformat import s3
 
 log = logging.getLogger(__name__)
 
@@ -22,23 +21,14 @@ CHUNK = 1 << 20
 
 
 def make_client(endpoint_url: str | None = None, region: str | None = None):
-    """An S3 client: credentials from the AWS chain (the instance role on EC2), retries configured;
-    ``endpoint_url`` only for S3-compatible stores (else ``AWS_ENDPOINT_URL_S3`` or AWS)."""
-    config = Config(retries={"max_attempts": 6, "mode": "standard"}, connect_timeout=5, read_timeout=30,
-                    s3={"addressing_style": "path"} if endpoint_url else None)
-    return boto3.session.Session().client("s3", endpoint_url=endpoint_url or None, region_name=region or None,
-                                           config=config)
+    """An S3 client: credentials from the AWS chain (the instance role on EC2); ``endpoint_url`` only for
+    S3-compatible stores (else ``AWS_ENDPOINT_URL_S3`` or AWS)."""
+    return s3.make_client(attempts=6, connect_timeout=5, read_timeout=30, max_connections=10,
+                          endpoint_url=endpoint_url, region=region)
 
 
-def describe(exc: Exception) -> str:
-    if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        return f"{error.get('Code', 'error')}: {error.get('Message', '')}".strip().rstrip(":")
-    return f"{exc.__class__.__name__}: {exc}"
-
-
-def _missing(exc: ClientError) -> bool:
-    return exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound")
+def _failed(exc: Exception, doing: str, bucket: str) -> BootstrapError:
+    return BootstrapError(str(s3.storage_error(exc, doing, bucket)))
 
 
 def read_json(client, bucket: str, key: str) -> Any | None:
@@ -46,11 +36,11 @@ def read_json(client, bucket: str, key: str) -> Any | None:
     try:
         body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
     except ClientError as exc:
-        if _missing(exc):
+        if s3.is_missing(exc):
             return None
-        raise BootstrapError(f"cannot read s3://{bucket}/{key} ({describe(exc)})") from None
+        raise _failed(exc, f"cannot read s3://{bucket}/{key}", bucket) from None
     except BotoCoreError as exc:
-        raise BootstrapError(f"cannot reach S3 for s3://{bucket}/{key} ({describe(exc)})") from None
+        raise _failed(exc, f"cannot read s3://{bucket}/{key}", bucket) from None
     try:
         return json.loads(body)
     except ValueError as exc:
@@ -62,7 +52,7 @@ def put_json(client, bucket: str, key: str, doc: Any) -> None:
         client.put_object(Bucket=bucket, Key=key, Body=json.dumps(doc, indent=1).encode() + b"\n",
                           ContentType="application/json", CacheControl="no-cache")
     except (ClientError, BotoCoreError) as exc:
-        raise BootstrapError(f"cannot write s3://{bucket}/{key} ({describe(exc)})") from None
+        raise _failed(exc, f"cannot write s3://{bucket}/{key}", bucket) from None
 
 
 def file_sha256(path: Path) -> str:
@@ -81,7 +71,7 @@ def upload_file(client, bucket: str, key: str, path: Path, content_type: str = "
             client.put_object(Bucket=bucket, Key=key, Body=handle, ContentType=content_type,
                               Metadata={"sha256": sha256})
     except (ClientError, BotoCoreError, OSError) as exc:
-        raise BootstrapError(f"cannot upload {path} to s3://{bucket}/{key} ({describe(exc)})") from None
+        raise _failed(exc, f"cannot upload {path} to s3://{bucket}/{key}", bucket) from None
     return sha256
 
 
@@ -110,12 +100,12 @@ def download_verified(client, bucket: str, key: str, dest: Path, sha256: str, si
         if digest.hexdigest() != sha256:
             raise BootstrapError(f"s3://{bucket}/{key} has sha256 {digest.hexdigest()}, the release says {sha256}; "
                                  "refusing it")
-    except ClientError as exc:
+    except (ClientError, BotoCoreError) as exc:
         part.unlink(missing_ok=True)
-        raise BootstrapError(f"cannot download s3://{bucket}/{key} ({describe(exc)})") from None
-    except (BotoCoreError, OSError) as exc:
+        raise _failed(exc, f"cannot download s3://{bucket}/{key}", bucket) from None
+    except OSError as exc:
         part.unlink(missing_ok=True)
-        raise BootstrapError(f"cannot download s3://{bucket}/{key} ({describe(exc)})") from None
+        raise BootstrapError(f"cannot download s3://{bucket}/{key} to {part} ({exc})") from None
     except BaseException:
         part.unlink(missing_ok=True)
         raise

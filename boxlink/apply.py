@@ -1,6 +1,6 @@
 """Bring one dataset on this node to a manifest's generation: plan, fetch, build, switch, mark, clean.
 
-The order is what keeps a node safe at every instant (layout: ``tiler/localstore.py``):
+The order is what keeps a node safe at every instant (layout: ``gigaformat/layout.py``):
 
 1. plan the cheaper path (``plan_steps``: the diffs after the local generation, or snapshot + diffs);
 2. fetch and verify every object those steps list that is not already verified here;
@@ -30,10 +30,10 @@ from boxlink.errors import BoxlinkError, Cancelled
 from boxlink.ledger import Ledger
 from boxlink.settings import TransferPolicy
 from boxlink.transfer import PART_SUFFIX, Downloader, FetchReport, Job, disk_error, hash_file
-from tiler.errors import TilerError
-from tiler.localstore import DatasetDir
-from tiler.manifest import Manifest, ObjectRef, Step, dataset_prefix, plan_steps
-from tiler.state import Changes, State, apply_changes, load_gzip_json
+from gigaformat.errors import FormatError
+from gigaformat.layout import DatasetDir
+from gigaformat.manifest import Manifest, ObjectRef, Step, dataset_prefix, plan_steps
+from gigaformat.state import State, rebuild_state
 
 log = logging.getLogger(__name__)
 
@@ -179,26 +179,16 @@ class Replica:
                                "free space and run again (the last good generation is still served)")
 
     def _build(self, steps: list[Step], local: int | None) -> State:
+        base = self._load_state(local) if steps[0].kind == "diff" else None
         try:
-            if steps[0].kind == "snapshot":
-                state = State.from_json(self._read_index(steps[0]))
-                diffs = steps[1:]
-            else:
-                state, diffs = self._load_state(local), steps
-            for step in diffs:
-                state = apply_changes(state, Changes.from_json(self._read_index(step)))
-        except (TilerError, KeyError, TypeError, ValueError) as exc:
+            return rebuild_state(steps, lambda step: self.folder.object_path(step.index).read_bytes(), base)
+        except (FormatError, OSError) as exc:
             raise BoxlinkError(f"{self.folder.dataset}: cannot build the new generation ({exc})") from None
-        return state
-
-    def _read_index(self, step: Step) -> dict:
-        path = self.folder.object_path(step.index)
-        return load_gzip_json(path.read_bytes(), str(path))
 
     def _load_state(self, generation: int | None) -> State:
         try:
             return self.folder.load_state(generation)
-        except (TilerError, KeyError, TypeError, ValueError) as exc:
+        except FormatError as exc:
             raise MissingBase(f"local generation {generation} is unreadable ({exc})") from None
 
     def _check_packs(self, state: State, ledger: Ledger, error: type[BoxlinkError]) -> None:
@@ -245,7 +235,7 @@ class Replica:
         for generation in sorted(kept_generations):
             try:
                 keep |= self.folder.load_state(generation).packs()
-            except (TilerError, KeyError, TypeError, ValueError) as exc:
+            except FormatError as exc:
                 log.warning("gc: generation %d unreadable (%s); not keeping its packs", generation, exc)
         removed_generations = 0
         for generation in _generation_numbers(self.folder.generations):

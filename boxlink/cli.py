@@ -1,8 +1,8 @@
-"""``boxlink``: replicate published datasets from S3 onto this node, and ship the node's logs up.
+"""boxlink: replicate published datasets from S3 onto this node, and ship the node's logs up.
 
-Every flag also reads an environment variable: ``--bucket`` <- ``GIGATILE_BUCKET``, ``--root`` <-
-``GIGATILE_ROOT``, ``--chunk-mb`` <- ``GIGATILE_CHUNK_MB``. S3 endpoint and credentials come from AWS's
-own chain (``AWS_ENDPOINT_URL_S3`` for a local server).
+Every flag also reads an environment variable of the same name (--bucket <- GIGATILE_BUCKET, --root <-
+GIGATILE_ROOT, --chunk-mb <- GIGATILE_CHUNK_MB). S3's endpoint and credentials come from AWS's own chain
+(AWS_ENDPOINT_URL_S3 for a local server).
 """
 
 from __future__ import annotations
@@ -22,57 +22,42 @@ from rich.console import Console
 
 from boxlink.errors import BoxlinkError, Cancelled
 from boxlink.settings import MB, Settings, TransferPolicy
-from tiler.errors import TilerError
-from tiler.localstore import datasets_under, log_dir
+from gigaformat import commandline
+from gigaformat.commandline import LOG_FORMAT, flag
+from gigaformat.layout import NodeLayout
 
 console = Console(stderr=True)
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 LOG_MAX_BYTES = 10 * MB
 LOG_BACKUPS = 5
 
 
-def env_default(flag: str, default: str | None = None) -> str | None:
-    return os.environ.get("GIGATILE_" + flag.upper().replace("-", "_"), default)
-
-
-def _flag(parser: argparse.ArgumentParser, flag: str, kind=str, default=None, **kwargs) -> None:
-    """``--flag`` with its ``GIGATILE_FLAG`` twin as default."""
-    value = env_default(flag)
-    parser.add_argument(f"--{flag}", type=kind, default=kind(value) if value is not None else default, **kwargs)
-
-
-def _common(with_transfer: bool) -> argparse.ArgumentParser:
-    parent = argparse.ArgumentParser(add_help=False)
-    root = env_default("root")
-    parent.add_argument("--root", type=Path, default=Path(root) if root else None, required=root is None,
-                        help="node root: datasets under ROOT/data/<dataset>/, logs in ROOT/data/log/")
-    _flag(parent, "log-level", default="INFO")
+def _common(p: argparse.ArgumentParser, with_transfer: bool) -> None:
+    flag(p, "root", Path, required=True, help="node root: datasets under ROOT/data/<dataset>/, logs in ROOT/data/log/")
     if with_transfer:
-        bucket = env_default("bucket")
-        parent.add_argument("--bucket", default=bucket, required=bucket is None)
-        _flag(parent, "concurrency", int, 8, help="ranged GETs in flight (default 8)")
-        _flag(parent, "chunk-mb", int, 64, help="bytes per ranged GET, in MiB (default 64)")
-        _flag(parent, "attempts", int, 4, help="tries per object before a pass fails (default 4)")
-        parent.add_argument("--progress", action="store_true", help="show a progress bar")
-        _flag(parent, "instance-id", default=socket.gethostname(), help="logs go to logs/<instance-id>/")
-        _flag(parent, "debug-pause", default="", help=argparse.SUPPRESS)  # "before-switch=30,before-down=5"
-    return parent
+        flag(p, "bucket", required=True, help="the S3 bucket the datasets are published in")
+        flag(p, "concurrency", int, 8, help="ranged GETs in flight")
+        flag(p, "chunk-mb", int, 64, help="bytes per ranged GET, in MiB")
+        flag(p, "attempts", int, 4, help="tries per object before a pass fails")
+        flag(p, "progress", bool, help="show a progress bar")
+        flag(p, "instance-id", default=socket.gethostname(), help="logs go to s3://BUCKET/logs/<instance-id>/")
+        flag(p, "debug-pause", default="", help=argparse.SUPPRESS)  # "before-switch=30,before-down=5"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="boxlink", description=__doc__.splitlines()[0].replace("``", ""))
-    sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", parents=[_common(True)],
-                         help="replicate every dataset the render server marked synch.active, poll, ship logs")
-    _flag(run, "interval", float, 5.0, help="seconds between manifest polls (default 5)")
-    _flag(run, "log-interval", float, 60.0, help="upload the open log file at most this often, seconds")
-    _flag(run, "retry-max", float, 60.0, help="longest wait between failed passes, seconds (default 60)")
+    parser = commandline.parser("boxlink", __doc__)
+    add = commandline.subcommands(parser)
+    run = add("run", help="replicate every dataset the render server marked synch.active, poll, ship logs")
+    _common(run, True)
+    flag(run, "interval", float, 5.0, help="seconds between manifest polls")
+    flag(run, "log-interval", float, 60.0, help="upload the open log file at most this often, seconds")
+    flag(run, "retry-max", float, 60.0, help="longest wait between failed passes, seconds")
     run.set_defaults(func=_run)
-    sync = sub.add_parser("sync", parents=[_common(True)], help="one pass over one dataset, then exit")
-    dataset = env_default("dataset")
-    sync.add_argument("--dataset", default=dataset, required=dataset is None)
+    sync = add("sync", help="one pass over one dataset, then exit")
+    _common(sync, True)
+    flag(sync, "dataset", required=True, help="the dataset to bring up to date")
     sync.set_defaults(func=_sync, interval=5.0, log_interval=60.0, retry_max=60.0)
-    status = sub.add_parser("status", parents=[_common(False)], help="per dataset: local/remote generation, lag")
+    status = add("status", help="per dataset: local/remote generation, lag")
+    _common(status, False)
     status.add_argument("--json", action="store_true", help="one JSON document instead of a table")
     status.set_defaults(func=_status)
     return parser
@@ -106,7 +91,7 @@ def setup_logging(root: Path, level: str, to_file: bool) -> None:
     when the file is written and stderr is not a terminal)."""
     handlers: list[logging.Handler] = []
     if to_file:
-        folder = log_dir(root)
+        folder = NodeLayout(root).log_dir
         folder.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.handlers.RotatingFileHandler(folder / "boxlink.log", maxBytes=LOG_MAX_BYTES,
                                                              backupCount=LOG_BACKUPS))
@@ -121,9 +106,7 @@ def setup_logging(root: Path, level: str, to_file: bool) -> None:
         handlers[-1].setFormatter(logging.Formatter(LOG_FORMAT))
         if to_file:  # under a supervisor stderr becomes boxlink.console.log: do not write every line twice
             handlers[-1].setLevel(logging.WARNING)
-    logging.basicConfig(level=level.upper(), handlers=handlers, force=True)
-    for noisy in ("botocore", "boto3", "urllib3", "s3transfer"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+    commandline.setup_logging(level, handlers)
 
 
 def _stop_on_signals() -> threading.Event:
@@ -185,7 +168,7 @@ def _sync(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     from boxlink.status import dataset_status
 
-    rows = [dataset_status(folder) for folder in datasets_under(args.root)]
+    rows = [dataset_status(folder) for folder in NodeLayout(args.root).datasets()]
     if args.json:
         print(json.dumps({"root": str(args.root), "datasets": [r.to_json() for r in rows]}, indent=1))
         return 0
@@ -205,17 +188,17 @@ def _dash(value) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
+
+    def work() -> int:
         setup_logging(args.root, args.log_level, to_file=args.command != "status")
-        return args.func(args)
-    except (BoxlinkError, TilerError) as exc:
-        logging.getLogger("boxlink").error("failed command=%s error=%r", args.command, str(exc))
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+        try:
+            return args.func(args)
+        except BoxlinkError as exc:
+            logging.getLogger("boxlink").error("failed command=%s error=%r", args.command, str(exc))
+            raise
+
+    return commandline.run_command("boxlink", work)
 
 
 if __name__ == "__main__":
     sys.exit(main())
-

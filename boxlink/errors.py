@@ -1,7 +1,11 @@
-"""The one exception type for expected failures in the boxlink package."""
+"""boxlink's expected failures (each a ``GigatileError``)."""
+
+from __future__ import annotations
+
+from gigaformat.errors import GigatileError
 
 
-class BoxlinkError(Exception):
+class BoxlinkError(GigatileError):
     """A failure an operator can act on: S3 unreachable, an object that does not match its manifest,
     a full disk. The CLI prints the message without a traceback and exits non-zero; ``run`` records it
     in the dataset's status file and tries again later.

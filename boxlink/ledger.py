@@ -18,7 +18,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from tiler.localstore import write_atomic
+from gigaformat.durable import write_atomic
 
 log = logging.getLogger(__name__)
 

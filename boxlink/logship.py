@@ -22,14 +22,14 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from boxlink.errors import BoxlinkError
-from tiler.localstore import write_atomic
-from tiler.s3io import describe
+from gigaformat.clock import compact, from_timestamp
+from gigaformat.durable import write_atomic
+from gigaformat.s3 import storage_error
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def rolled_key(relative: str, mtime_ns: int, sha256: str) -> str:
     """The key (under ``logs/<id>/``) of a closed file: rotation number dropped, closing time and sha added."""
     match = _ROTATION_NUMBER.match(relative)
     stem = match.group(1) if match else relative
-    stamp = datetime.fromtimestamp(mtime_ns / 1e9, UTC).strftime("%Y%m%dT%H%M%SZ")
+    stamp = compact(from_timestamp(mtime_ns / 1e9))
     return f"{stem}.{stamp}-{sha256[:8]}"
 
 
@@ -144,7 +144,8 @@ class LogShipper:
             self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType="text/plain",
                                    Metadata={"sha256": digest, "source": relative})
         except (ClientError, BotoCoreError) as exc:
-            raise BoxlinkError(f"cannot upload {relative} to s3://{self.bucket}/{key} ({describe(exc)})") from None
+            raise BoxlinkError(str(storage_error(exc, f"cannot upload {relative} to s3://{self.bucket}/{key}",
+                                                 self.bucket))) from None
         log.info("log shipped file=%s key=%s bytes=%d", relative, key, len(data))
 
     def _forget_gone(self, files: list[Path], closed_shas: set[str]) -> None:

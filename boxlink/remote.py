@@ -7,14 +7,12 @@ import threading
 from collections import Counter
 from dataclasses import dataclass
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from boxlink.errors import BoxlinkError
-from tiler.errors import TilerError
-from tiler.manifest import Manifest, manifest_key
-from tiler.s3io import describe
+from gigaformat.errors import FormatError
+from gigaformat.manifest import Manifest, manifest_key
+from gigaformat.s3 import error_code, is_missing, make_client, storage_error
 
 log = logging.getLogger(__name__)
 
@@ -41,15 +39,13 @@ class RequestCounter:
 def connect(concurrency: int) -> tuple[object, RequestCounter]:
     """One S3 client for all threads (connection pool sized for ``concurrency`` GETs) and its counter.
 
-    Endpoint and credentials come from AWS's chain, as for ``tiler.s3io.make_client``; the retry budget
-    is smaller (boxlink retries whole objects and whole passes itself, so a call should fail in seconds,
-    not minutes, and a pass can start over as soon as S3 is back). Checksums are left to boxlink's own
-    sha256 of every byte.
+    Endpoint and credentials come from AWS's chain (``gigaformat.s3.make_client``); the retry budget is
+    small (boxlink retries whole objects and whole passes itself, so a call should fail in seconds, not
+    minutes, and a pass can start over as soon as S3 is back). Integrity is boxlink's own sha256 of every
+    byte.
     """
-    config = Config(retries={"max_attempts": 4, "mode": "standard"}, max_pool_connections=concurrency + 8,
-                    connect_timeout=3, read_timeout=20, tcp_keepalive=True,
-                    request_checksum_calculation="when_required", response_checksum_validation="when_required")
-    client = boto3.session.Session().client("s3", config=config)
+    client = make_client(attempts=4, connect_timeout=3, read_timeout=20, max_connections=concurrency + 8,
+                         keepalive=True)
     counter = RequestCounter()
     counter.attach(client)
     return client, counter
@@ -80,19 +76,20 @@ class ManifestPoller:
             response = self.client.get_object(**request)
             body = response["Body"].read()
         except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            if seen and (code in ("304", "NotModified") or status == 304):
+            if seen and (error_code(exc) in ("304", "NotModified") or status == 304):
                 return Poll(seen[1], False)
-            if code in ("NoSuchKey", "404"):
+            if is_missing(exc):
                 self._seen.pop(dataset, None)
                 return Poll(None, True)
-            raise BoxlinkError(f"cannot read s3://{self.bucket}/{key} ({describe(exc)})") from None
+            raise BoxlinkError(str(storage_error(exc, f"cannot read s3://{self.bucket}/{key}", self.bucket))) \
+                from None
         except BotoCoreError as exc:
-            raise BoxlinkError(f"cannot reach S3 for s3://{self.bucket}/{key} ({describe(exc)})") from None
+            raise BoxlinkError(str(storage_error(exc, f"cannot read s3://{self.bucket}/{key}", self.bucket))) \
+                from None
         try:
             manifest = Manifest.from_bytes(body)
-        except TilerError as exc:
+        except FormatError as exc:
             raise BoxlinkError(f"s3://{self.bucket}/{key}: {exc}") from None
         etag = response.get("ETag")
         if etag:

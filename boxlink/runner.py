@@ -20,8 +20,9 @@ from boxlink.progress import Meter
 from boxlink.remote import ManifestPoller, RequestCounter
 from boxlink.settings import Settings
 from boxlink.status import read_status, update_status
-from tiler.localstore import DatasetDir, data_dir, datasets_under, log_dir, utc_now_iso
-from tiler.manifest import manifest_key
+from gigaformat.clock import utc_now_iso
+from gigaformat.layout import DatasetDir, NodeLayout
+from gigaformat.manifest import manifest_key
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +40,9 @@ class Node:
         self.stop = stop or threading.Event()
         self.meter = meter
         self.poller = ManifestPoller(client, settings.bucket)
-        self.shipper = LogShipper(client, settings.bucket, settings.instance_id, log_dir(settings.root),
-                                  data_dir(settings.root) / LOGSHIP_STATE, settings.log_interval)
+        layout = NodeLayout(settings.root)
+        self.shipper = LogShipper(client, settings.bucket, settings.instance_id, layout.log_dir,
+                                  layout.data_dir / LOGSHIP_STATE, settings.log_interval)
         self._ship_failures = 0
         self._ship_due = 0.0
 
@@ -102,7 +104,7 @@ class Node:
         due: dict[str, float] = {}
         failures: dict[str, int] = {}
         while not self.stop.is_set():
-            for folder in datasets_under(settings.root):
+            for folder in NodeLayout(settings.root).datasets():
                 if self.stop.is_set():
                     break
                 name = folder.dataset

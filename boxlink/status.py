@@ -11,7 +11,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tiler.localstore import DatasetDir, utc_now_iso, write_atomic
+from gigaformat.clock import utc_now_iso
+from gigaformat.durable import write_atomic
+from gigaformat.layout import DatasetDir
 
 STATUS = "boxlink.status.json"
 

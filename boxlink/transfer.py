@@ -31,7 +31,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from boxlink.errors import BoxlinkError, Cancelled
 from boxlink.settings import TransferPolicy
-from tiler.s3io import describe
+from gigaformat.s3 import describe
 
 log = logging.getLogger(__name__)
 

@@ -43,6 +43,9 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from gigaformat import commandline
+from gigaformat.errors import GigatileError
+
 log = logging.getLogger(__name__)
 
 ACCESS_KEY_ID = "gigatile"  # any key works: no S3 identity config is given to the server
@@ -60,7 +63,7 @@ def _weed_environment() -> dict[str, str]:
     return env
 
 
-class SeaweedError(RuntimeError):
+class SeaweedError(GigatileError):
     """SeaweedFS could not be found, started or reached; the message says why."""
 
 
@@ -266,12 +269,17 @@ class SeaweedS3:
 
 def main(argv: list[str] | None = None) -> int:
     """CLI: run a SeaweedFS S3 server until SIGINT/SIGTERM; prints `AWS_ENDPOINT_URL_S3=...` when ready."""
-    parser = argparse.ArgumentParser(prog="python -m localcloud.seaweedfs", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m localcloud.seaweedfs", description=main.__doc__,
+                                     formatter_class=commandline.HelpFormatter)
     parser.add_argument("--dir", type=Path, required=True, help="data dir (created if missing)")
     parser.add_argument("--bucket", action="append", default=[], help="bucket to create (repeatable)")
-    parser.add_argument("--ip", default="127.0.0.1")
+    parser.add_argument("--ip", default="127.0.0.1", help="loopback address to serve on")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    commandline.setup_logging("INFO")
+    return commandline.run_command("localcloud", lambda: _serve(args))
+
+
+def _serve(args: argparse.Namespace) -> int:
     stopping = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopping.set())
@@ -286,9 +294,8 @@ def main(argv: list[str] | None = None) -> int:
             if not server.running:
                 raise SeaweedError(f"weed server exited; log {server.log_path} ends with:\n{server.log_tail()}")
         return 0
-    except (SeaweedError, BotoCoreError, ClientError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    except (BotoCoreError, ClientError) as e:
+        raise SeaweedError(f"S3 on {server.endpoint_url} failed: {e}") from None
     finally:
         server.stop()
 

@@ -2,7 +2,8 @@
 
 Order per request: check the URL (400/414 before anything else) -> operator endpoints (/healthz,
 /metrics, /proxy/status) -> cached or claimed routes (``tiles.TileService``) -> the viewer at ``/``.
-Errors are ``ProxyError``, turned into a one-line answer in one place (``handle``).
+Errors are ``ProxyError`` subclasses, turned into a one-line answer in one place (``handle``), with the status
+``responses.STATUS_CODES`` maps their type to.
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ from starlette.staticfiles import StaticFiles
 
 from proxy.access_log import AccessLog, loggable
 from proxy.cache import DiskCache
-from proxy.errors import ProxyError
+from proxy.errors import MethodNotAllowed, NoRoute, ProxyError
 from proxy.memory import MemoryCache
 from proxy.metrics import ProxyMetrics
 from proxy.registry import Registry, iso_time, make_s3_client
-from proxy.responses import send_error, send_text
+from proxy.responses import send_error, send_text, status_of
 from proxy.settings import ProxySettings
 from proxy.target import check_target, is_versioned
 from proxy.tiles import Outcome, TileService
@@ -84,7 +85,7 @@ class ProxyApp:
         try:
             target = check_target(raw_path, scope["query_string"])
             if method != "GET" and not head:
-                raise ProxyError(f"method {method} not allowed: only GET and HEAD are served", 405)
+                raise MethodNotAllowed(f"method {method} not allowed: only GET and HEAD are served")
             endpoint = self.operator.get(path)
             if endpoint is not None:
                 outcome = Outcome(200, "-", await endpoint(send, head))
@@ -98,8 +99,8 @@ class ProxyApp:
                 if outcome is None:
                     outcome = await self._viewer(scope, receive, send, path)
         except ProxyError as exc:
-            outcome = Outcome(exc.status, "-", await send_error(send, exc, head))
-            self.metrics.requests.labels(str(exc.status), "").inc()
+            outcome = Outcome(status_of(exc), "-", await send_error(send, exc, head))
+            self.metrics.requests.labels(str(outcome.status), "").inc()
         except Exception:
             log.exception("request failed path=%s", loggable(raw_path))
             with contextlib.suppress(Exception):  # the response may have started already
@@ -138,9 +139,9 @@ class ProxyApp:
     async def _viewer(self, scope, receive, send, path: str) -> Outcome:
         if not self.settings.viewer_dir.is_dir():
             if path == "/":
-                raise ProxyError(f"no viewer installed ({self.settings.viewer_dir} is missing); "
-                                 "tiles are served under the claimed routes listed at /proxy/status", 404)
-            raise ProxyError(f"no backend claims {path}; claimed routes are listed at /proxy/status", 404)
+                raise NoRoute(f"no viewer installed ({self.settings.viewer_dir} is missing); "
+                              "tiles are served under the claimed routes listed at /proxy/status")
+            raise NoRoute(f"no backend claims {path}; claimed routes are listed at /proxy/status")
         if self.static is None:
             self.static = StaticFiles(directory=self.settings.viewer_dir, html=True)
         status = [0]
@@ -153,8 +154,9 @@ class ProxyApp:
         try:
             await self.static(scope, receive, capture)
         except HTTPException as exc:  # StaticFiles raises its 404/405 for an exception middleware to answer
-            raise ProxyError(f"no backend claims {path} and the viewer has no such file" if exc.status_code == 404
-                             else str(exc.detail), exc.status_code) from None
+            if exc.status_code == 405:
+                raise MethodNotAllowed(str(exc.detail)) from None
+            raise NoRoute(f"no backend claims {path} and the viewer has no such file") from None
         return Outcome(status[0], "-", 0)
 
     # -- life cycle ----------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
-"""``tile-proxy``: the caching load balancer in front of the render nodes.
+"""tile-proxy: the caching load balancer in front of the render nodes.
 
-Every flag also reads an environment variable of the same name (``--cache-size`` <- ``GIGATILE_CACHE_SIZE``).
+Every flag also reads an environment variable of the same name (--cache-size <- GIGATILE_CACHE_SIZE); S3's
+endpoint and credentials come from AWS's own chain (AWS_ENDPOINT_URL_S3 for a local server).
 """
 
 from __future__ import annotations
@@ -12,12 +13,10 @@ import signal
 import sys
 from pathlib import Path
 
+from gigaformat import commandline
+from gigaformat.commandline import flag
 from proxy.errors import ProxyError
 from proxy.settings import DEFAULT_ALLOW_NET, VIEWER_DIR, ProxySettings, parse_networks, parse_size
-
-
-def env_default(name: str, default: str | None = None) -> str | None:
-    return os.environ.get("GIGATILE_" + name.upper().replace("-", "_"), default)
 
 
 def _number(kind, flag: str, text: str, low: float):
@@ -31,30 +30,23 @@ def _number(kind, flag: str, text: str, low: float):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tile-proxy", description=__doc__.splitlines()[0])
-    parser.add_argument("--log-level", default=env_default("log_level", "INFO"))
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("run", help="serve the claimed routes of the registered render nodes, with a disk cache")
-    p.add_argument("--bucket", default=env_default("bucket"), required=env_default("bucket") is None,
-                   help="the bucket whose proxy/ records name the render nodes")
-    p.add_argument("--host", default=env_default("host", "127.0.0.1"))
-    p.add_argument("--port", default=env_default("port", "8000"))
-    p.add_argument("--allow-net", default=env_default("allow_net", DEFAULT_ALLOW_NET),
-                   help="comma-separated CIDRs a backend address must be in (default: loopback and private)")
-    p.add_argument("--poll-seconds", default=env_default("poll_seconds", "2"), help="registry LIST interval")
-    p.add_argument("--health-seconds", default=env_default("health_seconds", "2"), help="/readyz check interval")
-    p.add_argument("--cache-dir", type=Path, default=env_default("cache_dir"), required=env_default("cache_dir")
-                   is None)
-    p.add_argument("--cache-size", default=env_default("cache_size", "2G"), help="disk cache bound, e.g. 2G")
-    p.add_argument("--memory-cache-size", default=env_default("memory_cache_size", "64M"),
-                   help="in-memory LRU of hot tiles, e.g. 64M (0 turns it off)")
-    p.add_argument("--connect-timeout", default=env_default("connect_timeout", "1"))
-    p.add_argument("--read-timeout", default=env_default("read_timeout", "15"))
-    p.add_argument("--max-attempts", default=env_default("max_attempts", "3"),
-                   help="backends tried for one request before 502")
-    p.add_argument("--access-log", default=env_default("access_log", "-"),
-                   help="'-' (stderr, the default), a file path, or 'off'")
-    p.add_argument("--viewer-dir", type=Path, default=Path(env_default("viewer_dir", str(VIEWER_DIR))))
+    parser = commandline.parser("tile-proxy", __doc__)
+    add = commandline.subcommands(parser)
+    p = add("run", help="serve the claimed routes of the registered render nodes, with a disk cache")
+    flag(p, "bucket", required=True, help="the bucket whose proxy/ records name the render nodes")
+    flag(p, "host", default="127.0.0.1", help="address to listen on")
+    flag(p, "port", default="8000", help="port to listen on")
+    flag(p, "allow-net", default=DEFAULT_ALLOW_NET, help="comma-separated CIDRs a backend address must be in")
+    flag(p, "poll-seconds", default="2", help="how often s3://BUCKET/proxy/ is listed")
+    flag(p, "health-seconds", default="2", help="how often each backend's /readyz is checked")
+    flag(p, "cache-dir", Path, required=True, help="folder of the disk cache (created if missing)")
+    flag(p, "cache-size", default="2G", help="disk cache bound, e.g. 2G")
+    flag(p, "memory-cache-size", default="64M", help="in-memory LRU of hot tiles, e.g. 64M (0 turns it off)")
+    flag(p, "connect-timeout", default="1", help="seconds to connect to a backend")
+    flag(p, "read-timeout", default="15", help="seconds to wait for a backend's answer")
+    flag(p, "max-attempts", default="3", help="backends tried for one request before 502")
+    flag(p, "access-log", default="-", help="'-' (stderr), a file path, or 'off'")
+    flag(p, "viewer-dir", Path, VIEWER_DIR, help="the viewer's static files, served at /")
     p.set_defaults(run=_run)
     return parser
 
@@ -117,15 +109,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    for chatty in ("httpx", "httpcore", "botocore", "boto3", "urllib3"):  # one line per request otherwise
-        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))
-    try:
-        return args.run(args)
-    except ProxyError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return commandline.main("tile-proxy", build_parser(), argv)
 
 
 if __name__ == "__main__":

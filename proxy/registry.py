@@ -20,16 +20,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-import boto3
 import httpx
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from gigaformat.errors import FormatError
+from gigaformat.registration import PREFIX, Registration
+from gigaformat.s3 import describe, make_client
 from proxy import routing
 from proxy.settings import ProxySettings
-from tiler.errors import TilerError
-from tiler.registration import PREFIX, Registration
-from tiler.s3io import describe
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +38,7 @@ _RESERVED = ("/proxy", "/metrics", "/healthz")
 
 def make_s3_client():
     """An S3 client from the AWS chain with short timeouts: a slow LIST must not freeze the backend set."""
-    config = Config(retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=2, read_timeout=5,
-                    max_pool_connections=16)
-    return boto3.session.Session().client("s3", config=config)
+    return make_client(attempts=2, connect_timeout=2, read_timeout=5, max_connections=16)
 
 
 def parse_route(route: str) -> str | None:
@@ -185,7 +181,7 @@ class Registry:
     def _admit(self, key: str, version: tuple[str, str], body: bytes) -> None:
         try:
             record = Registration.from_bytes(body)
-        except TilerError as exc:
+        except FormatError as exc:
             return self._ignore(key, version, str(exc))
         if not self.settings.allows(record.address):
             return self._ignore(key, version, f"address {record.address} is outside --allow-net")

@@ -2,7 +2,22 @@
 
 from __future__ import annotations
 
-from proxy.errors import ProxyError
+from gigaformat.errors import GigatileError
+from proxy.errors import BadTarget, MethodNotAllowed, NoBackend, NoRoute, TargetTooLong
+
+# The one place an error becomes a status; the first matching type wins (subclasses before their bases).
+STATUS_CODES: tuple[tuple[type[Exception], int], ...] = (
+    (TargetTooLong, 414),
+    (BadTarget, 400),
+    (MethodNotAllowed, 405),
+    (NoRoute, 404),
+    (NoBackend, 502),
+    (GigatileError, 500),
+)
+
+
+def status_of(exc: Exception) -> int:
+    return next(code for kind, code in STATUS_CODES if isinstance(exc, kind))
 
 Headers = list[tuple[bytes, bytes]]
 Send = object  # the ASGI send callable
@@ -23,9 +38,9 @@ async def send_text(send, status: int, text: str, head: bool = False,
     return len(body)
 
 
-async def send_error(send, exc: ProxyError, head: bool = False) -> int:
-    """A one-line reason, never cached."""
-    return await send_text(send, exc.status, str(exc) + "\n", head)
+async def send_error(send, exc: GigatileError, head: bool = False) -> int:
+    """A one-line reason, never cached, with the status ``STATUS_CODES`` gives it."""
+    return await send_text(send, status_of(exc), str(exc) + "\n", head)
 
 
 def etag_matches(if_none_match: bytes, etag: bytes) -> bool:

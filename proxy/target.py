@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from proxy.errors import ProxyError
+from proxy.errors import BadTarget, TargetTooLong
 
 MAX_PATH = 256
 MAX_QUERY = 128
@@ -18,17 +18,17 @@ _QUERY = re.compile(rb"^[A-Za-z0-9._~!$'()*+,;=:@/&-]*$")
 
 
 def check_target(raw_path: bytes, query: bytes) -> bytes:
-    """The target ``path[?query]`` as bytes, or ProxyError (400, or 414 when too long)."""
+    """The target ``path[?query]`` as bytes, or BadTarget (TargetTooLong when too long)."""
     if len(raw_path) > MAX_PATH or len(query) > MAX_QUERY:
-        raise ProxyError(f"URL too long (path at most {MAX_PATH}, query at most {MAX_QUERY} characters)", 414)
+        raise TargetTooLong(f"URL too long (path at most {MAX_PATH}, query at most {MAX_QUERY} characters)")
     if not _PATH.match(raw_path):
-        raise ProxyError("path may contain only letters, digits and -._~!$&'()*+,;=:@/ (no escapes)")
+        raise BadTarget("path may contain only letters, digits and -._~!$&'()*+,;=:@/ (no escapes)")
     if b"//" in raw_path or b"/./" in raw_path + b"/" or b"/../" in raw_path + b"/":
-        raise ProxyError("path may not contain '//', '.' or '..' segments")
+        raise BadTarget("path may not contain '//', '.' or '..' segments")
     if not query:
         return raw_path
     if not _QUERY.match(query):
-        raise ProxyError("query may contain only letters, digits and -._~!$'()*+,;=:@/& (no escapes)")
+        raise BadTarget("query may contain only letters, digits and -._~!$'()*+,;=:@/& (no escapes)")
     return raw_path + b"?" + query
 
 

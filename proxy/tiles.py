@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from proxy.cache import DiskCache, name_of
 from proxy.coalesce import Coalescer
 from proxy.entry import Entry, lifetime, make_entry
-from proxy.errors import ProxyError
+from proxy.errors import NoBackend
 from proxy.memory import MemoryCache
 from proxy.metrics import ProxyMetrics
 from proxy.registry import Registry
@@ -69,8 +69,8 @@ class TileService:
             stale = found or stale
         try:
             flight = await self.coalescer.run(name, lambda: self._fetch(target, path))
-        except ProxyError as exc:
-            if stale is not None and not versioned and exc.status == 502:
+        except NoBackend:
+            if stale is not None and not versioned:
                 return await self._replay(send, stale, b"STALE", time.time(), head, if_none_match)
             raise
         self.misses += 1

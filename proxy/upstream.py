@@ -15,7 +15,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from proxy import routing
-from proxy.errors import ProxyError
+from proxy.errors import NoBackend
 from proxy.metrics import ProxyMetrics
 from proxy.registry import Registry
 
@@ -183,13 +183,13 @@ class Upstream:
     async def fetch(self, target: bytes, path: str) -> Fetched:
         """GET ``target`` from the backend owning it, or the next ones when it fails (connection, 5xx).
 
-        Raises ProxyError(502) with the reason when no backend is live or none could answer.
+        Raises NoBackend with the reason when no backend is live or none could answer.
         """
         live = self.registry.live_for(path)
         order = routing.rank(target, list(live))[:self.max_attempts]
         if not order:
             known = sum(1 for b in self.registry.backends.values() if b.serves(path))
-            raise ProxyError(f"no live backend for {path} ({known} registered, none fresh and healthy)", 502)
+            raise NoBackend(f"no live backend for {path} ({known} registered, none fresh and healthy)")
         failures = []
         for backend_id in order:
             backend = live[backend_id]
@@ -214,4 +214,4 @@ class Upstream:
             return Fetched(status, [(n, v) for n, v in headers.items() if n in PASSED], body, backend_id)
         if len(failures) > 1:
             log.warning("all attempts failed path=%s failures=%s", path, "; ".join(failures))
-        raise ProxyError("no backend could answer: " + "; ".join(failures), 502)
+        raise NoBackend("no backend could answer: " + "; ".join(failures))

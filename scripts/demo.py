@@ -26,11 +26,11 @@ from pathlib import Path
 import httpx
 from rich.console import Console
 
+from gigaformat.registration import PREFIX as REGISTRY_PREFIX
+from gigaformat.s3 import make_client
 from localcloud.seaweedfs import SeaweedS3
 from tiler.generate import DEFAULT_UNIQUE, generate_wall
 from tiler.publish import publish
-from tiler.registration import PREFIX as REGISTRY_PREFIX
-from tiler.s3io import make_client
 
 console = Console(soft_wrap=True)
 REPO = Path(__file__).resolve().parent.parent

@@ -1,8 +1,8 @@
 """The render server's HTTP layer (starlette): parse -> dataset -> render off the loop -> respond.
 
-Errors are TilerError, mapped to their 4xx status in one place (``_error``). Rendering runs in a
-bounded thread pool; requests beyond ``max_queue`` waiting get 503 with Retry-After, and /healthz
-never waits behind them.
+The core raises typed errors (``tiler.errors``, ``gigaformat.errors``); this module alone maps them to HTTP
+statuses (``STATUS_CODES``). Rendering runs in a bounded thread pool; requests beyond ``max_queue`` waiting
+get 503 with Retry-After, and /healthz never waits behind them.
 """
 
 from __future__ import annotations
@@ -20,12 +20,14 @@ from starlette.responses import JSONResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from gigaformat import deepzoom
+from gigaformat.errors import FormatError, GigatileError
 from tiler import metrics
 from tiler.catalog import Catalog
 from tiler.dataset import LoadedDataset
 from tiler.encode import encode_tile, media_type
-from tiler.errors import TilerError
-from tiler.iiif import IiifInfoRequest, info_document, parse_iiif_path, plan_and_render
+from tiler.errors import BadRequest, Busy, CorruptData, NotFound, NotReady, PathTooLong
+from tiler.iiif import info_document, parse_iiif_path, plan_and_render
 from tiler.settings import ServeSettings
 from tiler.tile_cache import TileCache
 from tiler.tile_request import (
@@ -43,6 +45,23 @@ IMMUTABLE = "public, max-age=31536000, immutable"
 SHORT = "public, max-age=60"
 VIEWER_DIR = Path(__file__).parent / "viewer"
 
+# The one place an error becomes a status; the first matching type wins (subclasses before their bases).
+STATUS_CODES: tuple[tuple[type[Exception], int], ...] = (
+    (PathTooLong, 414),
+    (BadRequest, 400),
+    (NotFound, 404),
+    (NotReady, 503),
+    (Busy, 503),
+    (CorruptData, 500),
+    (FormatError, 500),
+    (GigatileError, 500),
+)
+RETRY_STATUSES = (503,)
+
+
+def status_of(exc: Exception) -> int:
+    return next(code for kind, code in STATUS_CODES if isinstance(exc, kind))
+
 
 class RenderPool:
     """Bounded rendering off the event loop: ``threads`` at once, ``max_queue`` waiting, else 503."""
@@ -55,7 +74,7 @@ class RenderPool:
     async def run(self, func, *args):
         if self.waiting >= self.max_queue:
             metrics.OVERLOADED.inc()
-            raise TilerError("render queue is full; retry shortly", 503)
+            raise Busy("render queue is full; retry shortly")
         self.waiting += 1
         try:
             return await anyio.to_thread.run_sync(func, *args, limiter=self.limiter)
@@ -86,10 +105,7 @@ class TileService:
 
     async def tile_response(self, request: Request, ds: LoadedDataset, z: int, x: int, y: int, fmt: str,
                             asked: int | None, crop: tuple[int, int] | None = None) -> Response:
-        if not ds.geometry.has_tile(z, x, y):
-            cols, rows = ds.geometry.tile_counts(z) if 0 <= z <= ds.geometry.top else (0, 0)
-            raise TilerError(f"no tile {z}/{x}/{y}: levels are 0-{ds.geometry.top}"
-                             + (f", level {z} has {cols}x{rows} tiles" if cols else ""), 404)
+        ds.check_tile(z, x, y)
         version = ds.tile_version(z, x, y)
         quality = f"-q{self.settings.jpeg_quality}" if fmt in ("jpg", "webp") else ""
         etag = f'"{ds.name}-v{version}{quality}"'
@@ -116,25 +132,22 @@ class TileService:
         if isinstance(parsed, TileRequest):
             return await self.tile_response(request, ds, parsed.z, parsed.x, parsed.y, parsed.fmt, parsed.version)
         if isinstance(parsed, DziRequest):
-            return Response(_dzi(ds), media_type="application/xml", headers={"Cache-Control": "no-cache"})
+            dzi = deepzoom.dzi_document(ds.geometry.width, ds.geometry.height, "jpg", ds.geometry.tile_size)
+            return Response(dzi, media_type="application/xml", headers={"Cache-Control": "no-cache"})
         return await self.deepzoom_tile(request, ds, parsed)
 
     async def deepzoom_tile(self, request: Request, ds: LoadedDataset, req: DeepZoomTileRequest) -> Response:
         g = ds.geometry
-        max_level = _dz_max_level(g.width, g.height)
-        if req.level > max_level:
-            raise TilerError(f"DeepZoom levels are 0-{max_level}", 404)
-        z = g.top - (max_level - req.level)
-        if z >= 0:
-            w, h = g.level_size(z)
-            crop = (min(256, w - req.col * 256), min(256, h - req.row * 256))
-            if crop[0] <= 0 or crop[1] <= 0:
-                raise TilerError(f"no DeepZoom tile {req.level}/{req.col}_{req.row}", 404)
-            return await self.tile_response(request, ds, z, req.col, req.row, req.fmt, req.version, crop)
-        if (req.col, req.row) != (0, 0):
-            raise TilerError(f"DeepZoom level {req.level} has one tile, 0_0", 404)
+        found = deepzoom.locate(g, req.level, req.col, req.row)
+        if found is None:
+            top = deepzoom.max_level(g.width, g.height)
+            raise NotFound(f"no DeepZoom tile {req.level}/{req.col}_{req.row}: levels are 0-{top}")
+        if found.crop is not None:
+            return await self.tile_response(request, ds, found.z, found.col, found.row, req.fmt, req.version,
+                                            found.crop)
         version = int(ds.cells.max())
-        data = await self.pool.run(lambda: encode_tile(ds.render_below_zero(-z), req.fmt, self.settings.jpeg_quality))
+        data = await self.pool.run(lambda: encode_tile(ds.render_below_zero(-found.z), req.fmt,
+                                                       self.settings.jpeg_quality))
         return Response(data, media_type=media_type(req.fmt),
                         headers={"Cache-Control": IMMUTABLE if req.version == version else SHORT})
 
@@ -144,7 +157,7 @@ class TileService:
             return RedirectResponse(f"{request.url.path}/info.json", status_code=303)
         parsed = parse_iiif_path(path)
         ds = self.catalog.get(parsed.dataset)
-        if isinstance(parsed, IiifInfoRequest):
+        if isinstance(parsed, InfoRequest):
             base = str(request.base_url).rstrip("/")
             return JSONResponse(info_document(ds, base), media_type="application/ld+json",
                                 headers={"Cache-Control": "no-cache"})
@@ -156,31 +169,22 @@ class TileService:
         return Response(data, media_type=media_type(parsed.fmt), headers={"ETag": etag, "Cache-Control": SHORT})
 
 
-def _dz_max_level(width: int, height: int) -> int:
-    longest = max(width, height)
-    return max(0, (longest - 1).bit_length())
-
-
-def _dzi(ds: LoadedDataset) -> str:
-    g = ds.geometry
-    return ('<?xml version="1.0" encoding="UTF-8"?>\n'
-            '<Image xmlns="http://schemas.microsoft.com/deepzoom/2008" TileSize="256" Overlap="0" Format="jpg">'
-            f'<Size Width="{g.width}" Height="{g.height}"/></Image>\n')
-
-
-def _error(route: str, exc: TilerError) -> Response:
+def _error(route: str, exc: GigatileError) -> Response:
+    status = status_of(exc)
     headers = {"Cache-Control": "no-store"}
-    if exc.status == 503:
+    if status in RETRY_STATUSES:
         headers["Retry-After"] = "1"
-    metrics.REQUESTS.labels(route, str(exc.status)).inc()
-    return PlainTextResponse(str(exc) + "\n", status_code=exc.status, headers=headers)
+    if status >= 500:
+        log.error("request failed route=%s status=%d error=%r", route, status, str(exc))
+    metrics.REQUESTS.labels(route, str(status)).inc()
+    return PlainTextResponse(str(exc) + "\n", status_code=status, headers=headers)
 
 
 def _guarded(route: str, handler):
     async def endpoint(request: Request) -> Response:
         try:
             response = await handler(request)
-        except TilerError as exc:
+        except GigatileError as exc:
             return _error(route, exc)
         metrics.REQUESTS.labels(route, str(response.status_code)).inc()
         return response

@@ -16,8 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
+from gigaformat.levels import CELL_SIZE, Geometry
+from gigaformat.packs import PackFile, PackWriter
+from gigaformat.state import BlobRecord, ItemRecord, State, VariantRecord
 from tiler.compose import MipStore
-from tiler.levels import CELL_SIZE, Geometry
 from tiler.mips import chain_sizes
 from tiler.overview import (
     ITEMS_PER_TILE_LIMIT,
@@ -26,10 +28,8 @@ from tiler.overview import (
     encode_overview_tile,
     overview_levels,
 )
-from tiler.packs import PackFile, PackWriter
 from tiler.source import Source
 from tiler.spatial import ItemTable, SpatialIndex
-from tiler.state import BlobRecord, ItemRecord, State, VariantRecord
 from tiler.variants import build_chain, variant_id
 
 log = logging.getLogger(__name__)
@@ -188,7 +188,7 @@ def _overview_tiles(state: State, table: ItemTable, index: SpatialIndex, mips: M
 
 
 def _cells(geometry: Geometry, generation: int, previous: State | None, state: State) -> list[list[int]]:
-    """Per version cell, the generation its pixels last changed in (DESIGN.md, versioned URLs)."""
+    """Per version cell, the generation its pixels last changed in (docs/architecture.md, "Versioned tile URLs")."""
     cols, rows = geometry.cell_counts()
     if previous is None or (previous.canvas.width, previous.canvas.height) != (geometry.width, geometry.height) \
             or previous.canvas.background != state.canvas.background:

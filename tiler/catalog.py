@@ -7,9 +7,10 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gigaformat.errors import FormatError
+from gigaformat.layout import DatasetDir, NodeLayout
 from tiler.dataset import LoadedDataset
-from tiler.errors import TilerError
-from tiler.localstore import DatasetDir, datasets_under
+from tiler.errors import NotFound, NotReady, TilerError
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +32,8 @@ class Catalog:
         found = self.loaded.get(name)
         if found is None:
             if name in self.wanted:  # asked for, still replicating or loading: come back, not "gone"
-                raise TilerError(f"dataset {name!r} is not loaded yet; retry shortly", 503)
-            raise TilerError(f"unknown dataset {name!r}", 404)
+                raise NotReady(f"dataset {name!r} is not loaded yet; retry shortly")
+            raise NotFound(f"unknown dataset {name!r}")
         return found
 
     def refresh(self) -> list[str]:
@@ -41,7 +42,7 @@ class Catalog:
         Returns the names switched. The previous generation stays in use by requests holding it.
         """
         switched = []
-        folders = {d.dataset: d for d in datasets_under(self.root)}
+        folders = {d.dataset: d for d in NodeLayout(self.root).datasets()}
         for name in sorted(set(folders)):
             folder = folders[name]
             down = folder.down_generation()
@@ -52,7 +53,7 @@ class Catalog:
                 continue  # boxlink has not switched yet; wait for both to agree
             try:
                 fresh = LoadedDataset.open(folder)
-            except (TilerError, OSError, ValueError, KeyError) as exc:
+            except (TilerError, FormatError, OSError) as exc:
                 self.errors[name] = f"{exc.__class__.__name__}: {exc}"
                 log.warning("load failed dataset=%s generation=%s error=%s", name, down, exc)
                 continue

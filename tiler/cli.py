@@ -1,42 +1,34 @@
-"""``tiler``: generate, publish, serve and render gigapixel walls.
+"""tiler: generate, publish, serve and render gigapixel walls.
 
-Every flag also reads an environment variable of the same name (``--bucket`` <- ``GIGATILE_BUCKET``).
+Every flag also reads an environment variable of the same name (--bucket <- GIGATILE_BUCKET); S3's
+endpoint, credentials and region come from AWS's own chain (AWS_ENDPOINT_URL_S3 for a local server).
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
-import os
 import sys
 from datetime import timedelta
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
+from gigaformat import commandline
+from gigaformat.commandline import flag
 from tiler.errors import TilerError
-from tiler.settings import LOG_FORMAT
 
 console = Console(stderr=True, soft_wrap=True)  # never fold messages: scripts grep them
 
 
-def env_default(name: str, default: str | None = None) -> str | None:
-    return os.environ.get("GIGATILE_" + name.upper().replace("-", "_"), default)
-
-
-def _add_generate(sub) -> None:
-    p = sub.add_parser("generate", help="make a synthetic Zoomii covers wall in the source format")
-    p.add_argument("--out", type=Path, default=env_default("out"), required=env_default("out") is None)
-    p.add_argument("--gigapixels", type=float, default=float(env_default("gigapixels", "46")))
-    p.add_argument("--unique", type=int, default=None, help="distinct cover images (default 256)")
-    p.add_argument("--seed", type=int, default=int(env_default("seed", "1")))
+def _add_generate(add) -> None:
+    p = add("generate", help="make a synthetic Zoomii covers wall in the source format")
+    flag(p, "out", Path, required=True, help="folder to write canvas.json, items.csv and covers/ into (new, "
+         "empty, or a wall generated before, which is replaced)")
+    flag(p, "gigapixels", float, 46.0, help="canvas size in gigapixels (46: Zoomii's acre of books)")
+    flag(p, "unique", int, None, help="distinct cover images drawn (with replacement) for the items "
+         "(default 256)")
+    flag(p, "seed", int, 1, help="the same seed and sizes give byte-identical walls")
     p.set_defaults(run=_run_generate)
 
 
@@ -51,22 +43,21 @@ def _run_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_publish(sub) -> None:
-    p = sub.add_parser("publish", help="publish a source folder as a snapshot or diff of a dataset in S3")
+def _add_publish(add) -> None:
+    p = add("publish", help="publish a source folder as a snapshot or diff of a dataset in S3")
     p.add_argument("source", type=Path, help="folder with canvas.json, items.csv and the images")
-    p.add_argument("--dataset", default=env_default("dataset", "covers"))
-    p.add_argument("--bucket", default=env_default("bucket"), required=env_default("bucket") is None)
-    p.add_argument("--snapshot", action="store_true", help="write a full snapshot (compaction)")
-    p.add_argument("--retention-hours", type=float, default=float(env_default("retention_hours", "24")),
-                   help="keep superseded generations' objects this long")
+    flag(p, "dataset", default="covers", help="dataset name (1-63 of a-z 0-9 - _)")
+    flag(p, "bucket", required=True, help="the S3 bucket (data/<dataset>/ inside it)")
+    flag(p, "snapshot", bool, help="also write a full snapshot (compaction)")
+    flag(p, "retention-hours", float, 24.0, help="keep superseded generations' objects this long")
     p.add_argument("--items-per-tile", type=int, default=None, help=argparse.SUPPRESS)
     p.set_defaults(run=_run_publish)
 
 
 def _run_publish(args: argparse.Namespace) -> int:
+    from gigaformat.s3 import make_client
     from tiler.overview import ITEMS_PER_TILE_LIMIT
     from tiler.publish import publish
-    from tiler.s3io import make_client
 
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                TimeElapsedColumn())
@@ -93,35 +84,23 @@ def _run_publish(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tiler", description=__doc__.splitlines()[0])
-    parser.add_argument("--log-level", default=env_default("log_level", "WARNING"))
-    sub = parser.add_subparsers(dest="command", required=True)
-    _add_generate(sub)
-    _add_publish(sub)
-    for extra in _EXTRA_COMMANDS:
-        extra(sub)
-    return parser
-
-
-def _add_serve(sub) -> None:
-    p = sub.add_parser("serve", help="the render server: tiles, DeepZoom, IIIF, health and metrics")
-    p.add_argument("--root", type=Path, default=env_default("root"), required=env_default("root") is None,
-                   help="node root; datasets are read from <root>/data/<dataset>/")
-    p.add_argument("--datasets", default=env_default("datasets", "covers"),
-                   help="comma-separated datasets to request from boxlink (synch.active)")
-    p.add_argument("--host", default=env_default("host", "127.0.0.1"))
-    p.add_argument("--port", type=int, default=int(env_default("port", "8080")))
-    p.add_argument("--workers", type=int, default=int(env_default("workers", "2")))
-    p.add_argument("--render-threads", type=int, default=int(env_default("render_threads", "2")))
-    p.add_argument("--max-queue", type=int, default=int(env_default("max_queue", "64")))
-    p.add_argument("--jpeg-quality", type=int, default=int(env_default("jpeg_quality", "85")))
-    p.add_argument("--cache-mb", type=int, default=int(env_default("cache_mb", "64")))
-    p.add_argument("--reload-seconds", type=float, default=float(env_default("reload_seconds", "1")))
-    p.add_argument("--bucket", default=env_default("bucket", ""), help="register in s3://BUCKET/proxy/ when set")
-    p.add_argument("--advertise", default=env_default("advertise", ""), help="address in the registration")
-    p.add_argument("--instance-id", default=env_default("instance_id", ""))
-    p.add_argument("--ttl-seconds", type=int, default=int(env_default("ttl_seconds", "30")))
+def _add_serve(add) -> None:
+    p = add("serve", help="the render server: tiles, DeepZoom, IIIF, health and metrics")
+    flag(p, "root", Path, required=True, help="node root; datasets are read from <root>/data/<dataset>/")
+    flag(p, "datasets", default="covers", help="comma-separated datasets to serve (and ask boxlink for, "
+         "with synch.active)")
+    flag(p, "host", default="127.0.0.1", help="address to listen on")
+    flag(p, "port", int, 8080, help="port to listen on")
+    flag(p, "workers", int, 2, help="server processes (each maps the packs; the pages are shared)")
+    flag(p, "render-threads", int, 2, help="renders at once per worker")
+    flag(p, "max-queue", int, 64, help="renders waiting per worker beyond which requests get 503")
+    flag(p, "jpeg-quality", int, 85, help="JPEG and WebP quality, 1-100")
+    flag(p, "cache-mb", int, 64, help="encoded-tile cache per worker, MB")
+    flag(p, "reload-seconds", float, 1.0, help="how often to look for a newer verified generation")
+    flag(p, "bucket", default="", help="register in s3://BUCKET/proxy/ once ready (none: do not register)")
+    flag(p, "advertise", default="", help="address written in the registration (default: --host)")
+    flag(p, "instance-id", default="", help="instance id written in the registration")
+    flag(p, "ttl-seconds", int, 30, help="registration lifetime; renewed every third of it")
     p.set_defaults(run=_run_serve)
 
 
@@ -142,27 +121,28 @@ def _run_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_render(sub) -> None:
-    p = sub.add_parser("render", help="export a pyramid, level range or region to a DeepZoom folder")
-    p.add_argument("--root", type=Path, default=env_default("root"), required=env_default("root") is None)
-    p.add_argument("--dataset", default=env_default("dataset", "covers"))
+def _add_render(add) -> None:
+    p = add("render", help="export a pyramid, level range or region to a DeepZoom folder")
+    flag(p, "root", Path, required=True, help="node root holding <root>/data/<dataset>/")
+    flag(p, "dataset", default="covers", help="the dataset to export")
     p.add_argument("--out", type=Path, required=True, help="folder for <name>.dzi and <name>_files/")
     p.add_argument("--name", default=None, help="DeepZoom name (default: the dataset)")
-    p.add_argument("--format", default="jpg", choices=["jpg", "png", "webp"])
-    p.add_argument("--quality", type=int, default=85)
+    p.add_argument("--format", default="jpg", choices=["jpg", "png", "webp"], help="tile format")
+    p.add_argument("--quality", type=int, default=85, help="JPEG and WebP quality, 1-100")
     p.add_argument("--levels", default=None, help="DeepZoom levels a-b (default: all)")
     p.add_argument("--region", default=None, help="canvas region x,y,w,h (default: all)")
-    p.add_argument("--workers", type=int, default=0, help="processes (default: one per core)")
+    p.add_argument("--workers", type=int, default=0, help="processes (0: one per core)")
     p.set_defaults(run=_run_render)
 
 
 def _run_render(args: argparse.Namespace) -> int:
-    from tiler.export import ExportPlan, dz_max_level, export_deepzoom
-    from tiler.localstore import DatasetDir
+    from gigaformat import deepzoom
+    from gigaformat.layout import DatasetDir
+    from tiler.export import ExportPlan, export_deepzoom
 
     folder = DatasetDir(args.root, args.dataset)
     state = folder.load_current_state()
-    top = dz_max_level(state.canvas.width, state.canvas.height)
+    top = deepzoom.max_level(state.canvas.width, state.canvas.height)
     levels = (0, top)
     if args.levels:
         try:
@@ -174,9 +154,10 @@ def _run_render(args: argparse.Namespace) -> int:
     if args.region:
         try:
             region = tuple(int(v) for v in args.region.split(","))
-            assert len(region) == 4 and region[2] > 0 and region[3] > 0
-        except (ValueError, AssertionError):
-            raise TilerError(f"--region {args.region!r}: use x,y,w,h with w, h > 0") from None
+        except ValueError:
+            region = ()
+        if len(region) != 4 or region[2] <= 0 or region[3] <= 0:
+            raise TilerError(f"--region {args.region!r}: use x,y,w,h with w, h > 0")
     plan = ExportPlan(args.out, args.name or args.dataset, args.format, args.quality, levels, region)
     columns = (TextColumn("render"), BarColumn(), TextColumn("{task.completed}/{task.total} tiles"),
                TimeElapsedColumn())
@@ -189,19 +170,16 @@ def _run_render(args: argparse.Namespace) -> int:
     return 0
 
 
-_EXTRA_COMMANDS: list = [_add_serve, _add_render]
+def build_parser() -> argparse.ArgumentParser:
+    parser = commandline.parser("tiler", __doc__, log_level="WARNING")  # its console output says what happened
+    add = commandline.subcommands(parser)
+    for verb in (_add_generate, _add_publish, _add_serve, _add_render):
+        verb(add)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format=LOG_FORMAT)
-    try:
-        return args.run(args)
-    except TilerError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+    return commandline.main("tiler", build_parser(), argv)
 
 
 if __name__ == "__main__":

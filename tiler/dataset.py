@@ -12,14 +12,14 @@ from pathlib import Path
 
 import numpy as np
 
+from gigaformat.layout import DatasetDir
+from gigaformat.levels import CELL_SIZE, Geometry
+from gigaformat.state import State
 from tiler.compose import MipStore, Window, render_window
-from tiler.errors import TilerError
-from tiler.levels import CELL_SIZE, Geometry
-from tiler.localstore import DatasetDir
+from tiler.errors import CorruptData, NotFound
 from tiler.mips import halve
-from tiler.packs import PackSpace
+from tiler.packspace import PackSpace
 from tiler.spatial import ItemTable, SpatialIndex
-from tiler.state import State
 
 log = logging.getLogger(__name__)
 
@@ -66,13 +66,19 @@ class LoadedDataset:
 
     # -- pixels ----------------------------------------------------------------------------
     def render_tile(self, z: int, x: int, y: int) -> np.ndarray:
-        """Tile (z, x, y) as (256, 256, 3) uint8; raises TilerError if the level has no such tile."""
-        if not self.geometry.has_tile(z, x, y):
-            raise TilerError(f"no tile {z}/{x}/{y} in {self.name} (levels 0-{self.geometry.top})")
+        """Tile (z, x, y) as (256, 256, 3) uint8; raises NotFound if the level has no such tile."""
+        self.check_tile(z, x, y)
         if z <= self.overview_level:
             return self._overview_tile(z, x, y)
         size = self.geometry.tile_size
         return self.render_level_window(z, x * size, y * size, size, size)
+
+    def check_tile(self, z: int, x: int, y: int) -> None:
+        """Raise NotFound, saying which tiles there are, unless tile (z, x, y) exists."""
+        if not self.geometry.has_tile(z, x, y):
+            cols, rows = self.geometry.tile_counts(z) if 0 <= z <= self.geometry.top else (0, 0)
+            raise NotFound(f"no tile {z}/{x}/{y} in {self.name}: levels are 0-{self.geometry.top}"
+                           + (f", level {z} has {cols}x{rows} tiles" if cols else ""))
 
     def render_level_window(self, z: int, x0: int, y0: int, width: int, height: int) -> np.ndarray:
         """Any window of level ``z`` (level pixels), background outside the level."""
@@ -88,7 +94,7 @@ class LoadedDataset:
         pack, offset, length = self._overview[f"{z}/{x}/{y}"]
         size = self.geometry.tile_size
         if length != size * size * 3:
-            raise TilerError(f"overview tile {z}/{x}/{y} of {self.name} has {length} bytes, not {size * size * 3}", 500)
+            raise CorruptData(f"overview tile {z}/{x}/{y} of {self.name} has {length} bytes, not {size * size * 3}")
         return self.packs.blob(pack, offset, length).reshape(size, size, 3)
 
     def _overview_window(self, z: int, x0: int, y0: int, width: int, height: int) -> np.ndarray:

@@ -15,11 +15,12 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
+from gigaformat import deepzoom
+from gigaformat.layout import DatasetDir
+from gigaformat.levels import Geometry
 from tiler.dataset import LoadedDataset
 from tiler.encode import encode_tile
 from tiler.errors import TilerError
-from tiler.levels import Geometry
-from tiler.localstore import DatasetDir
 
 log = logging.getLogger(__name__)
 
@@ -36,21 +37,11 @@ class ExportPlan:
     region: tuple[int, int, int, int] | None  # canvas x, y, w, h
 
 
-def dz_max_level(width: int, height: int) -> int:
-    return max(0, (max(width, height) - 1).bit_length())
-
-
-def dzi_document(width: int, height: int, fmt: str) -> str:
-    return ('<?xml version="1.0" encoding="UTF-8"?>\n'
-            f'<Image xmlns="http://schemas.microsoft.com/deepzoom/2008" TileSize="256" Overlap="0" Format="{fmt}">'
-            f'<Size Width="{width}" Height="{height}"/></Image>\n')
-
-
 def tiles_of(geometry: Geometry, plan: ExportPlan) -> Iterator[tuple[int, int, int]]:
     """(DeepZoom level, col, row) of every tile the plan writes, coarse levels first."""
-    max_level = dz_max_level(geometry.width, geometry.height)
+    top = deepzoom.max_level(geometry.width, geometry.height)
     for level in range(plan.levels[0], plan.levels[1] + 1):
-        z = geometry.top - (max_level - level)
+        z = geometry.top - (top - level)
         if z < 0:
             yield level, 0, 0
             continue
@@ -68,15 +59,12 @@ def tiles_of(geometry: Geometry, plan: ExportPlan) -> Iterator[tuple[int, int, i
 
 def _render_batch(folder: DatasetDir, plan: ExportPlan, batch: list[tuple[int, int, int]]) -> int:
     ds = _worker_dataset(folder)
-    g = ds.geometry
-    max_level = dz_max_level(g.width, g.height)
     for level, col, row in batch:
-        z = g.top - (max_level - level)
-        if z < 0:
-            pixels = ds.render_below_zero(-z)
+        tile = deepzoom.locate(ds.geometry, level, col, row)
+        if tile.crop is None:
+            pixels = ds.render_below_zero(-tile.z)
         else:
-            w, h = g.level_size(z)
-            pixels = ds.render_tile(z, col, row)[:min(256, h - row * 256), :min(256, w - col * 256)]
+            pixels = ds.render_tile(tile.z, col, row)[:tile.crop[1], :tile.crop[0]]
         path = plan.out / f"{plan.name}_files" / str(level) / f"{col}_{row}.{plan.fmt}"
         path.write_bytes(encode_tile(pixels, plan.fmt, plan.quality))
     return len(batch)
@@ -98,13 +86,13 @@ def export_deepzoom(folder: DatasetDir, plan: ExportPlan, workers: int = 0,
     started = time.monotonic()
     ds = LoadedDataset.open(folder)
     g = ds.geometry
-    max_level = dz_max_level(g.width, g.height)
-    if not 0 <= plan.levels[0] <= plan.levels[1] <= max_level:
-        raise TilerError(f"levels must lie within 0-{max_level} (DeepZoom numbering)")
+    top = deepzoom.max_level(g.width, g.height)
+    if not 0 <= plan.levels[0] <= plan.levels[1] <= top:
+        raise TilerError(f"levels must lie within 0-{top} (DeepZoom numbering)")
     tiles = list(tiles_of(g, plan))
     for level in {t[0] for t in tiles}:
         (plan.out / f"{plan.name}_files" / str(level)).mkdir(parents=True, exist_ok=True)
-    (plan.out / f"{plan.name}.dzi").write_text(dzi_document(g.width, g.height, plan.fmt))
+    (plan.out / f"{plan.name}.dzi").write_text(deepzoom.dzi_document(g.width, g.height, plan.fmt, g.tile_size))
     batches = [tiles[i:i + BATCH] for i in range(0, len(tiles), BATCH)]
     workers = workers or os.cpu_count() or 1
     done = 0

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import UTC, datetime
 
 import httpx
 from botocore.exceptions import BotoCoreError, ClientError
 
-from tiler.registration import Registration, iso
-from tiler.s3io import describe, make_client
+from gigaformat.clock import utc_now_iso
+from gigaformat.registration import Registration
+from gigaformat.s3 import describe, make_client
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +23,7 @@ class Heartbeat(threading.Thread):
         self.bucket = bucket
         self.check_url = check_url
         self.client = client or make_client()
-        now = iso(datetime.now(UTC))
+        now = utc_now_iso()
         self.record = Registration(address=address, port=port, instance_id=instance_id, started=now,
                                    heartbeat=now, ttl_seconds=ttl_seconds)
         self.stopping = threading.Event()
@@ -45,7 +45,7 @@ class Heartbeat(threading.Thread):
                 self.withdraw()
             return
         self.record.datasets = datasets
-        self.record.heartbeat = iso(datetime.now(UTC))
+        self.record.heartbeat = utc_now_iso()
         try:
             self.client.put_object(Bucket=self.bucket, Key=self.record.key, Body=self.record.to_bytes(),
                                    ContentType="application/json")

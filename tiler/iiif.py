@@ -14,13 +14,13 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from gigaformat.names import is_dataset_name
 from tiler.dataset import LoadedDataset
 from tiler.encode import FORMATS
-from tiler.errors import TilerError
-from tiler.tile_request import MAX_PATH
+from tiler.errors import BadRequest, NotFound, PathTooLong
+from tiler.tile_request import MAX_PATH, InfoRequest
 
 MAX_SIDE = 2048
-_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _INT = r"(0|[1-9][0-9]{0,8})"
 _REGION = re.compile(rf"^{_INT},{_INT},{_INT},{_INT}$")
 _PCT_REGION = re.compile(r"^pct:([0-9]{1,3}(?:\.[0-9]{1,6})?),([0-9.]{1,10}),([0-9.]{1,10}),([0-9.]{1,10})$")
@@ -28,11 +28,6 @@ _SIZE = re.compile(rf"^(!)?{_INT}?,{_INT}?$")
 _PCT_SIZE = re.compile(r"^pct:([0-9]{1,3}(?:\.[0-9]{1,6})?)$")
 _ROTATION = re.compile(r"^(!)?(0|90|180|270)$")
 QUALITIES = ("default", "color", "gray", "bitonal")
-
-
-@dataclass(frozen=True)
-class IiifInfoRequest:
-    dataset: str
 
 
 @dataclass(frozen=True)
@@ -45,22 +40,22 @@ class IiifImageRequest:
     fmt: str
 
 
-def parse_iiif_path(path: str) -> IiifInfoRequest | IiifImageRequest:
+def parse_iiif_path(path: str) -> InfoRequest | IiifImageRequest:
     """``path`` is what follows ``/iiif/3/``."""
     if len(path) > MAX_PATH:
-        raise TilerError(f"path longer than {MAX_PATH} characters", 414)
+        raise PathTooLong(f"path longer than {MAX_PATH} characters")
     parts = path.split("/")
-    if not _NAME.match(parts[0]):
-        raise TilerError(f"unknown IIIF identifier {parts[0][:64]!r}", 404)
+    if not is_dataset_name(parts[0]):
+        raise NotFound(f"unknown IIIF identifier {parts[0][:64]!r}")
     if len(parts) == 2 and parts[1] == "info.json":
-        return IiifInfoRequest(parts[0])
+        return InfoRequest(parts[0])
     if len(parts) != 5 or "." not in parts[4]:
-        raise TilerError("IIIF image requests are /iiif/3/<id>/{region}/{size}/{rotation}/{quality}.{format}", 400)
+        raise BadRequest("IIIF image requests are /iiif/3/<id>/{region}/{size}/{rotation}/{quality}.{format}")
     quality, fmt = parts[4].rsplit(".", 1)
     if quality not in QUALITIES:
-        raise TilerError(f"quality {quality[:32]!r} is not one of {', '.join(QUALITIES)}", 400)
+        raise BadRequest(f"quality {quality[:32]!r} is not one of {', '.join(QUALITIES)}")
     if fmt not in FORMATS:
-        raise TilerError(f"format {fmt[:16]!r} is not one of {', '.join(FORMATS)}", 400)
+        raise BadRequest(f"format {fmt[:16]!r} is not one of {', '.join(FORMATS)}")
     return IiifImageRequest(parts[0], parts[1], parts[2], parts[3], quality, fmt)
 
 
@@ -91,13 +86,13 @@ def _region(text: str, width: int, height: int) -> tuple[int, int, int, int]:
         try:
             px, py, pw, ph = (float(v) for v in m.groups())
         except ValueError:
-            raise TilerError(f"region {text[:64]!r} has a malformed percentage", 400) from None
+            raise BadRequest(f"region {text[:64]!r} has a malformed percentage") from None
         x, y = round(px * width / 100), round(py * height / 100)
         w, h = round(pw * width / 100), round(ph * height / 100)
     else:
-        raise TilerError(f"region {text[:64]!r}: use full, square, x,y,w,h or pct:x,y,w,h", 400)
+        raise BadRequest(f"region {text[:64]!r}: use full, square, x,y,w,h or pct:x,y,w,h")
     if w <= 0 or h <= 0 or x >= width or y >= height:
-        raise TilerError(f"region {text[:64]!r} is empty or outside the {width}x{height} image", 400)
+        raise BadRequest(f"region {text[:64]!r} is empty or outside the {width}x{height} image")
     return x, y, min(w, width - x), min(h, height - y)
 
 
@@ -111,10 +106,10 @@ def _size(text: str, rw: int, rh: int) -> tuple[int, int]:
     elif m := _SIZE.match(text):
         confined, w, h = m[1] == "!", m[2], m[3]
         if w is None and h is None:
-            raise TilerError("size needs a width, a height or both", 400)
+            raise BadRequest("size needs a width, a height or both")
         if confined:
             if w is None or h is None:
-                raise TilerError("!w,h needs both a width and a height", 400)
+                raise BadRequest("!w,h needs both a width and a height")
             scale = min(int(w) / rw, int(h) / rh)
             out = max(1, round(rw * scale)), max(1, round(rh * scale))
         elif w is None:
@@ -124,11 +119,11 @@ def _size(text: str, rw: int, rh: int) -> tuple[int, int]:
         else:
             out = int(w), int(h)
     else:
-        raise TilerError(f"size {text[:64]!r}: use max, w,, ,h, w,h, !w,h or pct:n ('^' upscaling is off)", 400)
+        raise BadRequest(f"size {text[:64]!r}: use max, w,, ,h, w,h, !w,h or pct:n ('^' upscaling is off)")
     if out[0] <= 0 or out[1] <= 0 or out[0] > rw or out[1] > rh:
-        raise TilerError(f"size {text[:64]!r} would upscale or be empty (region is {rw}x{rh})", 400)
+        raise BadRequest(f"size {text[:64]!r} would upscale or be empty (region is {rw}x{rh})")
     if max(out) > MAX_SIDE:
-        raise TilerError(f"size {text[:64]!r} exceeds {MAX_SIDE} pixels on a side", 400)
+        raise BadRequest(f"size {text[:64]!r} exceeds {MAX_SIDE} pixels on a side")
     return out
 
 
@@ -139,7 +134,7 @@ def plan_and_render(ds: LoadedDataset, req: IiifImageRequest) -> np.ndarray:
     ow, oh = _size(req.size, rw, rh)
     rotation = _ROTATION.match(req.rotation)
     if rotation is None:
-        raise TilerError(f"rotation {req.rotation[:16]!r}: use 0, 90, 180 or 270, '!' to mirror", 400)
+        raise BadRequest(f"rotation {req.rotation[:16]!r}: use 0, 90, 180 or 270, '!' to mirror")
     k = min(g.top, max(0, int(math.floor(math.log2(min(rw / ow, rh / oh)) + 1e-9))))
     z, f = g.top - k, 1 << k
     lx0, ly0 = rx // f, ry // f

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from gigaformat.layout import DatasetDir
+from gigaformat.state import diff_states
 from tiler.build import build_generation
-from tiler.localstore import DatasetDir
 from tiler.overview import ITEMS_PER_TILE_LIMIT
 from tiler.source import load_source
-from tiler.state import diff_states
 
 
 def publish_local(source_dir: Path, folder: DatasetDir, items_per_tile: int = ITEMS_PER_TILE_LIMIT) -> int:

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from gigaformat.levels import Geometry
 from tiler.compose import MipStore, Window, render_window
-from tiler.levels import Geometry
 from tiler.mips import halve
 from tiler.spatial import ItemTable, SpatialIndex
 

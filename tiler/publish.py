@@ -11,23 +11,18 @@ import logging
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
+from gigaformat.clock import iso, parse_iso, utc_now
+from gigaformat.manifest import Manifest, ObjectRef, Step, dataset_prefix, manifest_key
+from gigaformat.names import check_dataset_name
+from gigaformat.s3 import load_remote_state, read_manifest
+from gigaformat.state import CHANGES_NAME, STATE_NAME, diff_states, dump_gzip_json
 from tiler.build import Build, Progress, build_generation
-from tiler.manifest import Manifest, ObjectRef, Step, check_dataset_name, dataset_prefix, manifest_key
 from tiler.overview import ITEMS_PER_TILE_LIMIT
-from tiler.s3io import (
-    Upload,
-    check_present,
-    delete_prefix,
-    load_remote_state,
-    put_bytes,
-    read_manifest,
-    upload_files,
-)
 from tiler.source import load_source
-from tiler.state import diff_states, dump_gzip_json
+from tiler.upload import Upload, check_present, delete_prefix, put_bytes, upload_files
 
 log = logging.getLogger(__name__)
 
@@ -46,20 +41,8 @@ class PublishResult:
     upload_seconds: float = 0.0  # of ``seconds``, the time spent uploading objects
 
 
-def _now() -> datetime:
-    return datetime.now(UTC).replace(microsecond=0)
-
-
-def _iso(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _parse_iso(text: str) -> datetime:
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-
-
 def _write_step(build: Build, kind: str, index_doc: dict, staging: Path, prefix: str, published: str) -> Step:
-    index_key = f"{prefix}{'state' if kind == 'snapshot' else 'changes'}.json.gz"
+    index_key = prefix + (STATE_NAME if kind == "snapshot" else CHANGES_NAME)
     index_path = staging / index_key
     index_path.parent.mkdir(parents=True, exist_ok=True)
     index_path.write_bytes(dump_gzip_json(index_doc))
@@ -90,7 +73,7 @@ def publish(source_dir: Path, dataset: str, bucket: str, client, snapshot: bool 
     source = load_source(source_dir)
     manifest = read_manifest(client, bucket, dataset)
     previous = load_remote_state(client, bucket, manifest) if manifest else None
-    now = _now()
+    now = utc_now()
     with tempfile.TemporaryDirectory(prefix="gigatile-publish-") as tmp:
         staging = Path(tmp)
         steps, changed, sent, uploading = [], 0, 0, 0.0
@@ -103,7 +86,7 @@ def publish(source_dir: Path, dataset: str, bucket: str, client, snapshot: bool 
             if changes.is_empty():
                 generation = previous.generation
             else:
-                step = _write_step(build, "diff", changes.to_json(), staging, f"diff-{generation}/", _iso(now))
+                step = _write_step(build, "diff", changes.to_json(), staging, f"diff-{generation}/", iso(now))
                 mark = time.monotonic()
                 sent += _upload_step(client, bucket, dataset, step, staging, on_bytes)
                 uploading += time.monotonic() - mark
@@ -114,7 +97,7 @@ def publish(source_dir: Path, dataset: str, bucket: str, client, snapshot: bool 
                                      items_per_tile=items_per_tile, progress=report)
             if previous is not None and not steps:  # a compaction of an unchanged generation keeps its cells
                 build.state.cells = previous.cells
-            step = _write_step(build, "snapshot", build.state.to_json(), staging, prefix, _iso(now))
+            step = _write_step(build, "snapshot", build.state.to_json(), staging, prefix, iso(now))
             mark = time.monotonic()
             sent += _upload_step(client, bucket, dataset, step, staging, on_bytes)
             uploading += time.monotonic() - mark
@@ -143,17 +126,17 @@ def _next_manifest(old: Manifest | None, canvas, dataset: str, generation: int, 
             diffs.append(step)
         else:
             if snapshot is not None:
-                retired.append({"prefix": f"snap-{snapshot.generation}/", "since": _iso(now)})
+                retired.append({"prefix": f"snap-{snapshot.generation}/", "since": iso(now)})
             snapshot = step
     keep = []
     for step in diffs:
         # Diffs older than the snapshot serve nodes holding their base, until the retention window passes.
-        if step.generation <= snapshot.generation and now - _parse_iso(step.published) >= retention:
-            retired.append({"prefix": f"diff-{step.generation}/", "since": _iso(now)})
+        if step.generation <= snapshot.generation and now - parse_iso(step.published) >= retention:
+            retired.append({"prefix": f"diff-{step.generation}/", "since": iso(now)})
         else:
             keep.append(step)
     return Manifest(dataset=dataset, generation=generation, canvas=canvas, snapshot=snapshot, diffs=keep,
-                    retired=retired, published=_iso(now))
+                    retired=retired, published=iso(now))
 
 
 def _expire_retired(client, bucket: str, dataset: str, manifest: Manifest, now: datetime,
@@ -161,7 +144,7 @@ def _expire_retired(client, bucket: str, dataset: str, manifest: Manifest, now: 
     """Delete retired prefixes whose window has passed, then drop them from the manifest."""
     live = {key.split("/")[0] + "/" for key in manifest.objects()}
     expired = [r for r in manifest.retired
-               if now - _parse_iso(r["since"]) >= retention and r["prefix"] not in live]
+               if now - parse_iso(r["since"]) >= retention and r["prefix"] not in live]
     if not expired:
         return
     for entry in expired:

@@ -10,8 +10,9 @@ import tempfile
 
 import uvicorn
 
+from gigaformat.commandline import LOG_FORMAT
 from tiler.heartbeat import Heartbeat
-from tiler.settings import ENV_KEY, LOG_FORMAT, ServeSettings
+from tiler.settings import ENV_KEY, ServeSettings
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 ENV_KEY = "GIGATILE_SERVE_SETTINGS"  # how the CLI hands settings to worker processes
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"  # every tiler command and worker
 
 
 @dataclass(frozen=True)

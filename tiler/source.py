@@ -12,38 +12,19 @@ import csv
 import hashlib
 import json
 import logging
-import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import pyvips
 
-from tiler.errors import TilerError
+from gigaformat.canvas import MAX_SIDE, Canvas
+from gigaformat.errors import FormatError
+from gigaformat.names import ITEM_ID_RULE, is_item_id
+from tiler.errors import InvalidSource
 
 log = logging.getLogger(__name__)
 
 COLUMNS = ("id", "x", "y", "width", "height", "image")
-MAX_SIDE = 1 << 24  # 16.7 M pixels on a side: far past any wall we plan, small enough for int math
-_HEX_COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
-_ID = re.compile(r"^[A-Za-z0-9._:@+-]{1,128}$")
-
-
-@dataclass(frozen=True)
-class Canvas:
-    width: int
-    height: int
-    background: tuple[int, int, int]
-
-    @property
-    def background_hex(self) -> str:
-        return "#{:02x}{:02x}{:02x}".format(*self.background)
-
-    def to_json(self) -> dict:
-        return {"width": self.width, "height": self.height, "background": self.background_hex}
-
-    @classmethod
-    def from_json(cls, doc: dict) -> Canvas:
-        return parse_canvas(doc, "canvas")
 
 
 @dataclass(frozen=True)
@@ -71,33 +52,11 @@ class Source:
         return self.root / image
 
 
-def parse_colour(text: str, where: str) -> tuple[int, int, int]:
-    if not isinstance(text, str) or not _HEX_COLOUR.match(text):
-        raise TilerError(f"{where}: background must be a colour like '#8b5a2b', got {text!r}")
-    return int(text[1:3], 16), int(text[3:5], 16), int(text[5:7], 16)
-
-
-def parse_canvas(doc: object, where: str) -> Canvas:
-    if not isinstance(doc, dict):
-        raise TilerError(f"{where}: expected a JSON object with width, height, background")
-    sides = []
-    for key in ("width", "height"):
-        value = doc.get(key)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TilerError(f"{where}: {key} must be a whole number of pixels, got {value!r}")
-        if value <= 0:
-            raise TilerError(f"{where}: the canvas is empty ({key} = {value}); both sides must be > 0")
-        if value > MAX_SIDE:
-            raise TilerError(f"{where}: {key} = {value} is larger than the {MAX_SIDE} pixels supported")
-        sides.append(value)
-    return Canvas(sides[0], sides[1], parse_colour(doc.get("background", "#000000"), where))
-
-
 def load_source(root: Path) -> Source:
-    """Read and validate a source folder; raise TilerError naming the file and row of any fault."""
+    """Read and validate a source folder; raise InvalidSource naming the file and row of any fault."""
     root = Path(root)
     if not root.is_dir():
-        raise TilerError(f"{root}: not a folder (expected canvas.json, items.csv and the images)")
+        raise InvalidSource(f"{root}: not a folder (expected canvas.json, items.csv and the images)")
     canvas = _load_canvas(root / "canvas.json")
     items = _load_items(root / "items.csv")
     image_sha256 = _check_images(root, items)
@@ -109,22 +68,25 @@ def _load_canvas(path: Path) -> Canvas:
     try:
         doc = json.loads(path.read_text())
     except FileNotFoundError:
-        raise TilerError(f"{path}: missing (the canvas: width, height, background)") from None
+        raise InvalidSource(f"{path}: missing (the canvas: width, height, background)") from None
     except (OSError, ValueError) as exc:
-        raise TilerError(f"{path}: not readable JSON ({exc})") from None
-    return parse_canvas(doc, str(path))
+        raise InvalidSource(f"{path}: not readable JSON ({exc})") from None
+    try:
+        return Canvas.from_json(doc, str(path))
+    except FormatError as exc:
+        raise InvalidSource(str(exc)) from None
 
 
 def _load_items(path: Path) -> list[SourceItem]:
     try:
         handle = path.open(newline="", encoding="utf-8")
     except FileNotFoundError:
-        raise TilerError(f"{path}: missing (columns {','.join(COLUMNS)})") from None
+        raise InvalidSource(f"{path}: missing (columns {','.join(COLUMNS)})") from None
     with handle:
         reader = csv.reader(handle)
         header = next(reader, None)
         if header is None or tuple(h.strip() for h in header) != COLUMNS:
-            raise TilerError(f"{path}: header must be '{','.join(COLUMNS)}', got {header!r}")
+            raise InvalidSource(f"{path}: header must be '{','.join(COLUMNS)}', got {header!r}")
         items: list[SourceItem] = []
         seen: set[str] = set()
         for row in reader:
@@ -133,7 +95,7 @@ def _load_items(path: Path) -> list[SourceItem]:
                 continue
             item = _parse_row(row, len(items), line, f"{path} row {line}")
             if item.id in seen:
-                raise TilerError(f"{path} row {line}: duplicate id {item.id!r}")
+                raise InvalidSource(f"{path} row {line}: duplicate id {item.id!r}")
             seen.add(item.id)
             items.append(item)
     return items
@@ -141,30 +103,30 @@ def _load_items(path: Path) -> list[SourceItem]:
 
 def _parse_row(row: list[str], order: int, line: int, where: str) -> SourceItem:
     if len(row) != len(COLUMNS):
-        raise TilerError(f"{where}: expected {len(COLUMNS)} columns ({','.join(COLUMNS)}), got {len(row)}")
+        raise InvalidSource(f"{where}: expected {len(COLUMNS)} columns ({','.join(COLUMNS)}), got {len(row)}")
     item_id, *numbers, image = (cell.strip() for cell in row)
-    if not _ID.match(item_id):
-        raise TilerError(f"{where}: id {item_id!r} must be 1-128 letters, digits or ._:@+-")
+    if not is_item_id(item_id):
+        raise InvalidSource(f"{where}: id {item_id!r} must be {ITEM_ID_RULE}")
     values = []
     for name, text in zip(("x", "y", "width", "height"), numbers, strict=True):
         try:
             value = int(text)
         except ValueError:
-            raise TilerError(f"{where}: {name} must be a whole number, got {text!r}") from None
+            raise InvalidSource(f"{where}: {name} must be a whole number, got {text!r}") from None
         if abs(value) > MAX_SIDE:
-            raise TilerError(f"{where}: {name} = {value} is out of range (|{name}| <= {MAX_SIDE})")
+            raise InvalidSource(f"{where}: {name} = {value} is out of range (|{name}| <= {MAX_SIDE})")
         values.append(value)
     x, y, width, height = values
     for name, value in (("width", width), ("height", height)):
         if value <= 0:
-            raise TilerError(f"{where}: {name} must be positive, got {value}")
+            raise InvalidSource(f"{where}: {name} must be positive, got {value}")
     return SourceItem(item_id, order, x, y, width, height, _safe_image_path(image, where), line)
 
 
 def _safe_image_path(image: str, where: str) -> str:
     path = PurePosixPath(image.replace("\\", "/"))
     if not image or path.is_absolute() or ".." in path.parts:
-        raise TilerError(f"{where}: image {image!r} must be a path inside the source folder")
+        raise InvalidSource(f"{where}: image {image!r} must be a path inside the source folder")
     return str(path)
 
 
@@ -177,12 +139,12 @@ def _check_images(root: Path, items: list[SourceItem]) -> dict[str, str]:
         where = f"{root / 'items.csv'} row {row}"
         path = root / image
         if not path.is_file():
-            raise TilerError(f"{where}: image {image!r} is missing")
+            raise InvalidSource(f"{where}: image {image!r} is missing")
         try:
             pyvips.Image.new_from_file(str(path), access="sequential")
         except pyvips.Error as exc:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "unknown format"
-            raise TilerError(f"{where}: image {image!r} is not readable ({reason})") from None
+            raise InvalidSource(f"{where}: image {image!r} is not readable ({reason})") from None
         hashes[image] = _sha256_file(path)
     return hashes
 

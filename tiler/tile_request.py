@@ -1,4 +1,4 @@
-"""Validate request paths into typed requests; every fault is a TilerError with a 4xx status.
+"""Validate request paths into typed requests; every fault is a BadRequest, PathTooLong or NotFound.
 
 The one place where URLs are parsed: the HTTP layer only dispatches on the result.
 """
@@ -8,11 +8,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from gigaformat.names import DATASET_PATTERN
 from tiler.encode import FORMATS
-from tiler.errors import TilerError
+from tiler.errors import BadRequest, NotFound, PathTooLong
 
 MAX_PATH = 256
-_NAME = r"[a-z0-9][a-z0-9_-]{0,62}"
+_NAME = DATASET_PATTERN
 _NUM = r"(0|[1-9][0-9]{0,8})"
 _FMT = "(" + "|".join(FORMATS) + ")"
 _TILE = re.compile(rf"^(?P<ds>{_NAME})/(?P<z>{_NUM})/(?P<x>{_NUM})/(?P<y>{_NUM})\.(?P<fmt>[A-Za-z0-9]{{1,8}})$")
@@ -59,16 +60,17 @@ class DeepZoomTileRequest:
     version: int | None
 
 
-def _check_path(path: str) -> None:
+def check_path(path: str) -> None:
+    """Refuse a path too long to be valid, or one holding '..', '.', '//', a backslash or NUL."""
     if len(path) > MAX_PATH:
-        raise TilerError(f"path longer than {MAX_PATH} characters", 414)
+        raise PathTooLong(f"path longer than {MAX_PATH} characters")
     if "\\" in path or "\x00" in path or "//" in path or "/../" in f"/{path}/" or "/./" in f"/{path}/":
-        raise TilerError("path may not contain '..', '.', '//' or backslashes", 400)
+        raise BadRequest("path may not contain '..', '.', '//' or backslashes")
 
 
 def _format(fmt: str) -> str:
     if fmt not in FORMATS:
-        raise TilerError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}", 400)
+        raise BadRequest(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
     return fmt
 
 
@@ -76,7 +78,7 @@ def parse_version(query_v: str | None) -> int | None:
     if query_v is None:
         return None
     if not _VERSION.match(query_v):
-        raise TilerError("v must be a whole number (the tile version from info.json)", 400)
+        raise BadRequest("v must be a whole number (the tile version from info.json)")
     return int(query_v)
 
 
@@ -85,7 +87,7 @@ TilesRequest = DatasetsRequest | InfoRequest | TileRequest | DziRequest | DeepZo
 
 def parse_tiles_path(path: str, query_v: str | None) -> TilesRequest:
     """``path`` is what follows ``/tiles/``."""
-    _check_path(path)
+    check_path(path)
     if path == "datasets.json":
         return DatasetsRequest()
     if m := _INFO.match(path):
@@ -99,6 +101,6 @@ def parse_tiles_path(path: str, query_v: str | None) -> TilesRequest:
         return DeepZoomTileRequest(m["ds"], int(m["level"]), int(m["col"]), int(m["row"]), _format(m["fmt"]),
                                    parse_version(query_v))
     if _TILE_SHAPED.match(path):
-        raise TilerError("z, x and y must be whole numbers without leading zeros (at most 9 digits)", 400)
-    raise TilerError("not a tile path: use /tiles/<dataset>/<z>/<x>/<y>.<jpg|png|webp>, "
-                     "/tiles/<dataset>/info.json or DeepZoom /tiles/<dataset>.dzi", 404)
+        raise BadRequest("z, x and y must be whole numbers without leading zeros (at most 9 digits)")
+    raise NotFound("not a tile path: use /tiles/<dataset>/<z>/<x>/<y>.<jpg|png|webp>, "
+                   "/tiles/<dataset>/info.json or DeepZoom /tiles/<dataset>.dzi")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pyvips
 
-from tiler.errors import TilerError
+from tiler.errors import InvalidSource
 from tiler.mips import mip_chain
 
 
@@ -31,7 +31,7 @@ def load_scaled(path: str, width: int, height: int, background: tuple[int, int, 
         pixels = np.ndarray(buffer=image.write_to_memory(), dtype=np.uint8, shape=(height, width, 3))
     except pyvips.Error as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "decode failed"
-        raise TilerError(f"{path}: cannot decode image ({reason})") from None
+        raise InvalidSource(f"{path}: cannot decode image ({reason})") from None
     return pixels
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.iipsrv import dz_max_level, level_tiles, paths_for
-from tiler.levels import Geometry
+from gigaformat.levels import Geometry
 
 
 def test_deepzoom_levels_of_the_bench_canvas() -> None:

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from bootstrap.imds import ImdsServer, InstanceMetadata
-from bootstrap.kernels import build_kernels
-from bootstrap.layout import NodeLayout
-from bootstrap.publisher import Released, build_wheel, publish_release
-from bootstrap.status import pid_alive, read_status
-from bootstrap.userdata import NodeConfig, render_user_data
+from bootstrap.launch.imds_emulator import ImdsServer, InstanceMetadata
+from bootstrap.node.status import pid_alive, read_status
+from bootstrap.node.userdata import NodeConfig, render_user_data
+from bootstrap.release.kernels import build_kernels
+from bootstrap.release.publisher import Released, build_wheel, publish_release
+from gigaformat.layout import NodeLayout
 from tests.processes import BIN, Process, free_port, http_ok, wait_for
 from tiler.generate import generate_wall
 from tiler.publish import publish
@@ -64,7 +64,7 @@ def project_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def project_kernels(project_wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The wheel's render kernels compiled for this machine (runs bootstrap.warmup in a scratch install)."""
+    """The wheel's render kernels compiled for this machine (runs tiler.warmup in a scratch install)."""
     return build_kernels(project_wheel, tmp_path_factory.mktemp("kernels"))
 
 

@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from bootstrap.errors import ImdsError
-from bootstrap.imds import ImdsServer, InstanceMetadata
-from bootstrap.imds_client import DEFAULT_ENDPOINT, TOKEN_HEADER, TTL_HEADER, ImdsClient, endpoint_from_environment
+from bootstrap.launch.imds_emulator import ImdsServer, InstanceMetadata
+from bootstrap.node.imds import DEFAULT_ENDPOINT, TOKEN_HEADER, TTL_HEADER, ImdsClient, endpoint_from_environment
 from tests.processes import free_port, wait_for
 
 USER_DATA = b'{"gigatile": 1, "bucket": "zoomii-tiles"}'

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from bootstrap.errors import BootstrapError
-from bootstrap.install import INSTALLED, update_release
-from bootstrap.layout import NodeLayout
-from bootstrap.publisher import publish_release
-from bootstrap.release import ReleasePointer
+from bootstrap.node.install import INSTALLED, update_release
+from bootstrap.pointers import ReleasePointer
+from bootstrap.release.publisher import publish_release
 from bootstrap.s3io import put_json
+from gigaformat.layout import NodeLayout
 from tests.bootstrap.conftest import REPO
 
 
@@ -100,7 +100,7 @@ def test_no_release_is_a_clear_error(s3_bucket, tmp_path):
 
 
 def test_release_programs_keep_their_own_import_path_and_kernel_cache():
-    from bootstrap.install import release_environment
+    from bootstrap.node.install import release_environment
 
     env = release_environment({"PYTHONPATH": "/elsewhere", "PYTHONHOME": "/x", "NUMBA_CACHE_DIR": "/tmp/nb",
                                "AWS_DEFAULT_REGION": "eu-west-1"})

@@ -11,11 +11,11 @@ from datetime import UTC, datetime
 import pytest
 
 from bootstrap.errors import BootstrapError
-from bootstrap.install import update_release
-from bootstrap.kernels import _extract, cpu_key, manifest_key
-from bootstrap.layout import NodeLayout
-from bootstrap.publisher import publish_release
+from bootstrap.node.install import update_release
+from bootstrap.node.kernels import _extract, cpu_key, listing_key
+from bootstrap.release.publisher import publish_release
 from bootstrap.s3io import put_json
+from gigaformat.layout import NodeLayout
 from tests.bootstrap.conftest import REPO
 
 
@@ -25,7 +25,7 @@ def kernel_files(release) -> list:
 
 def test_a_node_on_this_cpu_uses_the_kernels_of_the_release(s3_bucket, released_with_kernels, tmp_path):
     listing = s3_bucket.client.get_object(Bucket=s3_bucket.name,
-                                          Key=manifest_key(released_with_kernels.pointer.version))["Body"].read()
+                                          Key=listing_key(released_with_kernels.pointer.version))["Body"].read()
     assert cpu_key() in listing.decode()
     layout = NodeLayout(tmp_path / "node")
 
@@ -33,7 +33,7 @@ def test_a_node_on_this_cpu_uses_the_kernels_of_the_release(s3_bucket, released_
 
     release = layout.current.resolve()
     assert result.kernels == "release" and (release / ".warmed").is_file() and kernel_files(release)
-    warm = subprocess.run([str(release / "bin" / "python"), "-m", "bootstrap.warmup"], capture_output=True,
+    warm = subprocess.run([str(release / "bin" / "python"), "-m", "tiler.warmup"], capture_output=True,
                           text=True, cwd=release, env={**os.environ, "NUMBA_DEBUG_CACHE": "1"})
     assert warm.returncode == 0, warm.stderr
     assert "data loaded from" in warm.stdout and "data saved to" not in warm.stdout  # nothing compiled here
@@ -53,12 +53,12 @@ def test_a_release_without_kernels_gets_those_of_the_release_before(s3_bucket, r
 
 def test_kernels_for_another_cpu_or_damaged_ones_are_not_used(s3_bucket, released, project_kernels, tmp_path):
     version = released.pointer.version
-    put_json(s3_bucket.client, s3_bucket.name, manifest_key(version),
+    put_json(s3_bucket.client, s3_bucket.name, listing_key(version),
              {"0" * 16: {"key": f"releases/{version}/kernels/x.tar.gz", "sha256": "0" * 64, "size": 1}})
     first = update_release(s3_bucket.client, s3_bucket.name, "current", NodeLayout(tmp_path / "a"))
     key = f"releases/{version}/kernels/{cpu_key()}.tar.gz"
     s3_bucket.client.put_object(Bucket=s3_bucket.name, Key=key, Body=project_kernels.read_bytes() + b"x")
-    put_json(s3_bucket.client, s3_bucket.name, manifest_key(version),
+    put_json(s3_bucket.client, s3_bucket.name, listing_key(version),
              {cpu_key(): {"key": key, "sha256": "0" * 64, "size": project_kernels.stat().st_size}})
     second = update_release(s3_bucket.client, s3_bucket.name, "current", NodeLayout(tmp_path / "b"))
 

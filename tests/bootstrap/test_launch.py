@@ -9,7 +9,7 @@ import subprocess
 import boto3
 import pytest
 
-from bootstrap.userdata import NodeConfig, parse_user_data
+from bootstrap.node.userdata import NodeConfig, parse_user_data
 from tests.bootstrap.conftest import EC2_RENDER
 
 

@@ -15,15 +15,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bootstrap.release import ReleasePointer
+from bootstrap.node.status import pid_alive
+from bootstrap.pointers import ReleasePointer
 from bootstrap.s3io import put_json
-from bootstrap.status import pid_alive
+from gigaformat.layout import DatasetDir
+from gigaformat.registration import Registration
 from tests.bootstrap.conftest import DATASET, launch_node, publish_wall, update_node
 from tests.processes import http_ok, wait_for
 from tiler.dataset import LoadedDataset
 from tiler.local_publish import publish_local
-from tiler.localstore import DatasetDir
-from tiler.registration import Registration
 
 
 def png_pixels(body: bytes) -> np.ndarray:

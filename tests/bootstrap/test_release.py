@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bootstrap.errors import BootstrapError
-from bootstrap.publisher import publish_release, rollback
-from bootstrap.release import BootstrapPointer, ReleasePointer
+from bootstrap.pointers import BootstrapPointer, ReleasePointer
+from bootstrap.release.publisher import publish_release, rollback
 from tests.bootstrap.conftest import REPO
 from tests.processes import BIN
 
@@ -44,7 +44,8 @@ def test_the_wheel_holds_every_package_and_the_console_scripts(project_wheel):
     with zipfile.ZipFile(project_wheel) as wheel:
         names = set(wheel.namelist())
         entry_points = next(wheel.read(n).decode() for n in names if n.endswith("entry_points.txt"))
-    assert {"tiler/serve.py", "boxlink/cli.py", "bootstrap/cli.py", "bootstrap/warmup.py"} <= names
+    assert {"tiler/serve.py", "tiler/warmup.py", "boxlink/cli.py", "bootstrap/cli.py", "bootstrap/node/lifecycle.py",
+            "gigaformat/manifest.py", "proxy/cli.py"} <= names
     assert not any(n.startswith(("tests/", "bench/")) for n in names)
     for script in ("tiler = tiler.cli:main", "boxlink = boxlink.cli:main", "node-bootstrap = bootstrap.cli:main"):
         assert script in entry_points

@@ -11,37 +11,39 @@ from pathlib import Path
 
 import pytest
 
-from bootstrap.publisher import publish_bootstrap
-from bootstrap.release import BOOTSTRAP_POINTER_KEY
+from bootstrap.node.selfupdate import PACKAGES, digest_of, package_sources, running_digest
+from bootstrap.pointers import BOOTSTRAP_POINTER_KEY
+from bootstrap.release.publisher import publish_bootstrap
+from bootstrap.release.zipapp import build_pyz
 from bootstrap.s3io import put_json
-from bootstrap.selfupdate import build_pyz, digest_of, package_sources, running_digest
 from tests.bootstrap.conftest import REPO, update_node
 
 
 def test_the_running_code_and_its_sources_have_one_digest():
-    assert running_digest() == digest_of(package_sources(REPO / "bootstrap"))
+    assert running_digest() == digest_of(package_sources(REPO))
 
 
 def test_the_zipapp_is_deterministic_and_knows_its_own_digest(tmp_path):
     one, two = tmp_path / "one.pyz", tmp_path / "two.pyz"
-    digest = build_pyz(REPO / "bootstrap", one)
-    assert build_pyz(REPO / "bootstrap", two) == digest and one.read_bytes() == two.read_bytes()
-    code = (f"import sys; sys.path.insert(0, {str(one)!r}); import bootstrap, bootstrap.selfupdate as s; "
-            "print(bootstrap.__file__, s.running_digest())")
+    digest = build_pyz(REPO, one)
+    assert build_pyz(REPO, two) == digest and one.read_bytes() == two.read_bytes()
+    code = (f"import sys; sys.path.insert(0, {str(one)!r}); "
+            "import bootstrap, gigaformat, bootstrap.node.selfupdate as s; "
+            "print(bootstrap.__file__, gigaformat.__file__, s.running_digest())")
     inside = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
-    where, seen = inside.stdout.split()
-    assert where.startswith(str(one)) and seen == digest, inside.stderr
+    where, format_where, seen = inside.stdout.split()
+    assert where.startswith(str(one)) and format_where.startswith(str(one)) and seen == digest, inside.stderr
     usage = subprocess.run([sys.executable, str(one), "--help"], capture_output=True, text=True, cwd=tmp_path)
     assert usage.returncode == 0 and "node-bootstrap" in usage.stdout
 
 
 def fresh_package(tmp_path: Path, note: str) -> Path:
-    """A copy of the bootstrap package that differs by a comment: another digest."""
-    package = tmp_path / note / "bootstrap"
-    shutil.copytree(REPO / "bootstrap", package, ignore=shutil.ignore_patterns("__pycache__"))
-    with (package / "__init__.py").open("a") as handle:
+    """A copy of the bootstrap's packages that differs by a comment: another digest (the project folder)."""
+    for package in PACKAGES:
+        shutil.copytree(REPO / package, tmp_path / note / package, ignore=shutil.ignore_patterns("__pycache__"))
+    with (tmp_path / note / "bootstrap" / "__init__.py").open("a") as handle:
         handle.write(f"# {note}\n")
-    return package
+    return tmp_path / note
 
 
 def test_a_node_runs_the_published_bootstrap_once(s3_bucket, released, tmp_path):

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from bootstrap.layout import NodeLayout
-from bootstrap.status import StatusBoard, pid_alive, read_status
-from bootstrap.supervise import ChildSpec, LogPolicy, RestartPolicy, Supervisor
+from bootstrap.node.status import StatusBoard, pid_alive, read_status
+from bootstrap.node.supervise import ChildSpec, LogPolicy, RestartPolicy, Supervisor
+from gigaformat.layout import NodeLayout
 from tests.processes import BIN, wait_for
 
 PY = sys.executable

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from bootstrap.errors import BootstrapError
-from bootstrap.userdata import FORMAT_VERSION, NodeConfig, parse_user_data, render_user_data
+from bootstrap.node.userdata import FORMAT_VERSION, NodeConfig, parse_user_data, render_user_data
 
 
 def test_a_minimal_document_gets_the_defaults():

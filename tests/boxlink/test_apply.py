@@ -13,10 +13,10 @@ from boxlink.apply import LEDGER, Replica, dataset_lock
 from boxlink.errors import BoxlinkError
 from boxlink.settings import MB, TransferPolicy
 from boxlink.status import read_status
+from gigaformat.layout import DatasetDir
+from gigaformat.s3 import load_remote_state, read_manifest
 from tests.boxlink.walls import DATASET, make_node, publish_source, small_edit
 from tiler.dataset import LoadedDataset
-from tiler.localstore import DatasetDir
-from tiler.s3io import load_remote_state, read_manifest
 
 POLICY = TransferPolicy(concurrency=8, chunk_bytes=8 * MB, attempts=3, backoff_seconds=0.05)
 

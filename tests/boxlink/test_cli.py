@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from boxlink.status import read_status
+from gigaformat.layout import DatasetDir
 from tests.boxlink.walls import DATASET, big_edit, make_node, publish_source, small_edit
 from tests.processes import BIN, Process, wait_for
-from tiler.localstore import DatasetDir
 
 BOXLINK = str(BIN / "boxlink")
 

@@ -6,8 +6,8 @@ import os
 import shutil
 
 from boxlink.apply import LEDGER
+from gigaformat.layout import DatasetDir
 from tests.boxlink.walls import DATASET, make_node, publish_source
-from tiler.localstore import DatasetDir
 
 
 def _forget_generation(folder: DatasetDir) -> None:

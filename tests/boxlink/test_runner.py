@@ -6,8 +6,8 @@ import pytest
 
 from boxlink.errors import BoxlinkError
 from boxlink.status import read_status, update_status
+from gigaformat.layout import DatasetDir
 from tests.boxlink.walls import DATASET, make_node, publish_source
-from tiler.localstore import DatasetDir
 
 
 def test_a_pass_on_a_current_node_costs_a_304_and_clears_a_resolved_error(s3_bucket, wall, tmp_path):

@@ -15,11 +15,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from gigaformat.clock import iso
+from gigaformat.layout import DatasetDir
+from gigaformat.registration import Registration
 from tests.processes import BIN, Process, free_port, http_ok, start_tiler_serve, wait_for
 from tiler.generate import generate_wall
 from tiler.local_publish import publish_local
-from tiler.localstore import DatasetDir
-from tiler.registration import Registration, iso
 
 ADDRESSES = ("127.0.0.2", "127.0.0.3")
 ALLOW_NET = "127.0.0.2/31"  # exactly the two node addresses: 127.0.0.4 and beyond are "outside"

@@ -10,10 +10,10 @@ import pytest
 from PIL import Image
 from starlette.testclient import TestClient
 
+from gigaformat.layout import DatasetDir
 from tests.tiler.awkward_wall import make_awkward_wall
 from tiler.app import build_app
 from tiler.local_publish import publish_local
-from tiler.localstore import DatasetDir
 from tiler.settings import ServeSettings
 
 

@@ -8,9 +8,10 @@ import mmap
 import numpy as np
 import pytest
 
+from gigaformat.packs import PackWriter
 from tiler.compose import MipStore
 from tiler.mips import chain_sizes, mip_chain
-from tiler.packs import PackSpace, PackWriter
+from tiler.packspace import PackSpace
 
 
 def _mapped_ranges() -> int:

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from tiler.errors import TilerError
+from gigaformat.errors import InvalidName
+from gigaformat.manifest import Manifest, dataset_prefix, manifest_key
+from gigaformat.s3 import load_remote_state, make_client
 from tiler.generate import generate_wall
-from tiler.manifest import Manifest, dataset_prefix, manifest_key
 from tiler.publish import publish
-from tiler.s3io import load_remote_state, make_client
 
 DS = "covers"
 
@@ -158,13 +158,13 @@ def test_cli_errors_are_one_line(s3_bucket, wall, tmp_path):
     env = {**s3_bucket.env, "GIGATILE_BUCKET": "no-such-bucket-here"}
     result = subprocess.run([sys.executable, "-m", "tiler.cli", "publish", str(wall), "--dataset", DS],
                             env=env, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "no-such-bucket-here" in result.stderr
     result = subprocess.run([sys.executable, "-m", "tiler.cli", "publish", str(tmp_path / "missing")],
                             env=s3_bucket.env, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2 and "not a folder" in result.stderr
+    assert result.returncode == 1 and "not a folder" in result.stderr
 
 
 def test_bad_dataset_name_is_refused(s3_env, wall):
-    with pytest.raises(TilerError, match="dataset name"):
+    with pytest.raises(InvalidName, match="dataset name"):
         publish(wall, "../evil", s3_env.name, make_client())

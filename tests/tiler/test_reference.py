@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from gigaformat.layout import DatasetDir
 from tests.tiler.awkward_wall import BACKGROUND, make_awkward_wall, psnr, reference_levels
 from tiler.dataset import LoadedDataset
 from tiler.encode import encode_tile
 from tiler.generate import generate_wall
 from tiler.local_publish import publish_local
-from tiler.localstore import DatasetDir
 from tiler.mips import halve
 
 

@@ -7,10 +7,10 @@ import threading
 
 import httpx
 
+from gigaformat.layout import DatasetDir
 from tests.processes import free_port, start_tiler_serve, wait_for
 from tests.tiler.awkward_wall import make_awkward_wall
 from tiler.local_publish import publish_local
-from tiler.localstore import DatasetDir
 
 
 def _move_first_item(src) -> None:

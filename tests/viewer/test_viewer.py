@@ -26,12 +26,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from gigaformat.layout import DatasetDir
+from gigaformat.levels import Geometry
 from tests.processes import free_port, start_tiler_serve, wait_for
 from tiler.app import VIEWER_DIR
 from tiler.generate import generate_wall
-from tiler.levels import Geometry
 from tiler.local_publish import publish_local
-from tiler.localstore import DatasetDir
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

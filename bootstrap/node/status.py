@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bootstrap.atomicfs import write_atomic
+from gigaformat.durable import write_atomic
 
 # The epoch reported as the node's "started": set by the local launcher (its launch time) and kept across
 # a re-exec of a fresh bootstrap, so the phases are measured from the launch.

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from bootstrap.status import StatusBoard
+from bootstrap.node.status import StatusBoard
 
 log = logging.getLogger(__name__)
 

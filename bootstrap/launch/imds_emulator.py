@@ -6,7 +6,7 @@ A product feature for local clusters: each local node gets its own, on its own 1
 returns a token; every GET needs a live ``X-aws-ec2-metadata-token`` (else 401); a token PUT carrying
 ``X-Forwarded-For`` is refused (403), as the real service does to keep tokens off proxies.
 
-    python -m bootstrap.imds --host 127.0.0.2 --port 8111 --user-data node.json \\
+    python -m bootstrap.launch.imds_emulator --host 127.0.0.2 --port 8111 --user-data node.json \\
         --instance-id i-0local2 --local-ipv4 127.0.0.2
 """
 
@@ -23,6 +23,9 @@ import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+from bootstrap.errors import BootstrapError
+from gigaformat import commandline
 
 log = logging.getLogger(__name__)
 
@@ -197,8 +200,9 @@ class ImdsServer:
         self.stop()
 
 
-def build_parser(prog: str = "python -m bootstrap.imds") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description="IMDSv2 emulator for one local node")
+def build_parser(prog: str = "python -m bootstrap.launch.imds_emulator") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description="IMDSv2 emulator for one local node",
+                                     formatter_class=commandline.HelpFormatter)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=80)
     parser.add_argument("--user-data", type=Path, default=None, help="file served at /latest/user-data")
@@ -211,14 +215,18 @@ def build_parser(prog: str = "python -m bootstrap.imds") -> argparse.ArgumentPar
     return parser
 
 
-def main(argv: list[str] | None = None, prog: str = "python -m bootstrap.imds") -> int:
+def main(argv: list[str] | None = None, prog: str = "python -m bootstrap.launch.imds_emulator") -> int:
     args = build_parser(prog).parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    commandline.setup_logging("INFO")
+    return commandline.run_command(prog, lambda: serve(args))
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Answer as the instance metadata service until SIGTERM or SIGINT."""
     try:
         user_data = args.user_data.read_bytes() if args.user_data else None
     except OSError as exc:
-        print(f"error: cannot read --user-data {args.user_data}: {exc.strerror}", file=sys.stderr)
-        return 2
+        raise BootstrapError(f"cannot read --user-data {args.user_data}: {exc.strerror}") from None
     metadata = InstanceMetadata(instance_id=args.instance_id, local_ipv4=args.local_ipv4 or args.host,
                                 user_data=user_data, region=args.region,
                                 availability_zone=args.availability_zone or f"{args.region}a",
@@ -226,8 +234,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m bootstrap.imds") 
     try:
         server = ImdsServer(metadata, args.host, args.port)
     except OSError as exc:
-        print(f"error: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
-        return 2
+        raise BootstrapError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
     stopping = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stopping.set())

@@ -24,13 +24,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bootstrap.atomicfs import point_link, write_atomic
 from bootstrap.errors import BootstrapError
-from bootstrap.kernels import copy_kernels, install_kernels
-from bootstrap.layout import NodeLayout
-from bootstrap.release import ReleasePointer, pointer_key
+from bootstrap.node.kernels import copy_kernels, install_kernels
+from bootstrap.pointers import ReleasePointer, pointer_key
 from bootstrap.s3io import download_verified, read_json
-from bootstrap.warmup import WARMED
+from gigaformat.durable import point_link, write_atomic
+from gigaformat.layout import RELEASE_WARMED as WARMED
+from gigaformat.layout import NodeLayout
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import logging
 import logging.handlers
 import os
@@ -16,17 +15,17 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bootstrap.atomicfs import write_atomic
 from bootstrap.errors import BootstrapError
-from bootstrap.imds_client import ImdsClient, InstanceIdentity
-from bootstrap.install import NOT_INHERITED, update_release
-from bootstrap.layout import NodeLayout
+from bootstrap.node.imds import ImdsClient, InstanceIdentity
+from bootstrap.node.install import NOT_INHERITED, update_release
+from bootstrap.node.selfupdate import REEXEC_VARIABLE, fetch_fresh_bootstrap, reexec, running_digest
+from bootstrap.node.status import STARTED_VARIABLE, StatusBoard
+from bootstrap.node.supervise import ChildSpec, RestartPolicy, Supervisor
+from bootstrap.node.userdata import NodeConfig, parse_user_data
 from bootstrap.s3io import make_client
-from bootstrap.selfupdate import REEXEC_VARIABLE, fetch_fresh_bootstrap, reexec, running_digest
-from bootstrap.status import STARTED_VARIABLE, StatusBoard
-from bootstrap.supervise import ChildSpec, RestartPolicy, Supervisor
-from bootstrap.userdata import NodeConfig, parse_user_data
-from bootstrap.warmup import WARMED
+from gigaformat.commandline import LOG_FORMAT
+from gigaformat.layout import RELEASE_WARMED as WARMED
+from gigaformat.layout import NodeLayout
 
 log = logging.getLogger(__name__)
 
@@ -77,11 +76,9 @@ def request_datasets(layout: NodeLayout, datasets: tuple[str, ...]) -> None:
     before starting the server: boxlink starts replicating while the render server is still starting (which
     writes the same marker again). The marker's content is informative; its existence is the request."""
     for name in datasets:
-        marker = layout.root / "data" / name / "synch.active"
-        if not marker.exists():
-            doc = {"dataset": name, "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                   "by": "node-bootstrap"}
-            write_atomic(marker, json.dumps(doc).encode())
+        folder = layout.dataset(name)
+        if not folder.is_active():
+            folder.mark_active(by="node-bootstrap")
 
 
 def log_to_file(layout: NodeLayout) -> None:
@@ -89,7 +86,7 @@ def log_to_file(layout: NodeLayout) -> None:
     layout.log_dir.mkdir(parents=True, exist_ok=True)
     handler = logging.handlers.RotatingFileHandler(layout.log_dir / "bootstrap.log", maxBytes=LOG_MAX_BYTES,
                                                    backupCount=LOG_BACKUPS)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
     logging.getLogger().addHandler(handler)
 
 
@@ -185,14 +182,14 @@ def install_release(options: NodeOptions, config: NodeConfig, layout: NodeLayout
 
 
 def start_warmup(layout: NodeLayout, env: dict[str, str], board: StatusBoard) -> subprocess.Popen | None:
-    """Compile the current release's render kernels in the background, once per release (bootstrap.warmup);
+    """Compile the current release's render kernels in the background, once per release (tiler.warmup);
     it runs beside boxlink's first sync, so the first tile need not compile them."""
     release = layout.current.resolve()
     if (release / WARMED).exists():
         return None
     console = (layout.log_dir / "warmup.console.log").open("ab")
     try:
-        process = subprocess.Popen([str(release / "bin" / "python"), "-m", "bootstrap.warmup"],
+        process = subprocess.Popen([str(release / "bin" / "python"), "-m", "tiler.warmup"],
                                    stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT, env=env,
                                    cwd=release, start_new_session=True)  # cwd: -m puts it first on sys.path
     except OSError as exc:

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import httpx
 
-from bootstrap.atomicfs import write_atomic
 from bootstrap.errors import BootstrapError
-from bootstrap.imds_client import ENDPOINT_VARIABLE, TTL_HEADER
-from bootstrap.layout import NodeLayout
-from bootstrap.status import STARTED_VARIABLE, pid_alive, read_status
-from bootstrap.userdata import NodeConfig, render_user_data
+from bootstrap.node.imds import ENDPOINT_VARIABLE, TTL_HEADER
+from bootstrap.node.status import STARTED_VARIABLE, pid_alive, read_status
+from bootstrap.node.userdata import NodeConfig, render_user_data
+from gigaformat.durable import write_atomic
+from gigaformat.layout import NodeLayout
 
 RECORD = "launch.json"
 
@@ -108,8 +108,8 @@ def launch_local(config: NodeConfig, address: str | None = None, imds_port: int 
     imds_port = imds_port or _free_port(address)
     imds_log, node_log = layout.local_dir / "imds.log", layout.local_dir / "node-bootstrap.out"
     with imds_log.open("ab") as out:
-        imds = subprocess.Popen([python, "-m", "bootstrap.imds", "--host", address, "--port", str(imds_port),
-                                 "--user-data", str(user_data), "--instance-id", instance_id,
+        imds = subprocess.Popen([python, "-m", "bootstrap.launch.imds_emulator", "--host", address,
+                                 "--port", str(imds_port), "--user-data", str(user_data), "--instance-id", instance_id,
                                  "--local-ipv4", address], stdin=subprocess.DEVNULL, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True, cwd=layout.local_dir)
     imds_url = f"http://{address}:{imds_port}"
@@ -168,7 +168,7 @@ def stop_local(root: Path, grace: float = 30.0) -> LocalNode:
         print(f"warning: node-bootstrap pid {record.node_pid} did not stop in {grace:.0f} s; killed",
               file=sys.stderr)
     _end_orphans(layout)
-    if _ours(record.imds_pid, "bootstrap.imds"):
+    if _ours(record.imds_pid, "bootstrap.launch.imds_emulator"):
         _end(record.imds_pid, 5.0)
     return record
 

@@ -6,8 +6,8 @@
     python -m bootstrap.launch --local --bucket B [--root DIR] [--address 127.0.0.N]
     python -m bootstrap.launch --local --stop DIR
 
-``scripts/ec2_render.sh`` is this module behind the project's Python. AWS settings (region, credentials,
-``AWS_ENDPOINT_URL_EC2``) come from AWS's own chain.
+scripts/ec2_render.sh is this module behind the project's Python. AWS settings (region, credentials,
+AWS_ENDPOINT_URL_EC2) come from AWS's own chain.
 """
 
 from __future__ import annotations
@@ -17,106 +17,49 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
 from bootstrap.errors import BootstrapError
-from bootstrap.userdata import DEFAULT_COMMAND, STYLES, NodeConfig, render_user_data
-
-DEFAULT_INSTANCE_TYPE = "c6i.large"
-DEFAULT_TAGS = {"Name": "gigatile-render", "gigatile:role": "render"}
-
-
-def parse_tags(pairs: list[str]) -> dict[str, str]:
-    tags = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise BootstrapError(f"--tag {pair!r}: use KEY=VALUE")
-        tags[key] = value
-    return tags
-
-
-def build_run_request(config: NodeConfig, image_id: str, instance_type: str = DEFAULT_INSTANCE_TYPE,
-                      count: int = 1, subnet_id: str | None = None, security_group_ids: list[str] | None = None,
-                      instance_profile: str | None = None, key_name: str | None = None,
-                      tags: dict[str, str] | None = None, user_data_style: str = "json",
-                      command: str = DEFAULT_COMMAND, hop_limit: int = 2) -> dict[str, Any]:
-    """The keyword arguments of EC2 RunInstances for ``count`` render nodes (pure: nothing is sent).
-
-    IMDSv2 only (``HttpTokens=required``); the hop limit lets a containerised node reach the service.
-    """
-    if count < 1:
-        raise BootstrapError("--count must be at least 1")
-    all_tags = {**DEFAULT_TAGS, "gigatile:bucket": config.bucket, "gigatile:channel": config.channel,
-                **(tags or {})}
-    tag_list = [{"Key": k, "Value": v} for k, v in all_tags.items()]
-    request: dict[str, Any] = {
-        "ImageId": image_id, "InstanceType": instance_type, "MinCount": count, "MaxCount": count,
-        "UserData": render_user_data(config, user_data_style, command),
-        "MetadataOptions": {"HttpTokens": "required", "HttpEndpoint": "enabled",
-                            "HttpPutResponseHopLimit": hop_limit},
-        "TagSpecifications": [{"ResourceType": "instance", "Tags": tag_list},
-                              {"ResourceType": "volume", "Tags": tag_list}],
-    }
-    if subnet_id:
-        request["SubnetId"] = subnet_id
-    if security_group_ids:
-        request["SecurityGroupIds"] = list(security_group_ids)
-    if instance_profile:
-        request["IamInstanceProfile"] = ({"Arn": instance_profile} if instance_profile.startswith("arn:")
-                                         else {"Name": instance_profile})
-    if key_name:
-        request["KeyName"] = key_name
-    return request
-
-
-def run_instances(request: dict[str, Any], region: str | None = None) -> list[dict[str, Any]]:
-    """Send the request (boto3 encodes UserData in base64); returns the instances EC2 reports."""
-    import boto3
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    try:
-        client = boto3.session.Session().client("ec2", region_name=region or None)
-        return client.run_instances(**request)["Instances"]
-    except (ClientError, BotoCoreError) as exc:
-        raise BootstrapError(f"RunInstances failed: {exc}") from None
+from bootstrap.launch.ec2 import DEFAULT_INSTANCE_TYPE, build_run_request, parse_tags, run_instances
+from bootstrap.node.userdata import DEFAULT_COMMAND, STYLES, NodeConfig
+from gigaformat import commandline
+from gigaformat.commandline import flag
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ec2_render.sh", description=__doc__.splitlines()[0])
-    env = os.environ.get
+    parser = argparse.ArgumentParser(prog="ec2_render.sh", description=__doc__,
+                                     formatter_class=commandline.HelpFormatter)
     node = parser.add_argument_group("the node (its user-data)")
-    node.add_argument("--bucket", default=env("GIGATILE_BUCKET"))
+    flag(node, "bucket", help="the bucket of data, releases, registrations and logs")
     node.add_argument("--dataset", action="append", dest="datasets", help="repeatable (default: covers)")
     node.add_argument("--port", type=int, default=None, help="render server port (default 8080)")
-    node.add_argument("--channel", default="current")
-    node.add_argument("--workers", type=int, default=2)
-    node.add_argument("--ttl-seconds", type=int, default=30)
-    node.add_argument("--sync-interval", type=float, default=5.0)
+    node.add_argument("--channel", default="current", help="release channel the node installs")
+    node.add_argument("--workers", type=int, default=2, help="render server worker processes")
+    node.add_argument("--ttl-seconds", type=int, default=30, help="registration lifetime")
+    node.add_argument("--sync-interval", type=float, default=5.0, help="boxlink's manifest poll interval")
     node.add_argument("--root", type=Path, default=None, help="node root (EC2 default /srv/gigatile)")
     node.add_argument("--s3-endpoint-url", default=None, help="S3-compatible store (local default: "
                                                               "$AWS_ENDPOINT_URL_S3)")
     node.add_argument("--no-self-update", action="store_true", help="do not run a fresher bootstrap from S3")
     node.add_argument("--no-warmup", action="store_true", help="do not pre-compile a new release's kernels")
-    node.add_argument("--log-level", default="INFO")
+    flag(node, "log-level", str.upper, "INFO", choices=commandline.LOG_LEVELS, help="the node's log level")
     ec2 = parser.add_argument_group("EC2")
     ec2.add_argument("--image-id", help="an image with Python, the dependencies and node-bootstrap installed")
-    ec2.add_argument("--instance-type", default=DEFAULT_INSTANCE_TYPE)
-    ec2.add_argument("--count", type=int, default=1)
-    ec2.add_argument("--subnet-id")
-    ec2.add_argument("--security-group-id", action="append", dest="security_group_ids")
+    ec2.add_argument("--instance-type", default=DEFAULT_INSTANCE_TYPE, help="EC2 instance type")
+    ec2.add_argument("--count", type=int, default=1, help="how many nodes")
+    ec2.add_argument("--subnet-id", help="the subnet to launch in (default: the account's default)")
+    ec2.add_argument("--security-group-id", action="append", dest="security_group_ids", help="repeatable")
     ec2.add_argument("--instance-profile", help="name or ARN; its role gives the node its S3 access")
-    ec2.add_argument("--key-name")
+    ec2.add_argument("--key-name", help="an EC2 key pair for SSH (none by default)")
     ec2.add_argument("--tag", action="append", default=[], help="KEY=VALUE, repeatable")
-    ec2.add_argument("--region", default=None)
+    ec2.add_argument("--region", default=None, help="AWS region (default: AWS's chain)")
     ec2.add_argument("--hop-limit", type=int, default=2, help="IMDSv2 PUT response hop limit")
-    ec2.add_argument("--user-data-style", choices=STYLES, default="json")
+    ec2.add_argument("--user-data-style", choices=STYLES, default="json", help="how the user-data is written")
     ec2.add_argument("--command", default=DEFAULT_COMMAND, help="what cloud-config/script user-data runs")
     ec2.add_argument("--dry-run", action="store_true", help="print the RunInstances request, send nothing")
     local = parser.add_argument_group("local")
     local.add_argument("--local", action="store_true", help="start the node on this machine")
     local.add_argument("--address", help="127.0.0.N for the node (default: the first with the port free)")
-    local.add_argument("--imds-port", type=int, default=None)
+    local.add_argument("--imds-port", type=int, default=None, help="the IMDS emulator's port (default: free)")
     local.add_argument("--stop", type=Path, metavar="ROOT", help="with --local: stop the node in ROOT")
     local.add_argument("--json", action="store_true", help="print the launch record as JSON")
     return parser
@@ -133,7 +76,7 @@ def config_from(args: argparse.Namespace, root: Path, s3_endpoint_url: str) -> N
 
 
 def _local(args: argparse.Namespace) -> int:
-    from bootstrap.localnode import launch_local, pick_address, stop_local
+    from bootstrap.launch.localnode import launch_local, pick_address, stop_local
 
     if args.stop:
         record = stop_local(args.stop)
@@ -169,11 +112,7 @@ def _ec2(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return _local(args) if args.local else _ec2(args)
-    except BootstrapError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    return commandline.run_command("ec2_render.sh", lambda: _local(args) if args.local else _ec2(args))
 
 
 if __name__ == "__main__":

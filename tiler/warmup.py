@@ -1,11 +1,11 @@
-"""Compile a release's render kernels before its first request: ``<release>/bin/python -m bootstrap.warmup``.
+"""Compile a release's render kernels before its first request: ``<release>/bin/python -m tiler.warmup``.
 
 The render core is numba-compiled on first use and cached beside its sources (``cache=True``), so a new
 release would spend its first tile (seconds) compiling, in every worker. node-bootstrap runs this once
 per installed release without shipped kernels, beside boxlink's first sync and at a lower priority: it renders
 every level of a tiny generated wall, which fills the cache one kernel at a time (a worker needing a kernel
-before then compiles only those not cached yet), then writes ``<release>/.warmed``. Runs inside the release
-(it imports tiler); ``node-bootstrap release`` runs it too, to ship the kernels (bootstrap.kernels).
+before then compiles only those not cached yet), then writes ``<release>/.warmed``. Runs inside the release;
+``node-bootstrap release`` runs it too, to ship the kernels (bootstrap/release/kernels.py).
 """
 
 from __future__ import annotations
@@ -16,18 +16,16 @@ import tempfile
 import time
 from pathlib import Path
 
-WARMED = ".warmed"
+from gigaformat.layout import RELEASE_WARMED, DatasetDir
+from tiler.dataset import LoadedDataset
+from tiler.encode import encode_tile
+from tiler.generate import generate_wall
+from tiler.local_publish import publish_local
 
 
 def main() -> int:
     started = time.monotonic()
     os.nice(10)  # spare CPU only: boxlink's sync and the render server's start are the critical path
-    from tiler.dataset import LoadedDataset
-    from tiler.encode import encode_tile
-    from tiler.generate import generate_wall
-    from tiler.local_publish import publish_local
-    from tiler.localstore import DatasetDir
-
     with tempfile.TemporaryDirectory(prefix="gigatile-warmup-") as tmp:
         work = Path(tmp)
         generate_wall(work / "wall", gigapixels=0.002, unique=8, seed=1)
@@ -37,7 +35,7 @@ def main() -> int:
         for z in range(loaded.geometry.top + 1):
             for fmt in ("jpg", "png", "webp"):
                 encode_tile(loaded.render_tile(z, 0, 0), fmt)
-    Path(sys.prefix, WARMED).write_text(f"{time.time()}\n")
+    Path(sys.prefix, RELEASE_WARMED).write_text(f"{time.time()}\n")
     print(f"warmup done release={sys.prefix} seconds={time.monotonic() - started:.2f}", flush=True)
     return 0
 

@@ -1,14 +1,17 @@
-"""The registration record ``s3://BUCKET/proxy/<ip>.p<port>`` (DESIGN.md): written by a render node,
-read by the proxy. One definition, imported by both sides."""
+"""The registration record ``s3://BUCKET/proxy/<ip>.p<port>``: written by a render node, read by the proxy.
+
+One definition, imported by both sides (docs/architecture.md, "Registration record").
+"""
 
 from __future__ import annotations
 
 import ipaddress
 import json
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
-from tiler.errors import TilerError
+from gigaformat.clock import parse_iso
+from gigaformat.errors import FormatError, MalformedDocument
 
 PREFIX = "proxy/"
 DEFAULT_TTL_SECONDS = 30
@@ -17,14 +20,6 @@ CACHE_SECONDS = 31_536_000
 
 def record_key(address: str, port: int) -> str:
     return f"{PREFIX}{address}.p{port}"
-
-
-def parse_iso(text: str) -> datetime:
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-
-
-def iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass
@@ -48,6 +43,7 @@ class Registration:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Registration:
+        """The record in ``data``; MalformedDocument otherwise."""
         try:
             doc = json.loads(data)
             record = cls(
@@ -60,10 +56,12 @@ class Registration:
                 ttl_seconds=int(doc.get("ttl_seconds", DEFAULT_TTL_SECONDS)),
             )
             parse_iso(record.heartbeat)
+        except FormatError:
+            raise
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise TilerError(f"registration record is malformed ({exc.__class__.__name__}: {exc})") from None
+            raise MalformedDocument(f"registration record is malformed ({exc.__class__.__name__}: {exc})") from None
         if not 0 < record.port < 65536:
-            raise TilerError(f"registration record has port {record.port} out of range")
+            raise MalformedDocument(f"registration record has port {record.port} out of range")
         return record
 
     def is_fresh(self, now: datetime) -> bool:

@@ -1,4 +1,5 @@
-"""Atomic changes on the node's disk: readers see the old or the new file or link, never a part."""
+"""Atomic, durable changes on a node's disk: readers see the old or the new file or link, never a part,
+and a rename survives a power loss (the folder is fsynced)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write via a temporary file in the same folder, fsync, rename over ``path``."""
+    """Write ``data`` to ``path`` via a temporary file in the same folder: fsync, rename, fsync the folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with tmp.open("wb") as handle:
@@ -15,6 +16,7 @@ def write_atomic(path: Path, data: bytes) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
+    fsync_dir(path.parent)
 
 
 def point_link(link: Path, target: str) -> None:
@@ -24,3 +26,13 @@ def point_link(link: Path, target: str) -> None:
         tmp.unlink()
     os.symlink(target, tmp)
     os.replace(tmp, link)
+    fsync_dir(link.parent)
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (after a power loss the switch or marker is not lost)."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,4 +1,4 @@
-"""``data/<dataset>/manifest.json``: the commit point of a published dataset (DESIGN.md).
+"""``data/<dataset>/manifest.json``: the commit point of a published dataset (docs/architecture.md).
 
 It names the current generation, the snapshot and the ordered diffs a reader may combine, and every
 object with its size and sha256. The publisher writes it last; readers trust nothing it does not list.
@@ -7,20 +7,14 @@ object with its size and sha256. The publisher writes it last; readers trust not
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 
-from tiler.errors import TilerError
-from tiler.source import Canvas
+from gigaformat.canvas import Canvas
+from gigaformat.errors import FormatError, MalformedDocument, UnsupportedFormat
+from gigaformat.names import check_dataset_name
 
 MANIFEST_FORMAT = 1
-_DATASET = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-
-
-def check_dataset_name(name: str) -> str:
-    if not isinstance(name, str) or not _DATASET.match(name):
-        raise TilerError(f"dataset name {name!r}: use 1-63 lowercase letters, digits, '-' or '_'")
-    return name
+MANIFEST_NAME = "manifest.json"
 
 
 def dataset_prefix(dataset: str) -> str:
@@ -28,7 +22,7 @@ def dataset_prefix(dataset: str) -> str:
 
 
 def manifest_key(dataset: str) -> str:
-    return dataset_prefix(dataset) + "manifest.json"
+    return dataset_prefix(dataset) + MANIFEST_NAME
 
 
 @dataclass(frozen=True)
@@ -44,7 +38,7 @@ class ObjectRef:
     def from_json(cls, doc: dict) -> ObjectRef:
         key = str(doc["key"])
         if key.startswith("/") or ".." in key.split("/"):
-            raise TilerError(f"manifest: object key {key!r} leaves the dataset prefix")
+            raise MalformedDocument(f"manifest: object key {key!r} leaves the dataset prefix")
         return cls(key, int(doc["size"]), str(doc["sha256"]))
 
 
@@ -71,7 +65,7 @@ class Step:
         step = cls(str(doc["kind"]), int(doc["generation"]), str(doc["index"]),
                    tuple(ObjectRef.from_json(o) for o in doc["objects"]), str(doc.get("published", "")))
         if step.kind not in ("snapshot", "diff") or step.index not in {o.key for o in step.objects}:
-            raise TilerError(f"manifest: malformed {step.kind} step at generation {step.generation}")
+            raise MalformedDocument(f"manifest: malformed {step.kind} step at generation {step.generation}")
         return step
 
 
@@ -99,18 +93,22 @@ class Manifest:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Manifest:
+        """The manifest in ``data``; MalformedDocument (UnsupportedFormat for a newer format) otherwise."""
         try:
             doc = json.loads(data)
             if doc.get("format") != MANIFEST_FORMAT:
-                raise TilerError(f"manifest format {doc.get('format')!r} is not {MANIFEST_FORMAT}")
+                raise UnsupportedFormat(f"manifest format {doc.get('format')!r} is not {MANIFEST_FORMAT}; "
+                                        "upgrade gigatile")
             return cls(
                 dataset=check_dataset_name(doc["dataset"]), generation=int(doc["generation"]),
                 canvas=Canvas.from_json(doc["canvas"]), snapshot=Step.from_json(doc["snapshot"]),
                 diffs=[Step.from_json(d) for d in doc.get("diffs", [])], retired=list(doc.get("retired", [])),
                 published=str(doc.get("published", "")), tile_size=int(doc.get("tile_size", 256)),
             )
+        except FormatError:
+            raise
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise TilerError(f"manifest is malformed ({exc.__class__.__name__}: {exc})") from None
+            raise MalformedDocument(f"manifest is malformed ({exc.__class__.__name__}: {exc})") from None
 
     def objects(self) -> dict[str, ObjectRef]:
         """Every object the manifest lists, by key."""

@@ -1,12 +1,11 @@
-"""Compiled render kernels shipped with a release, so a new node need not compile them.
+"""Compiled render kernels on a node: the ones shipped with a release, or those of the release before.
 
 The render core is numba code cached beside its sources (``tiler/__pycache__/*.nbi|*.nbc``). numba keys a
 cache entry by the sha256 of the source file, the exact CPU target and the numba version, and ignores what
 does not match, so copying entries is always safe: at worst they go unused and the kernels compile as before.
 
-- ``node-bootstrap release`` installs the wheel aside, runs ``bootstrap.warmup`` in it, and uploads the
-  cache as ``releases/<version>/kernels/<cpu>.tar.gz``, listed in ``releases/<version>/kernels.json``
-  (``{"<cpu>": {"key", "sha256", "size"}}``) before the release pointer is written.
+- ``node-bootstrap release`` uploads them as ``releases/<version>/kernels/<cpu>.tar.gz``, listed in
+  ``releases/<version>/kernels.json`` (``{"<cpu>": {"key", "sha256", "size"}}``; bootstrap.release.kernels).
 - A node installing that release fetches the tarball for its own ``cpu_key()`` (verified like the wheel),
   else copies the entries of the release it ran before (kernels unchanged between releases stay valid).
 """
@@ -17,13 +16,12 @@ import hashlib
 import logging
 import platform
 import shutil
-import subprocess
 import sys
 import tarfile
 from pathlib import Path
 
 from bootstrap.errors import BootstrapError
-from bootstrap.s3io import download_verified, put_json, read_json, upload_file
+from bootstrap.s3io import download_verified, read_json
 
 log = logging.getLogger(__name__)
 
@@ -43,52 +41,19 @@ def cpu_key(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def manifest_key(version: str) -> str:
+def listing_key(version: str) -> str:
     return f"releases/{version}/kernels.json"
 
 
-def _cache_files(site_packages: Path) -> list[Path]:
+def cache_files(site_packages: Path) -> list[Path]:
     return sorted(p for p in site_packages.rglob("*") if p.suffix in SUFFIXES and p.parent.name == "__pycache__")
 
 
-def _site_packages(venv: Path) -> Path:
+def site_packages(venv: Path) -> Path:
     found = sorted(venv.glob("lib/python*/site-packages"))
     if not found:
         raise BootstrapError(f"{venv} has no lib/python*/site-packages")
     return found[0]
-
-
-def build_kernels(wheel: Path, work: Path, python: str = sys.executable) -> Path:
-    """Compile the wheel's kernels for this machine (in a scratch install); returns a .tar.gz of the cache."""
-    from bootstrap.install import install_wheel, release_environment
-
-    venv = work / "kernels-venv"
-    install_wheel(wheel, venv, python)
-    done = subprocess.run([str(venv / "bin" / "python"), "-m", "bootstrap.warmup"], capture_output=True, text=True,
-                          cwd=venv, env=release_environment())
-    if done.returncode != 0:
-        raise BootstrapError(f"compiling the kernels of {wheel.name} failed: {done.stderr.strip()[-1500:]}")
-    site = _site_packages(venv)
-    files = _cache_files(site)
-    if not files:
-        raise BootstrapError(f"compiling the kernels of {wheel.name} left no numba cache in {site}")
-    out = work / f"{cpu_key()}.tar.gz"
-    with tarfile.open(out, "w:gz") as archive:
-        for path in files:
-            archive.add(path, arcname=path.relative_to(site).as_posix(), recursive=False)
-    shutil.rmtree(venv, ignore_errors=True)
-    return out
-
-
-def publish_kernels(client, bucket: str, version: str, tarball: Path) -> dict:
-    """Upload the kernels of one CPU kind for ``version`` and list them in its kernels.json."""
-    cpu = tarball.name.removesuffix(".tar.gz")
-    key = f"releases/{version}/kernels/{cpu}.tar.gz"
-    sha256 = upload_file(client, bucket, key, tarball, "application/gzip")
-    listing = read_json(client, bucket, manifest_key(version)) or {}
-    listing[cpu] = {"key": key, "sha256": sha256, "size": tarball.stat().st_size}
-    put_json(client, bucket, manifest_key(version), listing)
-    return listing[cpu]
 
 
 def _extract(tarball: Path, site_packages: Path) -> int:
@@ -106,7 +71,7 @@ def _extract(tarball: Path, site_packages: Path) -> int:
 
 def install_kernels(client, bucket: str, version: str, release_dir: Path, downloads: Path) -> bool:
     """Put the release's kernels for this CPU into ``release_dir``; False if none were shipped for it."""
-    listing = read_json(client, bucket, manifest_key(version))
+    listing = read_json(client, bucket, listing_key(version))
     entry = (listing or {}).get(cpu_key())
     if not entry:
         return False
@@ -114,9 +79,9 @@ def install_kernels(client, bucket: str, version: str, release_dir: Path, downlo
         tarball = download_verified(client, bucket, str(entry["key"]), downloads / "kernels.tar.gz",
                                     str(entry["sha256"]), int(entry["size"]))
     except (KeyError, ValueError, TypeError) as exc:
-        raise BootstrapError(f"{manifest_key(version)} is malformed ({exc})") from None
+        raise BootstrapError(f"{listing_key(version)} is malformed ({exc})") from None
     try:
-        count = _extract(tarball, _site_packages(release_dir))
+        count = _extract(tarball, site_packages(release_dir))
     finally:
         tarball.unlink(missing_ok=True)
     log.info("kernels installed version=%s cpu=%s files=%d", version, cpu_key(), count)
@@ -126,11 +91,11 @@ def install_kernels(client, bucket: str, version: str, release_dir: Path, downlo
 def copy_kernels(source_release: Path, target_release: Path) -> int:
     """Copy the compiled kernels of another installed release (numba uses those whose sources are unchanged)."""
     try:
-        source, target = _site_packages(source_release), _site_packages(target_release)
+        source, target = site_packages(source_release), site_packages(target_release)
     except BootstrapError:
         return 0
     copied = 0
-    for path in _cache_files(source):
+    for path in cache_files(source):
         dest = target / path.relative_to(source)
         if dest.parent.parent.is_dir():  # the package exists in the new release
             dest.parent.mkdir(exist_ok=True)

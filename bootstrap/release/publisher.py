@@ -16,8 +16,7 @@ from pathlib import Path
 from botocore.exceptions import BotoCoreError, ClientError
 
 from bootstrap.errors import BootstrapError
-from bootstrap.kernels import build_kernels, publish_kernels
-from bootstrap.release import (
+from bootstrap.pointers import (
     BOOTSTRAP_LATEST_KEY,
     BOOTSTRAP_POINTER_KEY,
     HISTORY_KEY,
@@ -27,8 +26,11 @@ from bootstrap.release import (
     bootstrap_key,
     pointer_key,
 )
-from bootstrap.s3io import describe, file_sha256, put_json, read_json, upload_file
-from bootstrap.selfupdate import PACKAGE, build_pyz
+from bootstrap.release.kernels import build_kernels, publish_kernels
+from bootstrap.release.zipapp import build_pyz
+from bootstrap.s3io import file_sha256, put_json, read_json, upload_file
+from gigaformat.clock import compact, iso
+from gigaformat.s3 import describe
 
 log = logging.getLogger(__name__)
 
@@ -71,13 +73,14 @@ def build_wheel(source: Path, out_dir: Path, python: str = sys.executable) -> Pa
 
 def release_version(package_version: str, wheel_sha256: str, now: datetime) -> str:
     """``<package version>-<UTC time>-<sha256 prefix>``: every release gets its own name."""
-    return f"{package_version}-{now.astimezone(UTC).strftime('%Y%m%dT%H%M%SZ')}-{wheel_sha256[:8]}"
+    return f"{package_version}-{compact(now)}-{wheel_sha256[:8]}"
 
 
-def publish_bootstrap(client, bucket: str, package_dir: Path, work: Path) -> BootstrapPointer:
-    """Upload the zipapp of ``package_dir`` (versioned key, then the stable name); does not point at it."""
+def publish_bootstrap(client, bucket: str, source: Path, work: Path) -> BootstrapPointer:
+    """Upload the zipapp built from the project folder ``source`` (versioned key, then the stable name); does
+    not point at it."""
     pyz = work / "node-bootstrap.pyz"
-    digest = build_pyz(package_dir, pyz)
+    digest = build_pyz(source, pyz)
     key = bootstrap_key(digest)
     sha256 = upload_file(client, bucket, key, pyz, "application/zip")
     upload_file(client, bucket, BOOTSTRAP_LATEST_KEY, pyz, "application/zip")
@@ -103,12 +106,12 @@ def publish_release(client, bucket: str, source: Path, channel: str = "current",
         if kernels is not None:
             publish_kernels(client, bucket, version, kernels)
         pointer = ReleasePointer(version=version, key=key, sha256=sha256, size=wheel.stat().st_size)
-        boot = publish_bootstrap(client, bucket, source / PACKAGE, work)
+        boot = publish_bootstrap(client, bucket, source, work)
     history = History.from_json(read_json(client, bucket, HISTORY_KEY))
     put_json(client, bucket, BOOTSTRAP_POINTER_KEY, boot.to_json())
     put_json(client, bucket, pointer_key(channel), pointer.to_json())
     history.add(channel, {**pointer.to_json(), "bootstrap": boot.to_json(),
-                          "released": now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")})
+                          "released": iso(now)})
     put_json(client, bucket, HISTORY_KEY, history.to_json())
     log.info("released version=%s channel=%s key=s3://%s/%s bootstrap=%s", version, channel, bucket, key,
              boot.digest[:16])
@@ -148,7 +151,7 @@ def rollback(client, bucket: str, channel: str = "current", now: datetime | None
         put_json(client, bucket, BOOTSTRAP_POINTER_KEY, boot.to_json())
     put_json(client, bucket, key, target.to_json())
     history.rollbacks.append({"channel": channel, "from": current.version, "to": target.version,
-                              "at": now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")})
+                              "at": iso(now)})
     put_json(client, bucket, HISTORY_KEY, history.to_json())
     log.info("rolled back channel=%s from=%s to=%s", channel, current.version, target.version)
     return Released(target, boot, channel)

@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import gzip
 import json
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
-from tiler.errors import TilerError
-from tiler.levels import Geometry
-from tiler.source import Canvas
+from gigaformat.canvas import Canvas
+from gigaformat.errors import FormatError, MalformedDocument, UnsupportedFormat
+from gigaformat.levels import Geometry
+from gigaformat.manifest import Step
 
 STATE_FORMAT = 1
+STATE_NAME = "state.json.gz"  # a snapshot's index document, and a node's merged state per generation
+CHANGES_NAME = "changes.json.gz"  # a diff's index document
 
 
 @dataclass(frozen=True)
@@ -105,16 +109,17 @@ class State:
 
     @classmethod
     def from_json(cls, doc: dict) -> State:
-        if doc.get("format") != STATE_FORMAT:
-            raise TilerError(f"dataset state format {doc.get('format')!r} is not {STATE_FORMAT}; upgrade gigatile")
-        items = (ItemRecord.from_json(row) for row in doc["items"])
-        return cls(
-            dataset=doc["dataset"], generation=int(doc["generation"]), canvas=Canvas.from_json(doc["canvas"]),
-            overview_level=int(doc["overview_level"]), items={item.id: item for item in items},
-            variants={k: VariantRecord.from_json(v) for k, v in doc["variants"].items()},
-            overview={k: BlobRecord.from_json(v) for k, v in doc["overview"].items()},
-            cells=[[int(g) for g in row] for row in doc["cells"]],
-        )
+        """The state ``doc`` holds; MalformedDocument (UnsupportedFormat for a newer format) otherwise."""
+        with _reading("dataset state", doc):
+            items = (ItemRecord.from_json(row) for row in doc["items"])
+            return cls(
+                dataset=str(doc["dataset"]), generation=int(doc["generation"]),
+                canvas=Canvas.from_json(doc["canvas"]), overview_level=int(doc["overview_level"]),
+                items={item.id: item for item in items},
+                variants={k: VariantRecord.from_json(v) for k, v in doc["variants"].items()},
+                overview={k: BlobRecord.from_json(v) for k, v in doc["overview"].items()},
+                cells=[[int(g) for g in row] for row in doc["cells"]],
+            )
 
 
 @dataclass
@@ -153,25 +158,46 @@ class Changes:
 
     @classmethod
     def from_json(cls, doc: dict) -> Changes:
+        """The changes ``doc`` holds; MalformedDocument (UnsupportedFormat for a newer format) otherwise."""
+        with _reading("dataset diff", doc):
+            return cls(
+                dataset=str(doc["dataset"]), generation=int(doc["generation"]), base=int(doc["base"]),
+                canvas=Canvas.from_json(doc["canvas"]), overview_level=int(doc["overview_level"]),
+                items_upsert=[ItemRecord.from_json(row) for row in doc["items_upsert"]],
+                items_remove=[str(i) for i in doc["items_remove"]],
+                variants_add={k: VariantRecord.from_json(v) for k, v in doc["variants_add"].items()},
+                variants_remove=[str(v) for v in doc["variants_remove"]],
+                overview_set={k: BlobRecord.from_json(v) for k, v in doc["overview_set"].items()},
+                overview_remove=[str(t) for t in doc["overview_remove"]],
+                cells=[[int(g) for g in row] for row in doc["cells"]],
+            )
+
+
+class _reading:
+    """Turn what a malformed document raises (KeyError, TypeError, ...) into MalformedDocument."""
+
+    def __init__(self, what: str, doc: object):
+        self.what = what
+        if not isinstance(doc, dict):
+            raise MalformedDocument(f"{what}: expected a JSON object, got {type(doc).__name__}")
         if doc.get("format") != STATE_FORMAT:
-            raise TilerError(f"dataset diff format {doc.get('format')!r} is not {STATE_FORMAT}; upgrade gigatile")
-        return cls(
-            dataset=doc["dataset"], generation=int(doc["generation"]), base=int(doc["base"]),
-            canvas=Canvas.from_json(doc["canvas"]), overview_level=int(doc["overview_level"]),
-            items_upsert=[ItemRecord.from_json(row) for row in doc["items_upsert"]],
-            items_remove=[str(i) for i in doc["items_remove"]],
-            variants_add={k: VariantRecord.from_json(v) for k, v in doc["variants_add"].items()},
-            variants_remove=[str(v) for v in doc["variants_remove"]],
-            overview_set={k: BlobRecord.from_json(v) for k, v in doc["overview_set"].items()},
-            overview_remove=[str(t) for t in doc["overview_remove"]],
-            cells=[[int(g) for g in row] for row in doc["cells"]],
-        )
+            raise UnsupportedFormat(f"{what} format {doc.get('format')!r} is not {STATE_FORMAT}; upgrade gigatile")
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, exc, traceback) -> bool:
+        if exc is None or isinstance(exc, FormatError):
+            return False
+        if isinstance(exc, (KeyError, TypeError, ValueError, AttributeError, IndexError)):
+            raise MalformedDocument(f"{self.what} is malformed ({kind.__name__}: {exc})") from None
+        return False
 
 
 def apply_changes(state: State, changes: Changes) -> State:
-    """The state after ``changes``; raise TilerError if they do not start from ``state``."""
+    """The state after ``changes``; MalformedDocument if they do not start from ``state``."""
     if changes.base != state.generation or changes.dataset != state.dataset:
-        raise TilerError(f"diff {changes.dataset}@{changes.generation} applies to generation {changes.base}, "
+        raise MalformedDocument(f"diff {changes.dataset}@{changes.generation} applies to generation {changes.base}, "
                          f"not to {state.dataset}@{state.generation}")
     items = dict(state.items)
     for item_id in changes.items_remove:
@@ -207,7 +233,29 @@ def dump_gzip_json(doc: dict) -> bytes:
 
 
 def load_gzip_json(data: bytes, what: str) -> dict:
+    """The JSON document gzipped in ``data``; MalformedDocument (naming ``what``) otherwise."""
     try:
         return json.loads(gzip.decompress(data))
     except (OSError, ValueError, EOFError) as exc:
-        raise TilerError(f"{what}: not a gzipped JSON document ({exc})") from None
+        raise MalformedDocument(f"{what}: not a gzipped JSON document ({exc})") from None
+
+
+def rebuild_state(steps: Iterable[Step], read_index: Callable[[Step], bytes], base: State | None = None) -> State:
+    """The state after ``steps``: a snapshot's state, then each diff's changes applied in order.
+
+    ``steps`` start with a snapshot, or with a diff whose base is ``base``; diffs the state already holds
+    (a generation at or below it) are skipped. ``read_index(step)`` gives the bytes of the step's index
+    document (verified by the caller). MalformedDocument if a document is malformed or a diff does not
+    follow.
+    """
+    state = base
+    for step in steps:
+        if step.kind == "snapshot":
+            state = State.from_json(load_gzip_json(read_index(step), step.index))
+        elif state is None:
+            raise MalformedDocument(f"diff {step.generation} has no state to apply to (no snapshot before it)")
+        elif step.generation > state.generation:
+            state = apply_changes(state, Changes.from_json(load_gzip_json(read_index(step), step.index)))
+    if state is None:
+        raise MalformedDocument("no steps to build a state from")
+    return state

@@ -1,8 +1,10 @@
 """The fresh bootstrap: node-bootstrap as one zipapp in S3, and re-executing it when it differs.
 
-A bootstrap is known by its *digest*: the sha256 over the names and contents of the ``bootstrap``
-package's ``.py`` files, computed the same way from a source folder (at release) and from the running code
-(on the node, whether it runs from a folder or from a zipapp). A node whose digest differs from
+A bootstrap is known by its *digest*: the sha256 over the names and contents of the ``.py`` files of the
+packages it is made of (``bootstrap`` and ``gigaformat``: standard library, boto3 and httpx only, so the
+zipapp runs on any machine image with those; it never imports the renderer), computed the same way from a
+source folder (at release) and from the running code (on the node, whether it runs from a folder or from a
+zipapp). A node whose digest differs from
 ``bootstrap/current.json`` downloads the zipapp, checks its size and sha256, and ``exec``s it with the same
 arguments. The re-executed process carries ``GIGATILE_BOOTSTRAP_REEXEC=<digest>`` and never re-executes
 again, so two bootstraps that disagree about their digest cannot loop.
@@ -14,21 +16,19 @@ import hashlib
 import logging
 import os
 import sys
-import zipfile
 from collections.abc import Iterable, Mapping
 from importlib import resources
 from pathlib import Path
 
 from bootstrap.errors import BootstrapError
-from bootstrap.layout import NodeLayout
-from bootstrap.release import BOOTSTRAP_POINTER_KEY, BootstrapPointer
+from bootstrap.pointers import BOOTSTRAP_POINTER_KEY, BootstrapPointer
 from bootstrap.s3io import download_verified, file_sha256, read_json
+from gigaformat.layout import NodeLayout
 
 log = logging.getLogger(__name__)
 
 REEXEC_VARIABLE = "GIGATILE_BOOTSTRAP_REEXEC"
-PACKAGE = "bootstrap"
-ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed, so the same sources make the same zipapp bytes
+PACKAGES = ("bootstrap", "gigaformat")  # what a fresh bootstrap is made of
 MAIN = "import sys\n\nfrom bootstrap.cli import main\n\nsys.exit(main())\n"
 
 
@@ -40,16 +40,22 @@ def digest_of(files: Iterable[tuple[str, bytes]]) -> str:
     return outer.hexdigest()
 
 
-def package_sources(package_dir: Path) -> list[tuple[str, bytes]]:
-    """The ``.py`` files of a ``bootstrap`` package folder (sub-folders included), names relative to it."""
-    if not (package_dir / "__init__.py").is_file():
-        raise BootstrapError(f"{package_dir} is not the bootstrap package (no __init__.py)")
-    return [(p.relative_to(package_dir).as_posix(), p.read_bytes()) for p in sorted(package_dir.rglob("*.py"))
-            if "__pycache__" not in p.parts]
+def package_sources(source: Path) -> list[tuple[str, bytes]]:
+    """The ``.py`` files of the bootstrap's packages under the project folder ``source`` (sub-folders
+    included), named ``<package>/<path>``."""
+    found = []
+    for package in PACKAGES:
+        folder = source / package
+        if not (folder / "__init__.py").is_file():
+            raise BootstrapError(f"{source} has no {package} package (no {package}/__init__.py): point at the "
+                                 "project folder")
+        found += [(f"{package}/{p.relative_to(folder).as_posix()}", p.read_bytes())
+                  for p in sorted(folder.rglob("*.py")) if "__pycache__" not in p.parts]
+    return found
 
 
 def running_sources() -> list[tuple[str, bytes]]:
-    """The running bootstrap package's ``.py`` files, from a folder or from inside a zipapp."""
+    """The running bootstrap's ``.py`` files, from folders or from inside a zipapp."""
     found: list[tuple[str, bytes]] = []
 
     def walk(node, prefix: str) -> None:
@@ -60,28 +66,13 @@ def running_sources() -> list[tuple[str, bytes]]:
             elif child.name.endswith(".py"):
                 found.append((prefix + child.name, child.read_bytes()))
 
-    walk(resources.files(PACKAGE), "")
+    for package in PACKAGES:
+        walk(resources.files(package), f"{package}/")
     return found
 
 
 def running_digest() -> str:
     return digest_of(running_sources())
-
-
-def build_pyz(package_dir: Path, out: Path) -> str:
-    """Write a zipapp of the package at ``package_dir`` to ``out``; returns its digest."""
-    sources = package_sources(package_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("wb") as raw:
-        raw.write(b"#!/usr/bin/env python3\n")
-        with zipfile.ZipFile(raw, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-            for name, content in [("__main__.py", MAIN.encode())] + [(f"{PACKAGE}/{n}", c) for n, c in sources]:
-                info = zipfile.ZipInfo(name, date_time=ZIP_TIME)
-                info.external_attr = 0o644 << 16
-                info.compress_type = zipfile.ZIP_DEFLATED
-                archive.writestr(info, content)
-    out.chmod(0o755)
-    return digest_of(sources)
 
 
 def fetch_fresh_bootstrap(client, bucket: str, layout: NodeLayout, own_digest: str) -> Path | None:

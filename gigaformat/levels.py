@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 
 TILE_SIZE = 256
-CELL_SIZE = 4096  # canvas pixels per side of a version cell (DESIGN.md, versioned tile URLs)
+CELL_SIZE = 4096  # canvas pixels per side of a version cell (docs/architecture.md, versioned tile URLs)
 
 
 def top_level(width: int, height: int, tile_size: int = TILE_SIZE) -> int:

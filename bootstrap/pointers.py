@@ -1,4 +1,4 @@
-"""The release contracts in S3 (DESIGN.md), one definition for the releaser and the nodes.
+"""The release contracts in S3 (docs/architecture.md), one definition for the releaser and the nodes.
 
 - ``releases/<channel>.json`` (``releases/current.json`` for the default channel), written last:
   ``{"version", "key", "sha256", "size"}`` of the code bundle (a wheel of this project).
