@@ -3,10 +3,11 @@
 The order is what keeps a node safe at every instant (layout: ``gigaformat/layout.py``):
 
 1. plan the cheaper path (``plan_steps``: the diffs after the local generation, or snapshot + diffs);
-2. fetch and verify every object those steps list that is not already verified here;
+2. fetch and verify the steps' documents (state, tile index, changes) that are not verified here yet;
 3. build the new state (snapshot state, then ``apply_changes`` for each diff) and stage it in
-   ``generations/<G>/`` (``write_state``);
-4. check that every pack the state reads is here and verified;
+   ``generations/<G>/`` (``write_state``); when many pack bytes are still to come and the layout needs no
+   mip chains, write ``synch.lazy`` naming G (the render server may serve G now, fetching missing tiles);
+4. fetch and verify the packs; check that every pack the state reads is here and verified;
 5. switch ``current`` to it (one atomic rename), then write ``synch.down`` naming G;
 6. only then delete generations and objects that neither G nor the generation before it uses.
 
@@ -33,13 +34,14 @@ from boxlink.transfer import PART_SUFFIX, Downloader, FetchReport, Job, disk_err
 from gigaformat.errors import FormatError
 from gigaformat.layout import DatasetDir
 from gigaformat.manifest import Manifest, ObjectRef, Step, dataset_prefix, plan_steps
-from gigaformat.state import State, rebuild_state
+from gigaformat.state import State, index_key, rebuild_state, step_prefix
 
 log = logging.getLogger(__name__)
 
 LEDGER = "boxlink.verified.jsonl"
 LOCK = "boxlink.lock"
 DISK_HEADROOM = 64 << 20  # keep this much free beyond what a pass needs
+LAZY_BYTES = 64 << 20  # a pass fetching at least this many pack bytes lets the render server start lazily
 
 
 @dataclass(frozen=True)
@@ -123,36 +125,58 @@ class Replica:
         target = steps[-1].generation
         log.info("sync plan dataset=%s local=%s target=%d route=%s steps=%s", self.folder.dataset, local, target,
                  route, ",".join(f"{s.kind}-{s.generation}" for s in steps))
-        report = self._fetch([o for s in steps for o in s.objects], ledger)
+        documents = {s.index for s in steps} | {index_key(step_prefix(s)) for s in steps if s.kind == "snapshot"}
+        refs = [o for s in steps for o in s.objects]
+        jobs = self._plan([r for r in refs if r.key in documents], ledger), self._plan(
+            [r for r in refs if r.key not in documents], ledger)
+        self._announce(jobs, len(refs))
+        report = self._fetch(jobs[0], ledger)  # the documents first: they are all a lazy start needs
         state = self._build(steps, local)
         if state.generation != manifest.generation or state.dataset != self.folder.dataset:
             raise BoxlinkError(f"{self.folder.dataset}: the steps built {state.dataset}@{state.generation}, "
                                f"the manifest names generation {manifest.generation}")
+        self._stage(state, sum(j.size for j in jobs[1]))
+        report = _merged(report, self._fetch(jobs[1], ledger))
         self._check_packs(state, ledger, MissingBase if route == "diffs" else BoxlinkError)
         self._switch(state)
         self._collect(state.generation, local, ledger)
         return SyncResult(self.folder.dataset, state.generation, local, route, report)
 
-    def _fetch(self, refs: list[ObjectRef], ledger: Ledger) -> FetchReport | None:
-        jobs = []
-        for ref in refs:
-            if self._already_here(ref, ledger):
-                continue
-            jobs.append(Job(dataset_prefix(self.folder.dataset) + ref.key, self.folder.object_path(ref.key),
-                            ref.size, ref.sha256))
-        need = sum(j.size for j in jobs)
-        self.on_plan(len(jobs), need)
+    def _plan(self, refs: list[ObjectRef], ledger: Ledger) -> list[Job]:
+        """The downloads of the objects in ``refs`` that are not verified here yet."""
+        return [Job(dataset_prefix(self.folder.dataset) + ref.key, self.folder.object_path(ref.key), ref.size,
+                    ref.sha256) for ref in refs if not self._already_here(ref, ledger)]
+
+    def _announce(self, jobs: tuple[list[Job], list[Job]], listed: int) -> None:
+        need = sum(j.size for group in jobs for j in group)
+        self.on_plan(sum(len(group) for group in jobs), need)
+        if need:
+            self._check_space(need)
+        else:
+            log.info("fetch dataset=%s nothing to fetch: all %d objects verified here", self.folder.dataset, listed)
+
+    def _fetch(self, jobs: list[Job], ledger: Ledger) -> FetchReport | None:
         if not jobs:
-            log.info("fetch dataset=%s nothing to fetch: all %d objects verified here", self.folder.dataset,
-                     len(refs))
             return None
-        self._check_space(need)
         downloader = Downloader(self.client, self.bucket, self.policy, self.stop, self.on_bytes)
         report = downloader.fetch(jobs, lambda job, digest: ledger.record(_key_of(self.folder, job), digest))
-        log.info("fetched dataset=%s objects=%d bytes=%d seconds=%.2f rate_mbps=%.1f retries=%d kept=%d",
+        log.info("fetched dataset=%s objects=%d bytes=%d seconds=%.2f rate_mbps=%.1f retries=%d",
                  self.folder.dataset, report.objects, report.bytes, report.seconds, report.mb_per_second,
-                 report.retries, len(refs) - len(jobs))
+                 report.retries)
         return report
+
+    def _stage(self, state: State, pack_bytes: int) -> None:
+        """Write ``generations/<G>/`` (state and tile index) before the packs come; when they are many and the
+        layout needs no mip chains, write ``synch.lazy``: the render server may serve G at once, fetching
+        what is not here yet itself."""
+        try:
+            self.folder.write_state(state)
+            if pack_bytes >= LAZY_BYTES and not state.variants and state.generation != self.folder.down_generation():
+                self.folder.mark_lazy(state.generation, self.bucket, dataset_prefix(self.folder.dataset))
+                log.info("lazy dataset=%s generation=%d packs_to_fetch_bytes=%d", self.folder.dataset,
+                         state.generation, pack_bytes)
+        except OSError as exc:
+            raise disk_error(exc, self.folder.path) from None
 
     def _already_here(self, ref: ObjectRef, ledger: Ledger) -> bool:
         """True if ``objects/<key>`` is verified; a file not in the ledger is hashed once, kept if it matches."""
@@ -181,7 +205,7 @@ class Replica:
     def _build(self, steps: list[Step], local: int | None) -> State:
         base = self._load_state(local) if steps[0].kind == "diff" else None
         try:
-            return rebuild_state(steps, lambda step: self.folder.object_path(step.index).read_bytes(), base)
+            return rebuild_state(steps, lambda key: self.folder.object_path(key).read_bytes(), base)
         except (FormatError, OSError) as exc:
             raise BoxlinkError(f"{self.folder.dataset}: cannot build the new generation ({exc})") from None
 
@@ -199,7 +223,6 @@ class Replica:
 
     def _switch(self, state: State) -> None:
         try:
-            self.folder.write_state(state)
             self.pause("before-switch")
             if self.stop.is_set():
                 raise Cancelled("stopped before the switch")
@@ -254,6 +277,13 @@ class Replica:
         ledger.compact()
         log.info("gc dataset=%s kept_generations=%s removed_generations=%d removed_objects=%d freed_bytes=%d",
                  self.folder.dataset, sorted(kept_generations), removed_generations, removed, freed)
+
+
+def _merged(first: FetchReport | None, second: FetchReport | None) -> FetchReport | None:
+    if first is None or second is None:
+        return first or second
+    return FetchReport(first.objects + second.objects, first.bytes + second.bytes, first.seconds + second.seconds,
+                       first.retries + second.retries)
 
 
 def _key_of(folder: DatasetDir, job: Job) -> str:

@@ -11,6 +11,9 @@
   generations/<G>/state.json.gz  the merged state at generation G
   current -> generations/<G>     symlink, switched atomically when G is complete and verified
   synch.active                   written by the render server (and node-bootstrap): "I need this dataset"
+  synch.lazy                     written by boxlink: {"generation": G, "bucket", "prefix"}: G is staged (its
+                                 state and tile index verified), its packs are arriving: serve it, fetching
+                                 what is not here yet from s3://bucket/prefix
   synch.down                     written by boxlink: {"generation": G, ...}: all of G is here and verified
 <root>/data/log/                 rolling logs (render, boxlink, bootstrap), uploaded by boxlink
 <root>/run/status.json           node-bootstrap's state, rewritten on every change
@@ -33,9 +36,11 @@ from gigaformat.durable import point_link, write_atomic
 from gigaformat.errors import FormatError, MalformedDocument
 from gigaformat.names import check_dataset_name, is_dataset_name
 from gigaformat.state import STATE_NAME, State, dump_gzip_json, load_gzip_json
+from gigaformat.tiles import INDEX_NAME, TileIndex
 
 ACTIVE = "synch.active"
 DOWN = "synch.down"
+LAZY = "synch.lazy"
 LOG_FOLDER = "log"
 RELEASE_INSTALLED = ".installed"  # in a release folder, written last by the install
 RELEASE_WARMED = ".warmed"  # in a release folder: its render kernels are compiled (tiler.warmup)
@@ -166,6 +171,22 @@ class DatasetDir:
         doc = {"dataset": self.dataset, "generation": generation, "verified": utc_now_iso(), "time": time.time()}
         write_atomic(self.path / DOWN, json.dumps(doc).encode())
 
+    def mark_lazy(self, generation: int, bucket: str, prefix: str) -> None:
+        doc = {"dataset": self.dataset, "generation": generation, "bucket": bucket, "prefix": prefix,
+               "since": utc_now_iso()}
+        write_atomic(self.path / LAZY, json.dumps(doc).encode())
+
+    def lazy_marker(self) -> dict | None:
+        """What ``synch.lazy`` says ({"generation", "bucket", "prefix"}), or None if there is none."""
+        try:
+            doc = json.loads((self.path / LAZY).read_bytes())
+            return {"generation": int(doc["generation"]), "bucket": str(doc["bucket"]), "prefix": str(doc["prefix"])}
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def is_staged(self, generation: int) -> bool:
+        return (self.generation_dir(generation) / STATE_NAME).is_file()
+
     def down_generation(self) -> int | None:
         """The generation ``synch.down`` names, or None if there is none (or it is unreadable)."""
         try:
@@ -175,7 +196,10 @@ class DatasetDir:
 
     # -- generations -----------------------------------------------------------------------
     def write_state(self, state: State) -> Path:
+        """Stage ``generations/<g>/``: the tile index first, the state document (what marks it staged) last."""
         folder = self.generation_dir(state.generation)
+        if state.tiles is not None:
+            write_atomic(folder / INDEX_NAME, state.tiles.to_bytes())
         write_atomic(folder / STATE_NAME, dump_gzip_json(state.to_json()))
         return folder
 
@@ -200,8 +224,10 @@ class DatasetDir:
     def load_state(self, generation: int) -> State:
         """The merged state of ``generation``; MissingGeneration or MalformedDocument if it cannot be had."""
         path = self.generation_dir(generation) / STATE_NAME
+        index = path.with_name(INDEX_NAME)
         try:
-            data = path.read_bytes()
+            doc = load_gzip_json(path.read_bytes(), str(path))
+            tiles = TileIndex.from_bytes(index.read_bytes(), str(index)) if index.exists() else None
         except OSError as exc:
             raise MissingGeneration(f"{path}: cannot read ({exc.strerror})") from None
-        return State.from_json(load_gzip_json(data, str(path)))
+        return State.from_json(doc, tiles)

@@ -9,6 +9,7 @@ never changed; readers map it read-only (``tiler.packspace``).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,12 +30,15 @@ class PackFile:
 
 
 class PackWriter:
-    """Append blobs to pack files named ``<prefix>pack-NNN.bin`` under ``folder``."""
+    """Append blobs to pack files named ``<prefix>pack-NNN.bin`` under ``folder``; ``on_close(pack)`` is
+    called as each pack is complete (so it can be uploaded while the next one fills)."""
 
-    def __init__(self, folder: Path, prefix: str, target_bytes: int = PACK_TARGET_BYTES):
+    def __init__(self, folder: Path, prefix: str, target_bytes: int = PACK_TARGET_BYTES,
+                 on_close: Callable[[PackFile], None] | None = None):
         self.folder = Path(folder)
         self.prefix = prefix
         self.target_bytes = target_bytes
+        self.on_close = on_close
         self.done: list[PackFile] = []
         self._handle = None
         self._hash = None
@@ -53,8 +57,11 @@ class PackWriter:
         if self._handle is None:
             return
         self._handle.close()
-        self.done.append(PackFile(self._key, self.folder / self._key, self._size, self._hash.hexdigest()))
+        pack = PackFile(self._key, self.folder / self._key, self._size, self._hash.hexdigest())
+        self.done.append(pack)
         self._handle = None
+        if self.on_close is not None:
+            self.on_close(pack)
 
     def add(self, data: bytes | memoryview) -> tuple[str, int]:
         """Write one blob; return (pack key, offset)."""

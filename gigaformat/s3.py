@@ -14,7 +14,15 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
 
-from gigaformat.errors import AccessDenied, Mismatch, NoCredentials, NoSuchBucket, StorageError, Unreachable
+from gigaformat.errors import (
+    AccessDenied,
+    MalformedDocument,
+    Mismatch,
+    NoCredentials,
+    NoSuchBucket,
+    StorageError,
+    Unreachable,
+)
 from gigaformat.manifest import Manifest, ObjectRef, dataset_prefix, manifest_key
 from gigaformat.state import State, rebuild_state
 
@@ -103,4 +111,10 @@ def load_remote_state(client, bucket: str, manifest: Manifest) -> State:
     """The state at the manifest's generation: the snapshot's state, then the diffs after it."""
     objects = manifest.objects()
     steps = [manifest.snapshot] + [d for d in manifest.diffs if d.generation > manifest.snapshot.generation]
-    return rebuild_state(steps, lambda step: get_verified(client, bucket, manifest.dataset, objects[step.index]))
+    return rebuild_state(steps, lambda key: get_verified(client, bucket, manifest.dataset, _listed(objects, key)))
+
+
+def _listed(objects: dict[str, ObjectRef], key: str) -> ObjectRef:
+    if key not in objects:
+        raise MalformedDocument(f"manifest does not list {key}, which its steps read")
+    return objects[key]

@@ -16,8 +16,9 @@ from gigaformat.canvas import Canvas
 from gigaformat.errors import FormatError, MalformedDocument, UnsupportedFormat
 from gigaformat.levels import Geometry
 from gigaformat.manifest import Step
+from gigaformat.tiles import ENTRY, INDEX_NAME, TileCodec, TileIndex, apply_tiles, tiles_set_json
 
-STATE_FORMAT = 1
+STATE_FORMAT = 2
 STATE_NAME = "state.json.gz"  # a snapshot's index document, and a node's merged state per generation
 CHANGES_NAME = "changes.json.gz"  # a diff's index document
 
@@ -59,116 +60,159 @@ class VariantRecord:
 
 
 @dataclass(frozen=True)
-class BlobRecord:
-    """An encoded overview tile stored in ``pack``."""
+class StoredLevels:
+    """Which levels are stored as encoded tiles (the tile index), and how.
 
-    pack: str
-    offset: int
-    length: int
-    sha256: str
+    Levels ``0..top`` are stored, but for those in ``derived``: a derived level is computed at serve time
+    from the decoded tiles of the level below it (finer), by exact halving. Levels above ``top`` are composed
+    from the items' mip chains (``variants``). The canvas's own top level (1:1), when stored, is encoded with
+    ``fine``; every other stored level with ``coarse``. ``top`` = -1: nothing stored.
+    """
 
-    def to_json(self) -> list:
-        return [self.pack, self.offset, self.length, self.sha256]
+    top: int = -1
+    derived: tuple[int, ...] = ()
+    fine: TileCodec = TileCodec()
+    coarse: TileCodec = TileCodec(quality=92, subsampling=0)
+
+    def is_stored(self, z: int) -> bool:
+        return 0 <= z <= self.top and z not in self.derived
+
+    def codec(self, z: int, canvas_top: int) -> TileCodec:
+        return self.fine if z == canvas_top else self.coarse
+
+    def to_json(self) -> dict:
+        return {"top": self.top, "derived": list(self.derived), "fine": self.fine.to_json(),
+                "coarse": self.coarse.to_json()}
 
     @classmethod
-    def from_json(cls, row: list) -> BlobRecord:
-        return cls(str(row[0]), int(row[1]), int(row[2]), str(row[3]))
+    def from_json(cls, doc: dict) -> StoredLevels:
+        return cls(int(doc["top"]), tuple(int(z) for z in doc["derived"]), TileCodec.from_json(doc["fine"]),
+                   TileCodec.from_json(doc["coarse"]))
 
 
 @dataclass
 class State:
+    """One generation: canvas, items, their mip chains (``variants``), stored tiles and version cells.
+
+    ``tiles`` (the binary tile index, a separate object: ``tiles.idx`` beside the state document) is not in
+    the JSON; its entries' pack numbers index ``tile_packs``.
+    """
+
     dataset: str
     generation: int
     canvas: Canvas
-    overview_level: int  # levels 0..overview_level are served from pre-rendered tiles; -1: none
+    stored: StoredLevels = field(default_factory=StoredLevels)
     items: dict[str, ItemRecord] = field(default_factory=dict)
     variants: dict[str, VariantRecord] = field(default_factory=dict)
-    overview: dict[str, BlobRecord] = field(default_factory=dict)  # "z/x/y" -> tile
     cells: list[list[int]] = field(default_factory=list)  # [row][col] -> generation last changed
+    tile_packs: list[str] = field(default_factory=list)
+    tiles: TileIndex | None = None
 
     @property
     def geometry(self) -> Geometry:
         return Geometry(self.canvas.width, self.canvas.height)
+
+    @property
+    def overview_level(self) -> int:
+        """Levels 0..overview_level come from stored (or derived) tiles; finer ones are composed."""
+        return self.stored.top
 
     def items_in_order(self) -> list[ItemRecord]:
         return sorted(self.items.values(), key=lambda item: item.order)
 
     def packs(self) -> set[str]:
         """Every pack key this state reads."""
-        return {v.pack for v in self.variants.values()} | {t.pack for t in self.overview.values()}
+        return {v.pack for v in self.variants.values()} | set(self.tile_packs)
+
+    def tile_index(self) -> TileIndex:
+        """The tile index (an empty one of the stored levels if the state has none yet)."""
+        if self.tiles is None:
+            self.tiles = TileIndex.for_levels(self.geometry, self.stored.top)
+        return self.tiles
 
     def to_json(self) -> dict:
         return {
             "format": STATE_FORMAT, "dataset": self.dataset, "generation": self.generation,
-            "canvas": self.canvas.to_json(), "overview_level": self.overview_level,
+            "canvas": self.canvas.to_json(), "stored": self.stored.to_json(), "tile_packs": self.tile_packs,
             "items": [item.to_json() for item in self.items_in_order()],
             "variants": {key: v.to_json() for key, v in sorted(self.variants.items())},
-            "overview": {key: t.to_json() for key, t in sorted(self.overview.items())},
             "cells": self.cells,
         }
 
     @classmethod
-    def from_json(cls, doc: dict) -> State:
-        """The state ``doc`` holds; MalformedDocument (UnsupportedFormat for a newer format) otherwise."""
+    def from_json(cls, doc: dict, tiles: TileIndex | None = None) -> State:
+        """The state ``doc`` holds (with its tile index, read separately); MalformedDocument (UnsupportedFormat
+        for another format) otherwise."""
         with _reading("dataset state", doc):
             items = (ItemRecord.from_json(row) for row in doc["items"])
-            return cls(
+            state = cls(
                 dataset=str(doc["dataset"]), generation=int(doc["generation"]),
-                canvas=Canvas.from_json(doc["canvas"]), overview_level=int(doc["overview_level"]),
+                canvas=Canvas.from_json(doc["canvas"]), stored=StoredLevels.from_json(doc["stored"]),
                 items={item.id: item for item in items},
                 variants={k: VariantRecord.from_json(v) for k, v in doc["variants"].items()},
-                overview={k: BlobRecord.from_json(v) for k, v in doc["overview"].items()},
                 cells=[[int(g) for g in row] for row in doc["cells"]],
+                tile_packs=[str(p) for p in doc["tile_packs"]], tiles=tiles,
             )
+        _check_index(state)
+        return state
+
+
+def _check_index(state: State) -> None:
+    if state.stored.top < 0:
+        return
+    if state.tiles is None:
+        raise MalformedDocument(f"{state.dataset}@{state.generation} stores levels 0-{state.stored.top} but has "
+                                "no tile index")
+    expected = [state.geometry.tile_counts(z) for z in range(state.stored.top + 1)]
+    if [tuple(c) for c in state.tiles.counts] != expected:
+        raise MalformedDocument(f"{state.dataset}@{state.generation}: the tile index does not fit the canvas")
 
 
 @dataclass
 class Changes:
-    """What turns the state at ``base`` into the state at ``generation``."""
+    """What turns the state at ``base`` into the state at ``generation``. A diff never changes the canvas or
+    the stored levels (the publisher writes a snapshot for that)."""
 
     dataset: str
     generation: int
     base: int
     canvas: Canvas
-    overview_level: int
+    stored: StoredLevels
     items_upsert: list[ItemRecord] = field(default_factory=list)
     items_remove: list[str] = field(default_factory=list)
     variants_add: dict[str, VariantRecord] = field(default_factory=dict)
     variants_remove: list[str] = field(default_factory=list)
-    overview_set: dict[str, BlobRecord] = field(default_factory=dict)
-    overview_remove: list[str] = field(default_factory=list)
+    tiles_set: dict[str, list] = field(default_factory=dict)  # "z/x/y" -> [pack key, offset, length, digest hex]
     cells: list[list[int]] = field(default_factory=list)  # the whole grid after the change (small)
 
     def is_empty(self) -> bool:
         return not (self.items_upsert or self.items_remove or self.variants_add or self.variants_remove
-                    or self.overview_set or self.overview_remove)
+                    or self.tiles_set)
 
     def to_json(self) -> dict:
         return {
             "format": STATE_FORMAT, "dataset": self.dataset, "generation": self.generation, "base": self.base,
-            "canvas": self.canvas.to_json(), "overview_level": self.overview_level,
+            "canvas": self.canvas.to_json(), "stored": self.stored.to_json(),
             "items_upsert": [item.to_json() for item in self.items_upsert],
             "items_remove": self.items_remove,
             "variants_add": {k: v.to_json() for k, v in sorted(self.variants_add.items())},
             "variants_remove": self.variants_remove,
-            "overview_set": {k: t.to_json() for k, t in sorted(self.overview_set.items())},
-            "overview_remove": self.overview_remove,
+            "tiles_set": dict(sorted(self.tiles_set.items())),
             "cells": self.cells,
         }
 
     @classmethod
     def from_json(cls, doc: dict) -> Changes:
-        """The changes ``doc`` holds; MalformedDocument (UnsupportedFormat for a newer format) otherwise."""
+        """The changes ``doc`` holds; MalformedDocument (UnsupportedFormat for another format) otherwise."""
         with _reading("dataset diff", doc):
             return cls(
                 dataset=str(doc["dataset"]), generation=int(doc["generation"]), base=int(doc["base"]),
-                canvas=Canvas.from_json(doc["canvas"]), overview_level=int(doc["overview_level"]),
+                canvas=Canvas.from_json(doc["canvas"]), stored=StoredLevels.from_json(doc["stored"]),
                 items_upsert=[ItemRecord.from_json(row) for row in doc["items_upsert"]],
                 items_remove=[str(i) for i in doc["items_remove"]],
                 variants_add={k: VariantRecord.from_json(v) for k, v in doc["variants_add"].items()},
                 variants_remove=[str(v) for v in doc["variants_remove"]],
-                overview_set={k: BlobRecord.from_json(v) for k, v in doc["overview_set"].items()},
-                overview_remove=[str(t) for t in doc["overview_remove"]],
+                tiles_set={str(k): list(v) for k, v in doc["tiles_set"].items()},
                 cells=[[int(g) for g in row] for row in doc["cells"]],
             )
 
@@ -181,7 +225,8 @@ class _reading:
         if not isinstance(doc, dict):
             raise MalformedDocument(f"{what}: expected a JSON object, got {type(doc).__name__}")
         if doc.get("format") != STATE_FORMAT:
-            raise UnsupportedFormat(f"{what} format {doc.get('format')!r} is not {STATE_FORMAT}; upgrade gigatile")
+            raise UnsupportedFormat(f"{what} format {doc.get('format')!r} is not {STATE_FORMAT} (written by "
+                                    "another gigatile version)")
 
     def __enter__(self) -> None:
         return None
@@ -198,33 +243,58 @@ def apply_changes(state: State, changes: Changes) -> State:
     """The state after ``changes``; MalformedDocument if they do not start from ``state``."""
     if changes.base != state.generation or changes.dataset != state.dataset:
         raise MalformedDocument(f"diff {changes.dataset}@{changes.generation} applies to generation {changes.base}, "
-                         f"not to {state.dataset}@{state.generation}")
+                                f"not to {state.dataset}@{state.generation}")
+    if changes.canvas != state.canvas or changes.stored != state.stored:
+        raise MalformedDocument(f"diff {changes.dataset}@{changes.generation} changes the canvas or the stored "
+                                "levels, which only a snapshot may")
     items = dict(state.items)
     for item_id in changes.items_remove:
         items.pop(item_id, None)
     items.update((item.id, item) for item in changes.items_upsert)
     variants = {k: v for k, v in state.variants.items() if k not in set(changes.variants_remove)}
     variants.update(changes.variants_add)
-    overview = {k: t for k, t in state.overview.items() if k not in set(changes.overview_remove)}
-    overview.update(changes.overview_set)
-    return replace(state, generation=changes.generation, canvas=changes.canvas,
-                   overview_level=changes.overview_level, items=items, variants=variants,
-                   overview=overview, cells=changes.cells)
+    packs = list(state.tile_packs)
+    tiles = state.tiles.copy() if state.tiles is not None else None
+    if changes.tiles_set:
+        if tiles is None:
+            raise MalformedDocument(f"diff {changes.dataset}@{changes.generation} sets tiles of a state without any")
+        apply_tiles(tiles, packs, changes.tiles_set)
+    return replace(state, generation=changes.generation, items=items, variants=variants, cells=changes.cells,
+                   tile_packs=packs, tiles=tiles)
 
 
 def diff_states(old: State, new: State) -> Changes:
-    """The changes that turn ``old`` into ``new`` (records compared by value)."""
+    """The changes that turn ``old`` into ``new`` (records compared by value; tiles by their index entries).
+
+    ``new``'s tile packs must extend ``old``'s (the builder keeps the old numbering); MalformedDocument if the
+    canvas or the stored levels differ (a snapshot is needed then).
+    """
+    if old.canvas != new.canvas or old.stored != new.stored or new.tile_packs[:len(old.tile_packs)] != old.tile_packs:
+        raise MalformedDocument("the canvas, the stored levels or the tile packs changed: publish a snapshot")
+    tiles_set = {}
+    if new.tiles is not None:
+        before = old.tile_index().entries
+        after = new.tiles.entries
+        size = ENTRY.size
+        changed = (tile for tile, at in _positions(new.tiles) if after[at:at + size] != before[at:at + size])
+        tiles_set = tiles_set_json(((z, x, y, new.tiles.get(z, x, y)) for z, x, y in changed), new.tile_packs)
     return Changes(
-        dataset=new.dataset, generation=new.generation, base=old.generation, canvas=new.canvas,
-        overview_level=new.overview_level,
+        dataset=new.dataset, generation=new.generation, base=old.generation, canvas=new.canvas, stored=new.stored,
         items_upsert=[item for item in new.items_in_order() if old.items.get(item.id) != item],
         items_remove=sorted(set(old.items) - set(new.items)),
         variants_add={k: v for k, v in new.variants.items() if old.variants.get(k) != v},
         variants_remove=sorted(set(old.variants) - set(new.variants)),
-        overview_set={k: t for k, t in new.overview.items() if old.overview.get(k) != t},
-        overview_remove=sorted(set(old.overview) - set(new.overview)),
-        cells=new.cells,
+        tiles_set=tiles_set, cells=new.cells,
     )
+
+
+def _positions(index: TileIndex):
+    """((z, x, y), byte offset of its entry) of every entry of ``index``."""
+    for z, (cols, rows) in enumerate(index.counts):
+        base = index.starts[z]
+        for y in range(rows):
+            for x in range(cols):
+                yield (z, x, y), (base + y * cols + x) * ENTRY.size
 
 
 def dump_gzip_json(doc: dict) -> bytes:
@@ -240,22 +310,34 @@ def load_gzip_json(data: bytes, what: str) -> dict:
         raise MalformedDocument(f"{what}: not a gzipped JSON document ({exc})") from None
 
 
-def rebuild_state(steps: Iterable[Step], read_index: Callable[[Step], bytes], base: State | None = None) -> State:
-    """The state after ``steps``: a snapshot's state, then each diff's changes applied in order.
+def index_key(prefix: str) -> str:
+    """The key of a snapshot's tile index under its step prefix (``snap-3/`` -> ``snap-3/tiles.idx``)."""
+    return prefix + INDEX_NAME
+
+
+def step_prefix(step: Step) -> str:
+    return step.index.rsplit("/", 1)[0] + "/" if "/" in step.index else ""
+
+
+def rebuild_state(steps: Iterable[Step], read: Callable[[str], bytes], base: State | None = None) -> State:
+    """The state after ``steps``: a snapshot's state and tile index, then each diff's changes in order.
 
     ``steps`` start with a snapshot, or with a diff whose base is ``base``; diffs the state already holds
-    (a generation at or below it) are skipped. ``read_index(step)`` gives the bytes of the step's index
-    document (verified by the caller). MalformedDocument if a document is malformed or a diff does not
-    follow.
+    (a generation at or below it) are skipped. ``read(key)`` gives the bytes of an object the steps list
+    (verified by the caller). MalformedDocument if a document is malformed or a diff does not follow.
     """
     state = base
     for step in steps:
         if step.kind == "snapshot":
-            state = State.from_json(load_gzip_json(read_index(step), step.index))
+            doc = load_gzip_json(read(step.index), step.index)
+            stores = isinstance(doc, dict) and isinstance(doc.get("stored"), dict) and doc["stored"].get("top", -1) >= 0
+            key = index_key(step_prefix(step))
+            tiles = TileIndex.from_bytes(read(key), key) if stores else None
+            state = State.from_json(doc, tiles)
         elif state is None:
             raise MalformedDocument(f"diff {step.generation} has no state to apply to (no snapshot before it)")
         elif step.generation > state.generation:
-            state = apply_changes(state, Changes.from_json(load_gzip_json(read_index(step), step.index)))
+            state = apply_changes(state, Changes.from_json(load_gzip_json(read(step.index), step.index)))
     if state is None:
         raise MalformedDocument("no steps to build a state from")
     return state

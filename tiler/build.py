@@ -1,13 +1,16 @@
-"""Build a generation of a dataset from a source folder: mip chains and overview tiles in packs.
+"""Build a generation of a dataset from a source folder: its state, its stored tiles and (in the chains
+layout) its items' mip chains, written into pack files as they are made.
 
-The build is a pure function of the source (same folder, same bytes); against a previous state it
-reuses every variant and overview tile that did not change, so a diff carries only what is new.
+The build is a pure function of the source (same folder, same bytes). Against a previous state (a diff) it
+keeps every mip chain and stored tile that did not change and makes only the tiles over changed items, so
+a diff carries only what is new. Memory stays bounded whatever the wall's size in the pyramid layout (a
+path of tiles, a few subtrees in flight and a bounded cache of decoded images); the chains layout holds
+its chains, which it is chosen for only when they are small (``tiler.storage``).
 """
 
 from __future__ import annotations
 
 import bisect
-import hashlib
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -18,23 +21,22 @@ import numpy as np
 
 from gigaformat.levels import CELL_SIZE, Geometry
 from gigaformat.packs import PackFile, PackWriter
-from gigaformat.state import BlobRecord, ItemRecord, State, VariantRecord
-from tiler.compose import MipStore
+from gigaformat.state import ItemRecord, State, StoredLevels, VariantRecord
+from gigaformat.tiles import TileEntry, TileIndex, tile_digest
+from tiler.compose import MipStore, Window, render_window
+from tiler.covers import CoverCache
 from tiler.mips import chain_sizes
-from tiler.overview import (
-    ITEMS_PER_TILE_LIMIT,
-    choose_overview_level,
-    cut_tiles,
-    encode_overview_tile,
-    overview_levels,
-)
+from tiler.pyramid import PyramidPlan, build_pyramid
 from tiler.source import Source
 from tiler.spatial import ItemTable, SpatialIndex
+from tiler.storage import ITEMS_PER_TILE_LIMIT, choose_stored_levels
+from tiler.storedtiles import TILE, background_tile
 from tiler.variants import build_chain, variant_id
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
+FetchBlob = Callable[[str, int, int], bytes]  # (pack key, offset, length) -> bytes of the previous generation
 
 
 @dataclass
@@ -47,30 +49,112 @@ def _no_progress(phase: str, done: int, total: int) -> None:
     return None
 
 
+class IndexSink:
+    """Stored tiles into packs and the tile index; identical tiles are stored once."""
+
+    def __init__(self, index: TileIndex, packs: list[str], writer: PackWriter):
+        self.index = index
+        self.packs = packs
+        self.writer = writer
+        self.numbers = {key: n for n, key in enumerate(packs)}
+        self.seen: dict[bytes, TileEntry] = {}
+        self.written = 0
+
+    def put(self, z: int, x: int, y: int, data: bytes) -> None:
+        digest = tile_digest(data)
+        before = self.index.get(z, x, y)
+        if before is not None and before.digest == digest:
+            return  # made again (a diff's dirty tile) with the same bytes: keep where it is
+        entry = self.seen.get(digest)
+        if entry is None:
+            key, offset = self.writer.add(data)
+            if key not in self.numbers:
+                self.numbers[key] = len(self.packs)
+                self.packs.append(key)
+            entry = TileEntry(self.numbers[key], offset, len(data), digest)
+            self.seen[digest] = entry
+            self.written += 1
+        self.index.set(z, x, y, entry)
+
+
 def build_generation(source: Source, dataset: str, generation: int, prefix: str, staging: Path,
                      previous: State | None = None, reuse: bool = True,
                      items_per_tile: int = ITEMS_PER_TILE_LIMIT, progress: Progress = _no_progress,
-                     threads: int = 2) -> Build:
+                     threads: int = 2, store: str = "auto", fetch_previous: FetchBlob | None = None,
+                     on_pack: Callable[[PackFile], None] | None = None) -> Build:
     """The state at ``generation`` and the packs (under ``staging``/``prefix``) holding its new blobs.
 
-    With ``reuse`` (a diff), variants and overview tiles equal to ``previous`` keep their records;
-    without it (a snapshot), everything is written anew.
+    With ``reuse`` (a diff against ``previous``, same canvas and layout), unchanged chains and tiles keep
+    their records and only tiles over changed items are made, reading unchanged neighbours through
+    ``fetch_previous``; without it (a snapshot), everything is written anew. ``on_pack`` is called with
+    each pack as soon as it is complete (to upload it while the build goes on).
     """
     canvas = source.canvas
+    geometry = Geometry(canvas.width, canvas.height)
     items, wanted = _items_and_variants(source, previous)
-    writer = PackWriter(staging, prefix)
-    old = previous if (previous is not None and reuse) else None
+    vids, table = _table(items, wanted)
+    stored = _layout(geometry, table, wanted, vids, store, items_per_tile)
+    old = previous if (previous is not None and reuse and previous.canvas == canvas
+                       and previous.stored == stored) else None
+    writer = PackWriter(staging, prefix, on_close=on_pack)
+    state = State(dataset, generation, canvas, stored, items=items)
+    index = SpatialIndex(table, canvas.width, canvas.height)
+    if stored.top >= geometry.top:  # the pyramid layout: every level stored, no chains
+        covers = CoverCache({v: (str(source.image_path(w[0])), w[1], w[2]) for v, w in wanted.items()},
+                            canvas.background)
+        leaf = _paste_leaf(geometry, canvas.background, table, index, vids, covers)
+    else:
+        state.variants, mips = _chains(source, wanted, vids, old, writer, progress, threads)
+        leaf = _compose_leaf(geometry, canvas.background, table, index, mips, stored.top)
+    state.tiles = old.tile_index().copy() if old is not None else TileIndex.for_levels(geometry, stored.top)
+    state.tile_packs = list(old.tile_packs) if old is not None else []
+    sink = IndexSink(state.tiles, state.tile_packs, writer)
+    plan = PyramidPlan(geometry, canvas.background, stored, leaf)
+    if old is not None:
+        plan = PyramidPlan(geometry, canvas.background, stored, leaf, _dirty_tiles(geometry, stored.top, old, state),
+                           _previous_tile(old, fetch_previous))
+    build_pyramid(plan, sink, threads, lambda done, total: progress("tiles", done, total))
+    if stored.top < 0:
+        state.tiles = None
+    state.cells = _cells(geometry, generation, previous, state)
+    log.info("built dataset=%s generation=%d layout=%s stored_levels=0-%d tiles_written=%d", dataset, generation,
+             "pyramid" if stored.top >= geometry.top else "chains", stored.top, sink.written)
+    return Build(state, writer.finish())
+
+
+def plan_layout(source: Source, store: str = "auto", items_per_tile: int = ITEMS_PER_TILE_LIMIT) -> StoredLevels:
+    """The stored levels a build of ``source`` will have (a diff needs the previous generation's)."""
+    items, wanted = _items_and_variants(source, None)
+    vids, table = _table(items, wanted)
+    return _layout(Geometry(source.canvas.width, source.canvas.height), table, wanted, vids, store, items_per_tile)
+
+
+def _table(items: dict[str, ItemRecord], wanted: dict[str, tuple[str, int, int]]) -> tuple[list[str], ItemTable]:
     vids = sorted(wanted)
+    ordered = sorted(items.values(), key=lambda item: item.order)
+    slot = {vid: i for i, vid in enumerate(vids)}
+    return vids, ItemTable([i.x for i in ordered], [i.y for i in ordered], [i.width for i in ordered],
+                           [i.height for i in ordered], [slot[i.variant] for i in ordered])
+
+
+def _layout(geometry: Geometry, table: ItemTable, wanted: dict[str, tuple[str, int, int]], vids: list[str],
+            store: str, items_per_tile: int) -> StoredLevels:
+    return choose_stored_levels(geometry, table, ([wanted[v][1] for v in vids], [wanted[v][2] for v in vids]),
+                                store, items_per_tile)
+
+
+def _chains(source: Source, wanted: dict[str, tuple[str, int, int]], vids: list[str], old: State | None,
+            writer: PackWriter, progress: Progress, threads: int) -> tuple[dict[str, VariantRecord], MipStore]:
+    """Every chain back to back in one array (the sizes are known up front): the compositor reads them from
+    there to render the stored levels, and new ones are written to packs from there."""
     records: dict[str, VariantRecord] = {}
-    # Every chain, back to back in one array (the sizes are known up front): the compositor reads them
-    # from there to render the overview levels, and new ones are written to packs from there.
     sizes = chain_sizes([wanted[vid][1] for vid in vids], [wanted[vid][2] for vid in vids])
     starts = np.concatenate(([0], np.cumsum(sizes, dtype=np.int64)))
     pixels = np.empty(int(starts[-1]), dtype=np.uint8)
 
     def load(n: int) -> int:
         image, width, height = wanted[vids[n]]
-        chain = build_chain(str(source.image_path(image)), width, height, canvas.background)
+        chain = build_chain(str(source.image_path(image)), width, height, source.canvas.background)
         at = int(starts[n])
         for level in chain:
             pixels[at:at + level.size] = level.reshape(-1)
@@ -86,19 +170,78 @@ def build_generation(source: Source, dataset: str, generation: int, prefix: str,
                 key, offset = writer.add(memoryview(pixels[starts[n]:starts[n + 1]]))
                 records[vid] = VariantRecord(key, offset, width, height)
             progress("variants", done, len(vids))
-    state = State(dataset, generation, canvas, -1, items=items, variants=records)
-    geometry = state.geometry
-    ordered = state.items_in_order()
-    slot = {vid: i for i, vid in enumerate(vids)}
-    table = ItemTable([i.x for i in ordered], [i.y for i in ordered], [i.width for i in ordered],
-                      [i.height for i in ordered], [slot[i.variant] for i in ordered])
-    state.overview_level = choose_overview_level(geometry, table, items_per_tile)
     mips = MipStore(pixels, starts[:-1], [wanted[vid][1] for vid in vids], [wanted[vid][2] for vid in vids])
+    return records, mips
 
-    index = SpatialIndex(table, canvas.width, canvas.height)
-    state.overview = _overview_tiles(state, table, index, mips, old, writer, progress)
-    state.cells = _cells(geometry, generation, previous, state)
-    return Build(state, writer.finish())
+
+def _paste_leaf(geometry: Geometry, background: tuple[int, int, int], table: ItemTable, index: SpatialIndex,
+                vids: list[str], covers: CoverCache) -> Callable[[int, int], np.ndarray]:
+    """Tiles of the 1:1 level: every item over the tile pasted in drawing order (exact: at 1:1 each item is
+    its image scaled to its rectangle), background elsewhere."""
+
+    def leaf(x: int, y: int) -> np.ndarray:
+        out = background_tile(background)
+        x0, y0 = x * TILE, y * TILE
+        x1, y1 = min(x0 + TILE, geometry.width), min(y0 + TILE, geometry.height)
+        for i in index.query(x0, y0, x1, y1):
+            ix, iy = int(table.x[i]), int(table.y[i])
+            pixels = covers.get(vids[int(table.variant[i])])
+            ax0, ay0 = max(x0, ix), max(y0, iy)
+            ax1, ay1 = min(x1, ix + int(table.w[i])), min(y1, iy + int(table.h[i]))
+            out[ay0 - y0:ay1 - y0, ax0 - x0:ax1 - x0] = pixels[ay0 - iy:ay1 - iy, ax0 - ix:ax1 - ix]
+        return out
+
+    return leaf
+
+
+def _compose_leaf(geometry: Geometry, background: tuple[int, int, int], table: ItemTable, index: SpatialIndex,
+                  mips: MipStore, z: int) -> Callable[[int, int], np.ndarray]:
+    """Tiles of level ``z`` composed from the mip chains (the chains layout's finest stored level)."""
+    f = geometry.factor(z)
+
+    def leaf(x: int, y: int) -> np.ndarray:
+        x0, y0 = x * TILE, y * TILE
+        found = index.query(x0 * f, y0 * f, (x0 + TILE) * f, (y0 + TILE) * f)
+        return render_window(Window(x0, y0, TILE, TILE, f), (geometry.width, geometry.height), background, table,
+                             found, mips)
+
+    return leaf
+
+
+def _dirty_tiles(geometry: Geometry, leaf_level: int, old: State, new: State) -> Callable[[int, int, int], bool]:
+    """Tiles to make again: the leaf tiles over any item that was added, removed, moved or changed (its old
+    and its new rectangle), and all their ancestors."""
+    span = TILE * geometry.factor(leaf_level)
+    dirty: set[tuple[int, int, int]] = set()
+    touched = [item for item in new.items.values() if old.items.get(item.id) != item]
+    touched += [item for item_id, item in old.items.items() if new.items.get(item_id) != item]
+    for item in touched:
+        x0, y0 = max(item.x, 0), max(item.y, 0)
+        x1, y1 = min(item.x + item.width, geometry.width), min(item.y + item.height, geometry.height)
+        if x1 <= x0 or y1 <= y0:
+            continue
+        for ty in range(y0 // span, (y1 - 1) // span + 1):
+            for tx in range(x0 // span, (x1 - 1) // span + 1):
+                z, x, y = leaf_level, tx, ty
+                while z >= 0 and (z, x, y) not in dirty:
+                    dirty.add((z, x, y))
+                    z, x, y = z - 1, x // 2, y // 2
+    return lambda z, x, y: (z, x, y) in dirty
+
+
+def _previous_tile(old: State, fetch: FetchBlob | None) -> Callable[[int, int, int], bytes]:
+    index = old.tile_index()
+
+    def previous(z: int, x: int, y: int) -> bytes:
+        entry = index.get(z, x, y)
+        if entry is None or fetch is None:
+            raise ValueError(f"previous generation has no stored tile {z}/{x}/{y}")
+        data = fetch(old.tile_packs[entry.pack], entry.offset, entry.length)
+        if tile_digest(data) != entry.digest:
+            raise ValueError(f"previous tile {z}/{x}/{y} does not match its index")
+        return data
+
+    return previous
 
 
 def _longest_increasing(ids: list[str], previous: dict[str, float]) -> list[int]:
@@ -165,26 +308,6 @@ def _items_and_variants(source: Source, previous: State | None
         wanted.setdefault(vid, (item.image, item.width, item.height))
         items[item.id] = ItemRecord(item.id, order, item.x, item.y, item.width, item.height, vid)
     return items, wanted
-
-
-def _overview_tiles(state: State, table: ItemTable, index: SpatialIndex, mips: MipStore, old: State | None,
-                    writer: PackWriter, progress: Progress) -> dict[str, BlobRecord]:
-    geometry, background = state.geometry, state.canvas.background
-    total = sum(np.prod(geometry.tile_counts(z)) for z in range(state.overview_level + 1))
-    tiles: dict[str, BlobRecord] = {}
-    levels = overview_levels(geometry, background, table, index, mips, state.overview_level)
-    for z, level in levels:
-        for name, pixels in cut_tiles(level, z, background, geometry.tile_size):
-            data = encode_overview_tile(pixels)
-            digest = hashlib.sha256(data).hexdigest()
-            before = old.overview.get(name) if old is not None else None
-            if before is not None and before.sha256 == digest:
-                tiles[name] = before
-            else:
-                key, offset = writer.add(data)
-                tiles[name] = BlobRecord(key, offset, len(data), digest)
-            progress("overview", len(tiles), int(total))
-    return tiles
 
 
 def _cells(geometry: Geometry, generation: int, previous: State | None, state: State) -> list[list[int]]:

@@ -28,6 +28,8 @@ def _add_generate(add) -> None:
     flag(p, "gigapixels", float, 46.0, help="canvas size in gigapixels (46: Zoomii's acre of books)")
     flag(p, "unique", int, None, help="distinct cover images drawn (with replacement) for the items "
          "(default 256)")
+    flag(p, "all-distinct", bool, help="every item gets a cover of its own (a real bookstore); --unique then "
+         "sets only how many sizes the layout draws from")
     flag(p, "seed", int, 1, help="the same seed and sizes give byte-identical walls")
     p.set_defaults(run=_run_generate)
 
@@ -36,7 +38,7 @@ def _run_generate(args: argparse.Namespace) -> int:
     from tiler.generate import DEFAULT_UNIQUE, generate_wall
 
     summary = generate_wall(args.out, args.gigapixels, args.unique or DEFAULT_UNIQUE, args.seed,
-                            progress=sys.stderr.isatty())
+                            progress=sys.stderr.isatty(), all_distinct=args.all_distinct)
     console.print(f"wall {args.out}: {summary.width} x {summary.height} px "
                   f"({summary.width * summary.height / 1e9:.1f} Gpx), {summary.items} items, "
                   f"{summary.unique} distinct covers, {summary.seconds:.1f} s")
@@ -50,14 +52,17 @@ def _add_publish(add) -> None:
     flag(p, "bucket", required=True, help="the S3 bucket (data/<dataset>/ inside it)")
     flag(p, "snapshot", bool, help="also write a full snapshot (compaction)")
     flag(p, "retention-hours", float, 24.0, help="keep superseded generations' objects this long")
+    flag(p, "store", default="auto", choices=("auto", "pyramid", "chains"),
+         help="layout: every level as stored tiles (pyramid: walls of distinct images), raw mip chains composed "
+         "on demand (chains: few images shown many times), or whichever keeps fewer bytes (auto)")
     p.add_argument("--items-per-tile", type=int, default=None, help=argparse.SUPPRESS)
     p.set_defaults(run=_run_publish)
 
 
 def _run_publish(args: argparse.Namespace) -> int:
     from gigaformat.s3 import make_client
-    from tiler.overview import ITEMS_PER_TILE_LIMIT
     from tiler.publish import publish
+    from tiler.storage import ITEMS_PER_TILE_LIMIT
 
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                TimeElapsedColumn())
@@ -72,7 +77,7 @@ def _run_publish(args: argparse.Namespace) -> int:
         upload = bar.add_task("upload (bytes)", total=None)
         result = publish(args.source, args.dataset, args.bucket, make_client(), snapshot=args.snapshot,
                          retention=timedelta(hours=args.retention_hours),
-                         items_per_tile=args.items_per_tile or ITEMS_PER_TILE_LIMIT, progress=report,
+                         items_per_tile=args.items_per_tile or ITEMS_PER_TILE_LIMIT, progress=report, store=args.store,
                          on_bytes=lambda n: bar.advance(upload, n))
     if not result.kinds:
         console.print(f"{args.dataset}: nothing changed, still generation {result.generation}")

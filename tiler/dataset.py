@@ -1,4 +1,4 @@
-"""A dataset generation loaded for rendering: items, spatial index, mip chains and overview tiles.
+"""A dataset generation loaded for rendering: items, spatial index, mip chains and stored tiles.
 
 Everything is read once at load (packs memory-mapped read-only, so worker processes share the
 pages); a loaded generation never changes, and a newer one is loaded beside it and swapped in.
@@ -15,11 +15,14 @@ import numpy as np
 from gigaformat.layout import DatasetDir
 from gigaformat.levels import CELL_SIZE, Geometry
 from gigaformat.state import State
+from gigaformat.tiles import TileCodec
 from tiler.compose import MipStore, Window, render_window
 from tiler.errors import CorruptData, NotFound
 from tiler.mips import halve
 from tiler.packspace import PackSpace
 from tiler.spatial import ItemTable, SpatialIndex
+from tiler.storedtiles import child_span, decode_stored, derive
+from tiler.tilestore import TileStore
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +37,10 @@ class LoadedDataset:
         self.background = state.canvas.background
         self.background_hex = state.canvas.background_hex
         self.overview_level = state.overview_level
-        # Every pack mapped now, back to back: later deletions cannot break us, and the compiled
+        self.stored = state.stored
+        # Every chain pack mapped now, back to back: later deletions cannot break us, and the compiled
         # compositor reaches any chain through one array.
-        self.packs = PackSpace(packs_folder, sorted(state.packs()))
+        self.packs = PackSpace(packs_folder, sorted({v.pack for v in state.variants.values()}))
         vids = sorted(state.variants)
         slot = {vid: i for i, vid in enumerate(vids)}
         records = [state.variants[vid] for vid in vids]
@@ -48,10 +52,11 @@ class LoadedDataset:
             np.fromiter((i.y for i in ordered), np.int64, len(ordered)),
             np.fromiter((i.width for i in ordered), np.int64, len(ordered)),
             np.fromiter((i.height for i in ordered), np.int64, len(ordered)),
-            np.fromiter((slot[i.variant] for i in ordered), np.int32, len(ordered)),
+            np.fromiter((slot.get(i.variant, -1) for i in ordered), np.int32, len(ordered)),  # -1: not composed
         )
         self.index = SpatialIndex(self.table, self.geometry.width, self.geometry.height)
-        self._overview = {key: (t.pack, t.offset, t.length) for key, t in state.overview.items()}
+        self.tile_index = state.tiles
+        self.tiles = TileStore(packs_folder, state.tile_packs)
         self.cells = np.asarray(state.cells, dtype=np.int64).reshape(self.geometry.cell_counts()[::-1])
         self.items = len(ordered)
 
@@ -90,12 +95,26 @@ class LoadedDataset:
         return render_window(window, (self.geometry.width, self.geometry.height), self.background, self.table,
                              found, self.mips)
 
+    def stored_tile(self, z: int, x: int, y: int) -> bytes | None:
+        """The stored bytes of tile (z, x, y) (``stored_codec(z)``), or None if its level is not stored."""
+        if not self.stored.is_stored(z):
+            return None
+        entry = self.tile_index.get(z, x, y)
+        if entry is None:
+            raise CorruptData(f"tile {z}/{x}/{y} of {self.name}@{self.generation} is missing from its index")
+        return self.tiles.read(entry)
+
+    def stored_codec(self, z: int) -> TileCodec:
+        return self.stored.codec(z, self.geometry.top)
+
     def _overview_tile(self, z: int, x: int, y: int) -> np.ndarray:
-        pack, offset, length = self._overview[f"{z}/{x}/{y}"]
-        size = self.geometry.tile_size
-        if length != size * size * 3:
-            raise CorruptData(f"overview tile {z}/{x}/{y} of {self.name} has {length} bytes, not {size * size * 3}")
-        return self.packs.blob(pack, offset, length).reshape(size, size, 3)
+        data = self.stored_tile(z, x, y)
+        if data is not None:
+            return decode_stored(data)
+        kids = [[self.stored_tile(z + 1, 2 * x + col, 2 * y + row)
+                 if self.geometry.has_tile(z + 1, 2 * x + col, 2 * y + row) else None for col in range(2)]
+                for row in range(2)]
+        return derive(kids, child_span(self.geometry, z, x, y), self.background)
 
     def _overview_window(self, z: int, x0: int, y0: int, width: int, height: int) -> np.ndarray:
         size = self.geometry.tile_size

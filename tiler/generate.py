@@ -16,7 +16,7 @@ import re
 import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -327,13 +327,13 @@ def _prepare_out(out: Path) -> None:
     (out / "covers").mkdir(parents=True, exist_ok=True)
 
 
-def _write_cover(job: tuple[int, int, str]) -> int:
-    seed, index, path = job
-    draw_cover(cover_spec(seed, index)).save(path, "JPEG", quality=JPEG_QUALITY)
-    return index
+def _write_cover(job: tuple[CoverSpec, str]) -> int:
+    spec, path = job
+    draw_cover(spec).save(path, "JPEG", quality=JPEG_QUALITY)
+    return spec.index
 
 
-def _write_covers(jobs: list[tuple[int, int, str]], progress: Progress) -> None:
+def _write_covers(jobs: list[tuple[CoverSpec, str]], progress: Progress) -> None:
     task = progress.add_task("covers", total=len(jobs))
     workers = min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1,
                   max(1, len(jobs) // 8))  # a pool costs more than it saves for a handful of covers
@@ -356,13 +356,25 @@ def _write_items(path: Path, placed: np.ndarray, specs: list[CoverSpec], names: 
     tmp.replace(path)
 
 
+def distinct_covers(placed: np.ndarray, specs: list[CoverSpec], seed: int) -> tuple[np.ndarray, list[CoverSpec]]:
+    """Give every placed book a cover of its own: the same size and shelf as the one it was laid out with,
+    its own title, author, colours and design. Returns the placements renumbered and the new specs."""
+    own = [replace(cover_spec(seed, len(specs) + n), index=n, band=specs[c].band, width=specs[c].width,
+                   height=specs[c].height) for n, c in enumerate(placed[:, 0].tolist())]
+    renumbered = placed.copy()
+    renumbered[:, 0] = np.arange(len(placed))
+    return renumbered, own
+
+
 def generate_wall(out: Path, gigapixels: float = 46.0, unique: int = DEFAULT_UNIQUE, seed: int = 1,
-                  progress: bool = False) -> WallSummary:
+                  progress: bool = False, all_distinct: bool = False) -> WallSummary:
     """Write a synthetic covers wall of at least ``gigapixels * 1e9`` px into the folder ``out``.
 
-    ``unique`` distinct covers (each with its own natural size) are reused across the wall; the
-    same arguments give byte-identical files. ``out`` must be new, empty or a previous generated
-    wall (replaced). Raises TilerError for bad arguments or an unusable ``out``.
+    ``unique`` distinct covers (each with its own natural size) are reused across the wall, drawn with
+    replacement; with ``all_distinct`` every item has a cover of its own (as in a real bookstore), and
+    ``unique`` only sets how many sizes the layout draws from. The same arguments give byte-identical
+    files. ``out`` must be new, empty or a previous generated wall (replaced). Raises TilerError for bad
+    arguments or an unusable ``out``.
     """
     started = time.perf_counter()
     _check_args(gigapixels, unique)
@@ -373,14 +385,16 @@ def generate_wall(out: Path, gigapixels: float = 46.0, unique: int = DEFAULT_UNI
     placed = place_books(width, height, specs, seed)
     if not len(placed):
         log.warning("canvas too small for a shelf of books width=%d height=%d", width, height)
-    digits = max(4, len(str(unique - 1)))
-    names = [f"covers/c{i:0{digits}d}.jpg" for i in range(unique)]
+    if all_distinct:
+        placed, specs = distinct_covers(placed, specs, seed)
+    digits = max(4, len(str(len(specs) - 1)))
+    names = [f"covers/c{i:0{digits}d}.jpg" for i in range(len(specs))]
     used = np.unique(placed[:, 0]).tolist()
     canvas = {"width": width, "height": height, "background": BACKGROUND}
     (out / "canvas.json").write_text(json.dumps(canvas) + "\n", encoding="ascii")
     columns = [TextColumn("{task.description:>7}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     with Progress(*columns, disable=not progress) as bar:
-        _write_covers([(seed, i, str(out / names[i])) for i in used], bar)
+        _write_covers([(specs[i], str(out / names[i])) for i in used], bar)
         _write_items(out / "items.csv", placed, specs, names)
     summary = WallSummary(width, height, len(placed), len(used), time.perf_counter() - started)
     log.info("wall generated out=%s width=%d height=%d items=%d unique=%d seconds=%.1f",

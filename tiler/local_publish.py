@@ -4,23 +4,41 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from gigaformat.errors import FormatError
 from gigaformat.layout import DatasetDir
 from gigaformat.state import diff_states
 from tiler.build import build_generation
-from tiler.overview import ITEMS_PER_TILE_LIMIT
 from tiler.source import load_source
+from tiler.storage import ITEMS_PER_TILE_LIMIT
 
 
-def publish_local(source_dir: Path, folder: DatasetDir, items_per_tile: int = ITEMS_PER_TILE_LIMIT) -> int:
+def read_local_blob(folder: DatasetDir):
+    """(pack key, offset, length) -> bytes, from the node's verified objects."""
+
+    def read(key: str, offset: int, length: int) -> bytes:
+        with folder.object_path(key).open("rb") as handle:
+            handle.seek(offset)
+            return handle.read(length)
+
+    return read
+
+
+def publish_local(source_dir: Path, folder: DatasetDir, items_per_tile: int = ITEMS_PER_TILE_LIMIT,
+                  store: str = "auto") -> int:
     """Build the next generation of ``folder`` from ``source_dir``, switch it in; return its number."""
     source = load_source(source_dir)
     previous = folder.load_current_state() if folder.current_generation() is not None else None
     generation = 1 if previous is None else previous.generation + 1
     prefix = f"{'snap' if previous is None else 'diff'}-{generation}/"
     build = build_generation(source, folder.dataset, generation, prefix, folder.objects, previous,
-                             reuse=previous is not None, items_per_tile=items_per_tile)
-    if previous is not None and diff_states(previous, build.state).is_empty():
-        return previous.generation
+                             reuse=previous is not None, items_per_tile=items_per_tile, store=store,
+                             fetch_previous=read_local_blob(folder))
+    if previous is not None:
+        try:
+            if diff_states(previous, build.state).is_empty():
+                return previous.generation
+        except FormatError:
+            pass  # a new layout or canvas: the generation is a whole new one, written below
     folder.write_state(build.state)
     folder.switch_to(generation)
     folder.mark_down(generation)

@@ -14,15 +14,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from gigaformat.clock import iso, parse_iso, utc_now
+from gigaformat.errors import UnsupportedFormat
 from gigaformat.manifest import Manifest, ObjectRef, Step, dataset_prefix, manifest_key
 from gigaformat.names import check_dataset_name
-from gigaformat.s3 import load_remote_state, read_manifest
-from gigaformat.state import CHANGES_NAME, STATE_NAME, diff_states, dump_gzip_json
-from tiler.build import Build, Progress, build_generation
-from tiler.overview import ITEMS_PER_TILE_LIMIT
-from tiler.source import load_source
-from tiler.upload import Upload, check_present, delete_prefix, put_bytes, upload_files
+from gigaformat.s3 import load_remote_state, read_manifest, storage_error
+from gigaformat.state import CHANGES_NAME, STATE_NAME, State, diff_states, dump_gzip_json
+from gigaformat.state import index_key as state_index_key
+from tiler.build import Build, Progress, build_generation, plan_layout
+from tiler.source import Source, load_source
+from tiler.storage import ITEMS_PER_TILE_LIMIT
+from tiler.upload import PackUploader, Upload, check_present, delete_prefix, put_bytes, upload_files
 
 log = logging.getLogger(__name__)
 
@@ -42,64 +46,107 @@ class PublishResult:
 
 
 def _write_step(build: Build, kind: str, index_doc: dict, staging: Path, prefix: str, published: str) -> Step:
+    """Write the step's documents (its index, and a snapshot's tile index) into ``staging``; the Step lists
+    them with every pack the build wrote under ``prefix``."""
     index_key = prefix + (STATE_NAME if kind == "snapshot" else CHANGES_NAME)
-    index_path = staging / index_key
-    index_path.parent.mkdir(parents=True, exist_ok=True)
-    index_path.write_bytes(dump_gzip_json(index_doc))
-    data = index_path.read_bytes()
+    documents = {index_key: dump_gzip_json(index_doc)}
+    if kind == "snapshot" and build.state.tiles is not None:
+        documents[state_index_key(prefix)] = build.state.tiles.to_bytes()
     objects = [ObjectRef(p.key, p.size, p.sha256) for p in build.packs if p.key.startswith(prefix)]
-    objects.append(ObjectRef(index_key, len(data), hashlib.sha256(data).hexdigest()))
+    for key, data in documents.items():
+        path = staging / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        objects.append(ObjectRef(key, len(data), hashlib.sha256(data).hexdigest()))
     return Step(kind, build.state.generation, index_key, tuple(objects), published)
 
 
-def _upload_step(client, bucket: str, dataset: str, step: Step, staging: Path, on_bytes) -> int:
-    uploads = [Upload(staging / o.key, dataset_prefix(dataset) + o.key, o.size, o.sha256) for o in step.objects]
+def _upload_documents(client, bucket: str, dataset: str, step: Step, staging: Path, on_bytes) -> int:
+    """Upload the step's documents (its packs are up already), then check that every object is there."""
+    uploads = [Upload(staging / o.key, dataset_prefix(dataset) + o.key, o.size, o.sha256) for o in step.objects
+               if (staging / o.key).is_file()]
     sent = upload_files(client, bucket, uploads, on_bytes)
     check_present(client, bucket, dataset, step.objects)
     return sent
 
 
+def _remote_blobs(client, bucket: str, dataset: str):
+    """(pack key, offset, length) -> bytes of a published object, by a ranged GET."""
+
+    def fetch(key: str, offset: int, length: int) -> bytes:
+        full = dataset_prefix(dataset) + key
+        try:
+            body = client.get_object(Bucket=bucket, Key=full, Range=f"bytes={offset}-{offset + length - 1}")["Body"]
+            return body.read()
+        except (ClientError, BotoCoreError) as exc:
+            raise storage_error(exc, f"cannot read s3://{bucket}/{full}", bucket) from None
+
+    return fetch
+
+
+def _build_and_upload(client, bucket: str, dataset: str, source: Source, kind: str, generation: int,
+                      previous: State | None, staging: Path, now: datetime, options: dict, on_bytes) -> tuple:
+    """Build one step (packs uploaded as they fill), write and upload its documents; (Build, Step, bytes)."""
+    prefix = f"{'snap' if kind == 'snapshot' else 'diff'}-{generation}/"
+    uploader = PackUploader(client, bucket, dataset, on_bytes)
+    try:
+        build = build_generation(source, dataset, generation, prefix, staging, previous, reuse=kind == "diff",
+                                 fetch_previous=_remote_blobs(client, bucket, dataset), on_pack=uploader,
+                                 **options)
+        sent = uploader.finish()
+    except BaseException:
+        uploader.abandon()
+        raise
+    return build, prefix, sent
+
+
 def publish(source_dir: Path, dataset: str, bucket: str, client, snapshot: bool = False,
             retention: timedelta = DEFAULT_RETENTION, items_per_tile: int = ITEMS_PER_TILE_LIMIT,
-            progress: Progress | None = None, on_bytes=lambda n: None) -> PublishResult:
+            progress: Progress | None = None, on_bytes=lambda n: None, store: str = "auto") -> PublishResult:
     """Publish ``source_dir`` as the next generation of ``dataset`` in ``bucket``.
 
-    The first publish writes a snapshot; later ones a diff against the current generation (or
-    nothing if nothing changed). ``snapshot=True`` also writes a full snapshot (compaction).
+    The first publish writes a snapshot; later ones a diff against the current generation (or nothing if
+    nothing changed). ``snapshot=True`` also writes a full snapshot (compaction); so does a change of the
+    canvas or of the layout, or a previous generation this version cannot read. Packs go up as the build
+    fills them, so memory and staging disk stay bounded whatever the wall's size.
     """
     started = time.monotonic()
     check_dataset_name(dataset)
     report = progress or (lambda phase, done, total: None)
     source = load_source(source_dir)
     manifest = read_manifest(client, bucket, dataset)
-    previous = load_remote_state(client, bucket, manifest) if manifest else None
+    previous = _previous_state(client, bucket, manifest)
     now = utc_now()
+    options = {"items_per_tile": items_per_tile, "progress": report, "store": store}
+    if previous is not None and (previous.canvas != source.canvas
+                                 or previous.stored != plan_layout(source, store, items_per_tile)):
+        log.info("publish dataset=%s canvas or layout changed: a snapshot", dataset)
+        previous, snapshot = None, True
     with tempfile.TemporaryDirectory(prefix="gigatile-publish-") as tmp:
         staging = Path(tmp)
         steps, changed, sent, uploading = [], 0, 0, 0.0
-        generation = 1 if previous is None else previous.generation + 1
+        generation = (manifest.generation + 1) if manifest else 1
         if previous is not None:
-            build = build_generation(source, dataset, generation, f"diff-{generation}/", staging, previous,
-                                     reuse=True, items_per_tile=items_per_tile, progress=report)
+            build, prefix, packs_sent = _build_and_upload(client, bucket, dataset, source, "diff", generation,
+                                                          previous, staging, now, options, on_bytes)
             changes = diff_states(previous, build.state)
-            changed = len(changes.items_upsert) + len(changes.items_remove)
             if changes.is_empty():
                 generation = previous.generation
             else:
-                step = _write_step(build, "diff", changes.to_json(), staging, f"diff-{generation}/", iso(now))
+                changed = len(changes.items_upsert) + len(changes.items_remove)
+                step = _write_step(build, "diff", changes.to_json(), staging, prefix, iso(now))
                 mark = time.monotonic()
-                sent += _upload_step(client, bucket, dataset, step, staging, on_bytes)
+                sent += packs_sent + _upload_documents(client, bucket, dataset, step, staging, on_bytes)
                 uploading += time.monotonic() - mark
                 steps.append(step)
         if previous is None or (snapshot and manifest.snapshot.generation != generation):
-            prefix = f"snap-{generation}/"
-            build = build_generation(source, dataset, generation, prefix, staging, previous, reuse=False,
-                                     items_per_tile=items_per_tile, progress=report)
+            build, prefix, packs_sent = _build_and_upload(client, bucket, dataset, source, "snapshot", generation,
+                                                          previous, staging, now, options, on_bytes)
             if previous is not None and not steps:  # a compaction of an unchanged generation keeps its cells
                 build.state.cells = previous.cells
             step = _write_step(build, "snapshot", build.state.to_json(), staging, prefix, iso(now))
             mark = time.monotonic()
-            sent += _upload_step(client, bucket, dataset, step, staging, on_bytes)
+            sent += packs_sent + _upload_documents(client, bucket, dataset, step, staging, on_bytes)
             uploading += time.monotonic() - mark
             steps.append(step)
             changed = changed or (len(source.items) if previous is None else 0)
@@ -114,6 +161,18 @@ def publish(source_dir: Path, dataset: str, bucket: str, client, snapshot: bool 
     log.info("published dataset=%s generation=%d kinds=%s bytes=%d seconds=%.1f", dataset, generation,
              ",".join(result.kinds), sent, result.seconds)
     return result
+
+
+def _previous_state(client, bucket: str, manifest: Manifest | None) -> State | None:
+    """The published state to diff against; None if there is none or it is in a format this version does not
+    read (the next generation is then a snapshot)."""
+    if manifest is None:
+        return None
+    try:
+        return load_remote_state(client, bucket, manifest)
+    except UnsupportedFormat as exc:
+        log.warning("previous generation unreadable (%s); publishing a snapshot", exc)
+        return None
 
 
 def _next_manifest(old: Manifest | None, canvas, dataset: str, generation: int, steps: list[Step],

@@ -100,3 +100,56 @@ def delete_prefix(client, bucket: str, prefix: str) -> int:
             client.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
             deleted += len(keys)
     return deleted
+
+
+class PackUploader:
+    """Upload packs as the build completes them, so staging disk holds at most ``window`` packs in flight:
+    a pack already in S3 with the same sha256 is skipped (a re-run after a crash), and each local file is
+    deleted once it is up. Call it with each ``PackFile``; ``finish()`` waits for the rest."""
+
+    def __init__(self, client, bucket: str, dataset: str, on_bytes: Callable[[int], None] = lambda n: None,
+                 window: int = 2):
+        self.client = client
+        self.bucket = bucket
+        self.dataset = dataset
+        self.on_bytes = on_bytes
+        self.window = window
+        self.sent = 0
+        self.skipped = 0
+        self._manager = create_transfer_manager(client, TRANSFER)
+        self._pending: list[tuple[Upload, object]] = []
+
+    def __call__(self, pack) -> None:
+        upload = Upload(pack.path, dataset_prefix(self.dataset) + pack.key, pack.size, pack.sha256)
+        if _already_there(self.client, self.bucket, upload):
+            self.skipped += 1
+            upload.path.unlink(missing_ok=True)
+            return
+        future = self._manager.upload(str(upload.path), self.bucket, upload.key,
+                                      extra_args={"Metadata": {"sha256": upload.sha256}},
+                                      subscribers=[_Bytes(self.on_bytes)])
+        self._pending.append((upload, future))
+        while len(self._pending) > self.window:
+            self._settle(*self._pending.pop(0))
+
+    def _settle(self, upload: Upload, future) -> None:
+        try:
+            future.result()
+        except (ClientError, BotoCoreError, OSError) as exc:
+            raise storage_error(exc, f"upload of {upload.path.name} to s3://{self.bucket}/{upload.key} failed",
+                                self.bucket) from None
+        self.sent += upload.size
+        upload.path.unlink(missing_ok=True)
+
+    def finish(self) -> int:
+        """Wait for every upload; return the bytes sent. StorageError if any failed."""
+        try:
+            while self._pending:
+                self._settle(*self._pending.pop(0))
+        finally:
+            self._manager.shutdown()
+        log.info("packs uploaded bytes=%d skipped=%d", self.sent, self.skipped)
+        return self.sent
+
+    def abandon(self) -> None:
+        self._manager.shutdown(cancel=True)

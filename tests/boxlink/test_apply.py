@@ -15,7 +15,7 @@ from boxlink.settings import MB, TransferPolicy
 from boxlink.status import read_status
 from gigaformat.layout import DatasetDir
 from gigaformat.s3 import load_remote_state, read_manifest
-from tests.boxlink.walls import DATASET, make_node, publish_source, small_edit
+from tests.boxlink.walls import DATASET, documents, make_node, publish_source, small_edit
 from tiler.dataset import LoadedDataset
 
 POLICY = TransferPolicy(concurrency=8, chunk_bytes=8 * MB, attempts=3, backoff_seconds=0.05)
@@ -115,7 +115,8 @@ def test_corrupt_object_is_refetched_never_switched_in_and_recovers(s3_bucket, w
     assert _sha(folder.object_path(pack.key)) == pack.sha256
     assert read_status(folder)["last_error"] is None
     chunks = -(-pack.size // (8 * MB))
-    assert gets_of_pack == 1 + 1 + 2 * chunks  # the manifest, the state index, the bad pack twice in full
+    # the manifest, the snapshot's index documents, the bad pack twice in full
+    assert gets_of_pack == 1 + documents(s3_bucket) + 2 * chunks
 
 
 def test_corrupt_diff_keeps_last_good_generation(s3_bucket, wall, tmp_path):

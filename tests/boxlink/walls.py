@@ -10,6 +10,7 @@ from pathlib import Path
 from boxlink.remote import RequestCounter
 from boxlink.runner import Node
 from boxlink.settings import MB, Settings, TransferPolicy
+from gigaformat.s3 import read_manifest
 from tiler.publish import PublishResult, publish
 
 DATASET = "covers"
@@ -81,3 +82,9 @@ def make_node(root: Path, bucket, **transfer) -> tuple[Node, RequestCounter]:
     policy = TransferPolicy(**{"concurrency": 8, "chunk_bytes": 8 * MB, "backoff_seconds": 0.05, **transfer})
     settings = Settings(root=root, bucket=bucket.name, instance_id="test-node", interval=0.3, transfer=policy)
     return Node(settings, bucket.client, counter), counter
+
+
+def documents(bucket) -> int:
+    """How many of the published snapshot's objects are documents (its state, its tile index), not packs."""
+    manifest = read_manifest(bucket.client, bucket.name, DATASET)
+    return sum(not o.key.endswith(".bin") for o in manifest.snapshot.objects)
