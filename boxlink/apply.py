@@ -29,7 +29,7 @@ from pathlib import Path
 
 from boxlink.errors import BoxlinkError, Cancelled
 from boxlink.ledger import Ledger
-from boxlink.settings import TransferPolicy
+from boxlink.settings import LAZY_BYTES, TransferPolicy
 from boxlink.transfer import PART_SUFFIX, Downloader, FetchReport, Job, disk_error, hash_file
 from gigaformat.errors import FormatError
 from gigaformat.layout import DatasetDir
@@ -41,7 +41,6 @@ log = logging.getLogger(__name__)
 LEDGER = "boxlink.verified.jsonl"
 LOCK = "boxlink.lock"
 DISK_HEADROOM = 64 << 20  # keep this much free beyond what a pass needs
-LAZY_BYTES = 64 << 20  # a pass fetching at least this many pack bytes lets the render server start lazily
 
 
 @dataclass(frozen=True)
@@ -87,7 +86,7 @@ class Replica:
     def __init__(self, folder: DatasetDir, client, bucket: str, policy: TransferPolicy,
                  stop: threading.Event | None = None, on_bytes: Callable[[int], None] = lambda n: None,
                  on_plan: Callable[[int, int], None] = lambda objects, nbytes: None,
-                 pause: Callable[[str], None] = lambda point: None):
+                 pause: Callable[[str], None] = lambda point: None, lazy_bytes: int = LAZY_BYTES):
         self.folder = folder
         self.client = client
         self.bucket = bucket
@@ -96,6 +95,7 @@ class Replica:
         self.on_bytes = on_bytes
         self.on_plan = on_plan
         self.pause = pause
+        self.lazy_bytes = lazy_bytes
 
     def sync(self, manifest: Manifest) -> SyncResult:
         """Make the manifest's generation current and verified here; raise BoxlinkError if it cannot be.
@@ -171,10 +171,12 @@ class Replica:
         what is not here yet itself."""
         try:
             self.folder.write_state(state)
-            if pack_bytes >= LAZY_BYTES and not state.variants and state.generation != self.folder.down_generation():
+            if pack_bytes >= self.lazy_bytes and not state.variants \
+                    and state.generation != self.folder.down_generation():
                 self.folder.mark_lazy(state.generation, self.bucket, dataset_prefix(self.folder.dataset))
                 log.info("lazy dataset=%s generation=%d packs_to_fetch_bytes=%d", self.folder.dataset,
                          state.generation, pack_bytes)
+                self.pause("lazy")
         except OSError as exc:
             raise disk_error(exc, self.folder.path) from None
 

@@ -38,6 +38,8 @@ def _common(p: argparse.ArgumentParser, with_transfer: bool) -> None:
         flag(p, "concurrency", int, 8, help="ranged GETs in flight")
         flag(p, "chunk-mb", int, 64, help="bytes per ranged GET, in MiB")
         flag(p, "attempts", int, 4, help="tries per object before a pass fails")
+        flag(p, "lazy-mb", int, 64, help="when a pass fetches this many MB of packs or more, the render server "
+             "serves the new generation at once, fetching missing tiles from S3 (synch.lazy)")
         flag(p, "progress", bool, help="show a progress bar")
         flag(p, "instance-id", default=socket.gethostname(), help="logs go to s3://BUCKET/logs/<instance-id>/")
         flag(p, "debug-pause", default="", help=argparse.SUPPRESS)  # "before-switch=30,before-down=5"
@@ -72,6 +74,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
                     transfer=TransferPolicy(concurrency=args.concurrency, chunk_bytes=args.chunk_mb * MB,
                                             attempts=args.attempts),
                     log_interval=args.log_interval, retry_max_seconds=args.retry_max, progress=args.progress,
+                    lazy_bytes=args.lazy_mb * MB,
                     debug_pauses=_parse_pauses(args.debug_pause))
 
 

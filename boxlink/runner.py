@@ -76,7 +76,8 @@ class Node:
         meter = self.meter(folder.dataset)
         replica = Replica(folder, self.client, self.settings.bucket, self.settings.transfer, self.stop,
                           on_bytes=meter.advance, on_plan=meter.plan,
-                          pause=timed_pause(self.settings.debug_pauses, self.stop))
+                          pause=timed_pause(self.settings.debug_pauses, self.stop),
+                          lazy_bytes=self.settings.lazy_bytes)
         with dataset_lock(folder):
             result = replica.sync(poll.manifest)
         fetch = result.fetch

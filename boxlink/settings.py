@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 MB = 1 << 20
+LAZY_BYTES = 64 * MB  # a pass fetching this many pack bytes or more lets the render server start lazily
 
 
 @dataclass(frozen=True)
@@ -33,5 +34,6 @@ class Settings:
     log_interval: float = 60.0  # upload the open log file at most this often (seconds)
     retry_max_seconds: float = 60.0  # ceiling of the wait between failed passes in ``run``
     progress: bool = False  # a rich progress bar on stderr
+    lazy_bytes: int = LAZY_BYTES
     # Debug hook for crash tests: {"before-switch": 30.0} sleeps there (GIGATILE_DEBUG_PAUSE).
     debug_pauses: dict[str, float] = field(default_factory=dict)

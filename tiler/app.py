@@ -205,7 +205,8 @@ def build_app(settings: ServeSettings, catalog: Catalog | None = None) -> Starle
 
     async def readyz(request: Request) -> Response:
         ready, missing = catalog.ready()
-        doc = {"ready": ready, "datasets": catalog.generations(), "waiting": missing}
+        doc = {"ready": ready, "datasets": catalog.generations(), "waiting": missing,
+               "lazy": sorted(name for name, ds in catalog.loaded.items() if ds.lazy)}
         return JSONResponse(doc, status_code=200 if ready else 503, headers={"Cache-Control": "no-store"})
 
     async def metrics_endpoint(request: Request) -> Response:

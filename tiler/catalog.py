@@ -37,32 +37,40 @@ class Catalog:
         return found
 
     def refresh(self) -> list[str]:
-        """Load every dataset whose verified generation (synch.down) is newer than the one served.
+        """Load every dataset whose verified generation (synch.down) is newer than the one served, or which
+        boxlink has staged for a lazy start (synch.lazy) ahead of what is served.
 
         Returns the names switched. The previous generation stays in use by requests holding it.
         """
         switched = []
-        folders = {d.dataset: d for d in NodeLayout(self.root).datasets()}
-        for name in sorted(set(folders)):
-            folder = folders[name]
-            down = folder.down_generation()
-            current = self.loaded.get(name)
-            if down is None or (current is not None and current.generation == down):
-                continue
-            if folder.current_generation() != down:
-                continue  # boxlink has not switched yet; wait for both to agree
-            try:
-                fresh = LoadedDataset.open(folder)
-            except (TilerError, FormatError, OSError) as exc:
-                self.errors[name] = f"{exc.__class__.__name__}: {exc}"
-                log.warning("load failed dataset=%s generation=%s error=%s", name, down, exc)
+        for folder in NodeLayout(self.root).datasets():
+            fresh = self._newer(folder)
+            if fresh is None:
                 continue
             with self._lock:
-                self.loaded = {**self.loaded, name: fresh}  # swap: readers see the old or new dict
-            self.errors.pop(name, None)
-            switched.append(name)
-            log.info("serving dataset=%s generation=%d", name, fresh.generation)
+                self.loaded = {**self.loaded, folder.dataset: fresh}  # swap: readers see the old or new dict
+            self.errors.pop(folder.dataset, None)
+            switched.append(folder.dataset)
+            log.info("serving dataset=%s generation=%d lazy=%s", folder.dataset, fresh.generation, fresh.lazy)
         return switched
+
+    def _newer(self, folder: DatasetDir) -> LoadedDataset | None:
+        name, current = folder.dataset, self.loaded.get(folder.dataset)
+        down = folder.down_generation()
+        try:
+            if down is not None and folder.current_generation() == down:
+                if current is None or current.generation != down or current.lazy:
+                    return LoadedDataset.open(folder)
+                return None
+            lazy = folder.lazy_marker()
+            if lazy and folder.is_staged(lazy["generation"]) and (current is None
+                                                                 or current.generation < lazy["generation"]):
+                return LoadedDataset.open_lazy(folder, lazy["generation"], lazy["bucket"], lazy["prefix"])
+        except (TilerError, FormatError, OSError) as exc:
+            if self.errors.get(name) != f"{exc.__class__.__name__}: {exc}":
+                log.warning("load failed dataset=%s generation=%s error=%s", name, down, exc)
+            self.errors[name] = f"{exc.__class__.__name__}: {exc}"
+        return None
 
     def ready(self) -> tuple[bool, dict[str, str]]:
         missing = {name: "not loaded yet" for name in self.wanted if name not in self.loaded}

@@ -18,6 +18,7 @@ from gigaformat.state import State
 from gigaformat.tiles import TileCodec
 from tiler.compose import MipStore, Window, render_window
 from tiler.errors import CorruptData, NotFound
+from tiler.lazyfetch import RemoteTiles
 from tiler.mips import halve
 from tiler.packspace import PackSpace
 from tiler.spatial import ItemTable, SpatialIndex
@@ -30,7 +31,7 @@ log = logging.getLogger(__name__)
 class LoadedDataset:
     """One generation of one dataset, ready to render any tile of any level."""
 
-    def __init__(self, state: State, packs_folder: Path):
+    def __init__(self, state: State, packs_folder: Path, remote: RemoteTiles | None = None):
         self.name = state.dataset
         self.generation = state.generation
         self.geometry = Geometry(state.canvas.width, state.canvas.height)
@@ -56,16 +57,30 @@ class LoadedDataset:
         )
         self.index = SpatialIndex(self.table, self.geometry.width, self.geometry.height)
         self.tile_index = state.tiles
-        self.tiles = TileStore(packs_folder, state.tile_packs)
+        self.tiles = TileStore(packs_folder, state.tile_packs, remote)
+        self.lazy = remote is not None  # some packs may still be arriving: their tiles come from S3
         self.cells = np.asarray(state.cells, dtype=np.int64).reshape(self.geometry.cell_counts()[::-1])
         self.items = len(ordered)
 
     @classmethod
     def open(cls, folder: DatasetDir) -> LoadedDataset:
+        """The generation ``current`` points at, every pack on disk and verified."""
         started = time.monotonic()
-        state = folder.load_current_state()
-        loaded = cls(state, folder.objects)
+        loaded = cls(folder.load_current_state(), folder.objects)
         log.info("loaded dataset=%s generation=%d items=%d seconds=%.2f", loaded.name, loaded.generation,
+                 loaded.items, time.monotonic() - started)
+        return loaded
+
+    @classmethod
+    def open_lazy(cls, folder: DatasetDir, generation: int, bucket: str, prefix: str) -> LoadedDataset:
+        """A staged generation whose packs are still arriving (``synch.lazy``): tiles not on disk yet are read
+        from ``s3://bucket/<prefix>``."""
+        started = time.monotonic()
+        state = folder.load_state(generation)
+        if state.variants:
+            raise CorruptData(f"{folder.dataset}@{generation} has mip chains: it cannot be served lazily")
+        loaded = cls(state, folder.objects, RemoteTiles(bucket, prefix))
+        log.info("loaded lazily dataset=%s generation=%d items=%d seconds=%.2f", loaded.name, loaded.generation,
                  loaded.items, time.monotonic() - started)
         return loaded
 

@@ -69,8 +69,8 @@ def big_edit(source: Path) -> None:
     write_rows(source, rows)
 
 
-def publish_source(source: Path, bucket, snapshot: bool = False) -> PublishResult:
-    result = publish(source, DATASET, bucket.name, bucket.client, snapshot=snapshot)
+def publish_source(source: Path, bucket, snapshot: bool = False, store: str = "auto") -> PublishResult:
+    result = publish(source, DATASET, bucket.name, bucket.client, snapshot=snapshot, store=store)
     assert result.kinds, "nothing was published"
     return result
 

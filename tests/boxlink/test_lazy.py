@@ -1,0 +1,111 @@
+"""A lazy start: the render server serves a generation boxlink has staged but not yet filled, fetching
+missing tiles from S3 (verified), with the same pixels as after full replication; a corrupt object or an
+S3 outage in that window gives 503, never wrong bytes."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from boxlink.apply import Replica
+from boxlink.settings import MB, TransferPolicy
+from gigaformat.layout import DatasetDir
+from gigaformat.s3 import read_manifest
+from tests.boxlink.walls import DATASET, publish_source
+from tiler.catalog import Catalog
+from tiler.errors import NotReady
+
+POLICY = TransferPolicy(concurrency=4, chunk_bytes=8 * MB, attempts=2, backoff_seconds=0.05)
+
+
+def every_tile(catalog: Catalog) -> dict[tuple[int, int, int], bytes]:
+    ds = catalog.get(DATASET)
+    g = ds.geometry
+    return {(z, x, y): ds.stored_tile(z, x, y) or b"" for z in range(g.top + 1)
+            for x in range(g.tile_counts(z)[0]) for y in range(g.tile_counts(z)[1])}
+
+
+class PausedSync:
+    """boxlink's pass over the dataset, held at the "lazy" point (staged, synch.lazy written, no pack yet)
+    until released."""
+
+    def __init__(self, root: Path, bucket):
+        self.reached, self.release = threading.Event(), threading.Event()
+        self.replica = Replica(DatasetDir(root, DATASET), bucket.client, bucket.name, POLICY, pause=self._pause,
+                               lazy_bytes=0)
+        self.manifest = read_manifest(bucket.client, bucket.name, DATASET)
+        self.result = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _pause(self, point: str) -> None:
+        if point == "lazy":
+            self.reached.set()
+            assert self.release.wait(60)
+
+    def _run(self) -> None:
+        self.result = self.replica.sync(self.manifest)
+
+    def __enter__(self) -> PausedSync:
+        self.thread.start()
+        assert self.reached.wait(60), "boxlink never reached the lazy point"
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release.set()
+        self.thread.join(60)
+
+
+@pytest.fixture
+def published(s3_env, wall):
+    publish_source(wall, s3_env, store="pyramid")
+    return s3_env
+
+
+def test_a_staged_generation_is_served_lazily_with_the_pixels_of_a_full_replica(published, tmp_path):
+    root = tmp_path / "node"
+    folder = DatasetDir(root, DATASET)
+    catalog = Catalog(root, (DATASET,))
+    with PausedSync(root, published):
+        assert not any(folder.objects.rglob("*.bin")) and folder.down_generation() is None
+        assert catalog.refresh() == [DATASET] and catalog.get(DATASET).lazy
+        assert catalog.ready()[0]
+        lazily = every_tile(catalog)
+        assert catalog.get(DATASET).tiles.remote.fetched > 0
+    assert folder.down_generation() == 1
+    assert catalog.refresh() == [DATASET] and not catalog.get(DATASET).lazy  # the same generation, from disk
+    assert every_tile(catalog) == lazily
+
+
+def test_a_corrupt_object_during_the_lazy_phase_is_refused_not_served(published, tmp_path):
+    root = tmp_path / "node"
+    manifest = read_manifest(published.client, published.name, DATASET)
+    pack = next(o for o in manifest.snapshot.objects if o.key.endswith(".bin"))
+    key = f"data/{DATASET}/{pack.key}"
+    good = published.client.get_object(Bucket=published.name, Key=key)["Body"].read()
+    catalog = Catalog(root, (DATASET,))
+    with PausedSync(root, published) as sync:
+        published.client.put_object(Bucket=published.name, Key=key, Body=bytes(b ^ 0x5A for b in good))
+        catalog.refresh()
+        ds = catalog.get(DATASET)
+        entry = ds.tile_index.get(ds.geometry.top, 0, 0)
+        with pytest.raises(NotReady, match="do not match"):
+            ds.stored_tile(ds.geometry.top, 0, 0)
+        published.client.put_object(Bucket=published.name, Key=key, Body=good)
+        assert ds.stored_tile(ds.geometry.top, 0, 0)[:2] == b"\xff\xd8" and entry is not None
+    assert sync.result.generation == 1
+
+
+def test_an_s3_outage_during_the_lazy_phase_answers_retry(published, s3_server, tmp_path):
+    root = tmp_path / "node"
+    catalog = Catalog(root, (DATASET,))
+    with PausedSync(root, published):
+        catalog.refresh()
+        ds = catalog.get(DATASET)
+        s3_server.stop()
+        try:
+            with pytest.raises(NotReady, match="S3 cannot be read"):
+                ds.stored_tile(ds.geometry.top, 1, 1)
+        finally:
+            s3_server.start()

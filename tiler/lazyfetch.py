@@ -1,0 +1,68 @@
+"""Tiles fetched from S3 while boxlink still fills the disk (a lazy start, ``synch.lazy``).
+
+A tile whose pack is not on the node yet is read with one ranged GET of exactly its bytes and checked
+against the 16-byte sha256 prefix in the tile index before it is used: a wrong byte is never served. Reads
+of the same tile at the same time share one GET. A failure (S3 down, a corrupt object) is ``NotReady``:
+503 with Retry-After, so a client or the proxy tries again, or another node.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import Future
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from gigaformat.s3 import describe, make_client
+from gigaformat.tiles import TileEntry, tile_digest
+from tiler.errors import NotReady
+
+log = logging.getLogger(__name__)
+
+
+class RemoteTiles:
+    """Ranged reads of ``s3://bucket/<prefix><pack key>``, verified, with concurrent reads coalesced."""
+
+    def __init__(self, bucket: str, prefix: str, client=None):
+        self.bucket = bucket
+        self.prefix = prefix
+        self.client = client or make_client(attempts=2, connect_timeout=2, read_timeout=5, max_connections=16)
+        self.fetched = 0
+        self._flights: dict[tuple[str, int], Future] = {}
+        self._lock = threading.Lock()
+
+    def read(self, pack: str, entry: TileEntry) -> bytes:
+        key = (pack, entry.offset)
+        with self._lock:
+            flight = self._flights.get(key)
+            owner = flight is None
+            if owner:
+                flight = self._flights[key] = Future()
+        if owner:
+            try:
+                flight.set_result(self._get(pack, entry))
+            except BaseException as exc:
+                flight.set_exception(exc)
+            finally:
+                with self._lock:
+                    self._flights.pop(key, None)
+        return flight.result()
+
+    def _get(self, pack: str, entry: TileEntry) -> bytes:
+        name = self.prefix + pack
+        for attempt in (1, 2):
+            try:
+                body = self.client.get_object(Bucket=self.bucket, Key=name,
+                                              Range=f"bytes={entry.offset}-{entry.offset + entry.length - 1}")["Body"]
+                data = body.read()
+            except (ClientError, BotoCoreError) as exc:
+                log.warning("lazy fetch failed key=s3://%s/%s error=%s", self.bucket, name, describe(exc))
+                raise NotReady(f"tile not replicated yet and S3 cannot be read ({describe(exc)}); retry shortly") \
+                    from None
+            if tile_digest(data) == entry.digest:
+                self.fetched += 1
+                return data
+            log.warning("lazy fetch mismatch key=s3://%s/%s offset=%d attempt=%d", self.bucket, name, entry.offset,
+                        attempt)
+        raise NotReady(f"tile bytes from s3://{self.bucket}/{name} do not match the index; retry shortly")
