@@ -96,15 +96,7 @@ class TileService:
 
     def _render(self, ds: LoadedDataset, z: int, x: int, y: int, fmt: str, crop: tuple[int, int] | None) -> bytes:
         started = time.perf_counter()
-        if crop is None and fmt == "jpg":
-            data = ds.stored_tile(z, x, y)  # a stored JPEG tile is served as it is stored
-            if data is not None:
-                metrics.RENDER_SECONDS.labels(str(z)).observe(time.perf_counter() - started)
-                return data
-        pixels = ds.render_tile(z, x, y)
-        if crop is not None:
-            pixels = pixels[:crop[1], :crop[0]]
-        data = encode_tile(pixels, fmt, self.settings.jpeg_quality)
+        data = ds.tile_bytes(z, x, y, fmt, self.settings.jpeg_quality, crop)
         metrics.RENDER_SECONDS.labels(str(z)).observe(time.perf_counter() - started)
         return data
 

@@ -17,6 +17,7 @@ from gigaformat.levels import CELL_SIZE, Geometry
 from gigaformat.state import State
 from gigaformat.tiles import TileCodec
 from tiler.compose import MipStore, Window, render_window
+from tiler.encode import encode_tile
 from tiler.errors import CorruptData, NotFound
 from tiler.lazyfetch import RemoteTiles
 from tiler.mips import halve
@@ -92,6 +93,18 @@ class LoadedDataset:
             return self._overview_tile(z, x, y)
         size = self.geometry.tile_size
         return self.render_level_window(z, x * size, y * size, size, size)
+
+    def tile_bytes(self, z: int, x: int, y: int, fmt: str, quality: int, crop: tuple[int, int] | None = None) -> bytes:
+        """What a request for tile (z, x, y) in ``fmt`` answers: a stored JPEG tile as it is stored, anything
+        else rendered and encoded at ``quality`` (cropped to ``crop`` (w, h) for DeepZoom's edge tiles)."""
+        if crop is None and fmt == "jpg":
+            data = self.stored_tile(z, x, y)
+            if data is not None:
+                return data
+        pixels = self.render_tile(z, x, y)
+        if crop is not None:
+            pixels = pixels[:crop[1], :crop[0]]
+        return encode_tile(pixels, fmt, quality)
 
     def check_tile(self, z: int, x: int, y: int) -> None:
         """Raise NotFound, saying which tiles there are, unless tile (z, x, y) exists."""

@@ -11,6 +11,7 @@ The publisher builds every coarser level from the same derived pixels, so both s
 
 from __future__ import annotations
 
+import functools
 import io
 
 import numpy as np
@@ -39,8 +40,14 @@ def decode_stored(data: bytes) -> np.ndarray:
 
 
 def background_tile(background: tuple[int, int, int]) -> np.ndarray:
+    """A new tile of the background colour (a copy of one made once: filling from a tuple is slow)."""
+    return _background(tuple(background)).copy()
+
+
+@functools.lru_cache(maxsize=8)
+def _background(background: tuple[int, int, int]) -> np.ndarray:
     tile = np.empty((TILE, TILE, 3), dtype=np.uint8)
-    tile[:] = background
+    tile[:] = np.asarray(background, dtype=np.uint8)
     return tile
 
 
@@ -76,8 +83,7 @@ def reduce_children(children: list[list[np.ndarray | None]], span: tuple[int, in
     out = background_tile(background)
     if span_w <= 0 or span_h <= 0:
         return out
-    block = np.empty((2 * TILE, 2 * TILE, 3), dtype=np.uint8)
-    block[:] = background
+    block = np.tile(_background(tuple(background)), (2, 2, 1))
     for row in range(2):
         for col in range(2):
             if children[row][col] is not None:

