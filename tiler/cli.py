@@ -85,7 +85,8 @@ def _run_publish(args: argparse.Namespace) -> int:
     mb = result.bytes_uploaded / 1e6
     console.print(f"{args.dataset}: generation {result.generation} published ({' + '.join(result.kinds)}), "
                   f"{result.changed_items} items changed, {result.objects} objects, {mb:.1f} MB uploaded "
-                  f"in {result.seconds:.1f} s ({mb / max(result.seconds, 1e-9):.0f} MB/s overall)")
+                  f"in {result.seconds:.1f} s ({mb / max(result.seconds, 1e-9):.0f} MB/s, "
+                  f"{result.items_per_second:.0f} items/s overall)")
     return 0
 
 

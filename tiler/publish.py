@@ -43,6 +43,11 @@ class PublishResult:
     seconds: float
     changed_items: int
     upload_seconds: float = 0.0  # of ``seconds``, the time spent uploading objects
+    items: int = 0  # items in the source
+
+    @property
+    def items_per_second(self) -> float:
+        return self.items / max(self.seconds, 1e-9)
 
 
 def _write_step(build: Build, kind: str, index_doc: dict, staging: Path, prefix: str, published: str) -> Step:
@@ -152,12 +157,12 @@ def publish(source_dir: Path, dataset: str, bucket: str, client, snapshot: bool 
             changed = changed or (len(source.items) if previous is None else 0)
     if not steps:
         log.info("publish dataset=%s unchanged generation=%d", dataset, generation)
-        return PublishResult(dataset, generation, (), 0, 0, time.monotonic() - started, 0)
+        return PublishResult(dataset, generation, (), 0, 0, time.monotonic() - started, 0, 0.0, len(source.items))
     new_manifest = _next_manifest(manifest, source.canvas, dataset, generation, steps, now, retention)
     put_bytes(client, bucket, manifest_key(dataset), new_manifest.to_bytes())
     _expire_retired(client, bucket, dataset, new_manifest, now, retention)
     result = PublishResult(dataset, generation, tuple(s.kind for s in steps), sum(len(s.objects) for s in steps),
-                           sent, time.monotonic() - started, changed, uploading)
+                           sent, time.monotonic() - started, changed, uploading, len(source.items))
     log.info("published dataset=%s generation=%d kinds=%s bytes=%d seconds=%.1f", dataset, generation,
              ",".join(result.kinds), sent, result.seconds)
     return result
