@@ -22,6 +22,8 @@ from gigaformat.errors import GigatileError
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 QUIET_LIBRARIES = ("botocore", "boto3", "urllib3", "s3transfer", "httpx", "httpcore")
+# libvips' warnings repeat what the error it raises says (once per damaged tile): errors only, but at DEBUG
+SILENT_LIBRARIES = ("pyvips",)
 FAILED, USAGE, INTERRUPTED = 1, 2, 130
 
 
@@ -109,6 +111,8 @@ def setup_logging(level: str, handlers: Sequence[logging.Handler] | None = None)
     logging.basicConfig(level=level.upper(), handlers=list(handlers), force=True)
     for name in QUIET_LIBRARIES:
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
+    for name in SILENT_LIBRARIES:
+        logging.getLogger(name).setLevel(logging.DEBUG if logging.getLogger().level <= logging.DEBUG else logging.ERROR)
 
 
 def run_command(prog: str, work: Callable[[], int]) -> int:

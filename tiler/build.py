@@ -27,7 +27,7 @@ from tiler.compose import MipStore, Window, render_window
 from tiler.covers import CoverCache
 from tiler.mips import chain_sizes
 from tiler.pyramid import PyramidPlan, build_pyramid
-from tiler.source import Source
+from tiler.source import Source, image_rows
 from tiler.spatial import ItemTable, SpatialIndex
 from tiler.storage import ITEMS_PER_TILE_LIMIT, choose_stored_levels
 from tiler.storedtiles import TILE, background_tile
@@ -100,8 +100,9 @@ def build_generation(source: Source, dataset: str, generation: int, prefix: str,
     state = State(dataset, generation, canvas, stored, items=items)
     index = SpatialIndex(table, canvas.width, canvas.height)
     if stored.top >= geometry.top:  # the pyramid layout: every level stored, no chains
-        covers = CoverCache({v: (str(source.image_path(w[0])), w[1], w[2]) for v, w in wanted.items()},
-                            canvas.background)
+        rows = image_rows(source)
+        covers = CoverCache({v: (str(source.image_path(w[0])), w[1], w[2], _where(source, rows, w[0]))
+                             for v, w in wanted.items()}, canvas.background)
         leaf = _paste_leaf(geometry, canvas.background, table, index, vids, covers)
     else:
         state.variants, mips = _chains(source, wanted, vids, old, writer, progress, threads)
@@ -152,9 +153,12 @@ def _chains(source: Source, wanted: dict[str, tuple[str, int, int]], vids: list[
     starts = np.concatenate(([0], np.cumsum(sizes, dtype=np.int64)))
     pixels = np.empty(int(starts[-1]), dtype=np.uint8)
 
+    rows = image_rows(source)
+
     def load(n: int) -> int:
         image, width, height = wanted[vids[n]]
-        chain = build_chain(str(source.image_path(image)), width, height, source.canvas.background)
+        chain = build_chain(str(source.image_path(image)), width, height, source.canvas.background,
+                            _where(source, rows, image))
         at = int(starts[n])
         for level in chain:
             pixels[at:at + level.size] = level.reshape(-1)
@@ -172,6 +176,10 @@ def _chains(source: Source, wanted: dict[str, tuple[str, int, int]], vids: list[
             progress("variants", done, len(vids))
     mips = MipStore(pixels, starts[:-1], [wanted[vid][1] for vid in vids], [wanted[vid][2] for vid in vids])
     return records, mips
+
+
+def _where(source: Source, rows: dict[str, int], image: str) -> str:
+    return f"{source.root / 'items.csv'} row {rows.get(image, 0)} column 6"
 
 
 def _paste_leaf(geometry: Geometry, background: tuple[int, int, int], table: ItemTable, index: SpatialIndex,

@@ -55,6 +55,10 @@ def _add_publish(add) -> None:
     flag(p, "store", default="auto", choices=("auto", "pyramid", "chains"),
          help="layout: every level as stored tiles (pyramid: walls of distinct images), raw mip chains composed "
          "on demand (chains: few images shown many times), or whichever keeps fewer bytes (auto)")
+    flag(p, "allow-shrink", bool, help="publish even an empty wall, or one keeping under half the published items")
+    flag(p, "max-image-megapixels", float, 200.0, help="refuse an image file that decodes to more pixels")
+    flag(p, "max-item-megapixels", float, 64.0, help="refuse an item whose rectangle has more pixels")
+    flag(p, "max-canvas-gigapixels", float, 2000.0, help="refuse a larger canvas")
     p.add_argument("--items-per-tile", type=int, default=None, help=argparse.SUPPRESS)
     p.set_defaults(run=_run_publish)
 
@@ -62,6 +66,7 @@ def _add_publish(add) -> None:
 def _run_publish(args: argparse.Namespace) -> int:
     from gigaformat.s3 import make_client
     from tiler.publish import publish
+    from tiler.source import Limits
     from tiler.storage import ITEMS_PER_TILE_LIMIT
 
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
@@ -78,6 +83,10 @@ def _run_publish(args: argparse.Namespace) -> int:
         result = publish(args.source, args.dataset, args.bucket, make_client(), snapshot=args.snapshot,
                          retention=timedelta(hours=args.retention_hours),
                          items_per_tile=args.items_per_tile or ITEMS_PER_TILE_LIMIT, progress=report, store=args.store,
+                         allow_shrink=args.allow_shrink,
+                         limits=Limits(image_pixels=int(args.max_image_megapixels * 1e6),
+                                       item_pixels=int(args.max_item_megapixels * 1e6),
+                                       canvas_pixels=int(args.max_canvas_gigapixels * 1e9)),
                          on_bytes=lambda n: bar.advance(upload, n))
     if not result.kinds:
         console.print(f"{args.dataset}: nothing changed, still generation {result.generation}")

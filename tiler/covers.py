@@ -21,9 +21,9 @@ DEFAULT_CACHE_BYTES = 384 << 20
 class CoverCache:
     """``get(variant)``: the (h, w, 3) pixels of an image at one size, decoded on first use."""
 
-    def __init__(self, sources: dict[str, tuple[str, int, int]], background: tuple[int, int, int],
+    def __init__(self, sources: dict[str, tuple[str, int, int, str]], background: tuple[int, int, int],
                  max_bytes: int = DEFAULT_CACHE_BYTES):
-        self.sources = sources  # variant -> (image path, width, height)
+        self.sources = sources  # variant -> (image path, width, height, where: its items.csv row)
         self.background = background
         self.max_bytes = max_bytes
         self.nbytes = 0
@@ -42,8 +42,8 @@ class CoverCache:
                 self._entries.move_to_end(variant)
         if owner:
             try:
-                path, width, height = self.sources[variant]
-                pixels = load_scaled(path, width, height, self.background)
+                path, width, height, where = self.sources[variant]
+                pixels = load_scaled(path, width, height, self.background, where)
             except BaseException as exc:
                 with self._lock:
                     self._entries.pop(variant, None)

@@ -8,6 +8,7 @@ from gigaformat.errors import FormatError
 from gigaformat.layout import DatasetDir
 from gigaformat.state import diff_states
 from tiler.build import build_generation
+from tiler.publish import check_shrink
 from tiler.source import load_source
 from tiler.storage import ITEMS_PER_TILE_LIMIT
 
@@ -24,10 +25,11 @@ def read_local_blob(folder: DatasetDir):
 
 
 def publish_local(source_dir: Path, folder: DatasetDir, items_per_tile: int = ITEMS_PER_TILE_LIMIT,
-                  store: str = "auto") -> int:
+                  store: str = "auto", allow_shrink: bool = True) -> int:
     """Build the next generation of ``folder`` from ``source_dir``, switch it in; return its number."""
     source = load_source(source_dir)
     previous = folder.load_current_state() if folder.current_generation() is not None else None
+    check_shrink(source, previous, allow_shrink)
     generation = 1 if previous is None else previous.generation + 1
     prefix = f"{'snap' if previous is None else 'diff'}-{generation}/"
     build = build_generation(source, folder.dataset, generation, prefix, folder.objects, previous,

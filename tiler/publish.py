@@ -24,7 +24,8 @@ from gigaformat.s3 import load_remote_state, read_manifest, storage_error
 from gigaformat.state import CHANGES_NAME, STATE_NAME, State, diff_states, dump_gzip_json
 from gigaformat.state import index_key as state_index_key
 from tiler.build import Build, Progress, build_generation, plan_layout
-from tiler.source import Source, load_source
+from tiler.errors import InvalidSource
+from tiler.source import DEFAULT_LIMITS, Limits, Source, load_source
 from tiler.storage import ITEMS_PER_TILE_LIMIT
 from tiler.upload import PackUploader, Upload, check_present, delete_prefix, put_bytes, upload_files
 
@@ -107,7 +108,8 @@ def _build_and_upload(client, bucket: str, dataset: str, source: Source, kind: s
 
 def publish(source_dir: Path, dataset: str, bucket: str, client, snapshot: bool = False,
             retention: timedelta = DEFAULT_RETENTION, items_per_tile: int = ITEMS_PER_TILE_LIMIT,
-            progress: Progress | None = None, on_bytes=lambda n: None, store: str = "auto") -> PublishResult:
+            progress: Progress | None = None, on_bytes=lambda n: None, store: str = "auto",
+            allow_shrink: bool = False, limits: Limits = DEFAULT_LIMITS) -> PublishResult:
     """Publish ``source_dir`` as the next generation of ``dataset`` in ``bucket``.
 
     The first publish writes a snapshot; later ones a diff against the current generation (or nothing if
@@ -118,9 +120,10 @@ def publish(source_dir: Path, dataset: str, bucket: str, client, snapshot: bool 
     started = time.monotonic()
     check_dataset_name(dataset)
     report = progress or (lambda phase, done, total: None)
-    source = load_source(source_dir)
+    source = load_source(source_dir, limits)
     manifest = read_manifest(client, bucket, dataset)
     previous = _previous_state(client, bucket, manifest)
+    check_shrink(source, previous, allow_shrink)
     now = utc_now()
     options = {"items_per_tile": items_per_tile, "progress": report, "store": store}
     if previous is not None and (previous.canvas != source.canvas
@@ -166,6 +169,23 @@ def publish(source_dir: Path, dataset: str, bucket: str, client, snapshot: bool 
     log.info("published dataset=%s generation=%d kinds=%s bytes=%d seconds=%.1f", dataset, generation,
              ",".join(result.kinds), sent, result.seconds)
     return result
+
+
+SHRINK_FRACTION = 0.5  # a publish keeping fewer than this share of the items needs --allow-shrink
+
+
+def check_shrink(source: Source, previous: State | None, allow_shrink: bool) -> None:
+    """Refuse (InvalidSource) an empty wall, or one keeping under half the published items, unless allowed: a
+    truncated items.csv must not wipe the wall."""
+    if allow_shrink:
+        return
+    where = source.root / "items.csv"
+    if not source.items:
+        raise InvalidSource(f"{where}: no items: publishing it would show an empty wall (--allow-shrink to mean it)")
+    if previous is not None and len(source.items) < SHRINK_FRACTION * len(previous.items):
+        raise InvalidSource(f"{where}: {len(source.items)} items where {len(previous.items)} are published: "
+                            f"publishing it would remove {len(previous.items) - len(source.items)} "
+                            "(--allow-shrink to mean it)")
 
 
 def _previous_state(client, bucket: str, manifest: Manifest | None) -> State | None:

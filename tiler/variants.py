@@ -15,13 +15,17 @@ def variant_id(image_sha256: str, width: int, height: int) -> str:
     return f"{image_sha256[:32]}-{width}x{height}"
 
 
-def load_scaled(path: str, width: int, height: int, background: tuple[int, int, int]) -> np.ndarray:
-    """The image scaled to exactly width x height, sRGB, alpha flattened on ``background``: (h, w, 3) uint8."""
+def load_scaled(path: str, width: int, height: int, background: tuple[int, int, int], where: str = "") -> np.ndarray:
+    """The image scaled to exactly width x height, sRGB, alpha flattened on ``background``: (h, w, 3) uint8.
+
+    A truncated or corrupt image is refused (InvalidSource, prefixed by ``where``: the items.csv row), never
+    decoded as far as it goes.
+    """
     exact = _plain_jpeg_of_size(path, width, height)
     if exact is not None:
         return exact
     try:
-        image = pyvips.Image.thumbnail(path, width, height=height, size="force")
+        image = pyvips.Image.thumbnail(path, width, height=height, size="force", fail_on="truncated")
         if image.interpretation not in ("srgb", "b-w") or image.format != "uchar":
             image = image.colourspace("srgb").cast("uchar")
         if image.hasalpha():
@@ -34,13 +38,15 @@ def load_scaled(path: str, width: int, height: int, background: tuple[int, int, 
             image = image.resize(width / image.width, vscale=height / image.height)
         pixels = np.ndarray(buffer=image.write_to_memory(), dtype=np.uint8, shape=(height, width, 3))
     except pyvips.Error as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "decode failed"
-        raise InvalidSource(f"{path}: cannot decode image ({reason})") from None
+        lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+        reason = "; ".join(lines[:2]) if lines else "decode failed"
+        raise InvalidSource(f"{where or path}: image {path} cannot be decoded whole ({reason})") from None
     return pixels
 
 
-def build_chain(path: str, width: int, height: int, background: tuple[int, int, int]) -> list[np.ndarray]:
-    return mip_chain(load_scaled(path, width, height, background))
+def build_chain(path: str, width: int, height: int, background: tuple[int, int, int], where: str = ""
+                ) -> list[np.ndarray]:
+    return mip_chain(load_scaled(path, width, height, background, where))
 
 
 def _plain_jpeg_of_size(path: str, width: int, height: int) -> np.ndarray | None:

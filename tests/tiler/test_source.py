@@ -28,8 +28,8 @@ def test_valid_source_loads_in_order(tmp_path):
 
 
 @pytest.mark.parametrize(("row", "message"), [
-    ("a,0,0,10,20,missing.png", "row 2: image 'missing.png' is missing"),
-    ("a,0,0,10,20,broken.jpg", "row 2: image 'broken.jpg' is not readable"),
+    ("a,0,0,10,20,missing.png", "row 2 column 6: image 'missing.png' is missing"),
+    ("a,0,0,10,20,broken.jpg", "row 2 column 6: image 'broken.jpg' is not readable"),
     ("a,0,0,ten,20,a.png", "row 2: width must be a whole number"),
     ("a,0,0,-10,20,a.png", "row 2: width must be positive"),
     ("a,0,0,10,0,a.png", "row 2: height must be positive"),
@@ -68,7 +68,7 @@ def test_missing_files_and_header(tmp_path):
         load_source(tmp_path / "nope")
     _folder(tmp_path, ["a,0,0,10,20,a.png"])
     (tmp_path / "items.csv").write_text("id,left,top,w,h,img\n")
-    with pytest.raises(TilerError, match="header must be"):
+    with pytest.raises(TilerError, match="header must start"):
         load_source(tmp_path)
     (tmp_path / "items.csv").unlink()
     with pytest.raises(TilerError, match="items.csv: missing"):
