@@ -54,6 +54,7 @@ STEPS = (
     Step("publish", 120, 400),
     Step("boxlink", 180, 1300),
     Step("coldstart", 150, 700),
+    Step("search", 180, 1800),
 )
 BENCHES = tuple(step.name for step in STEPS if step.name != "datasets")
 

@@ -32,9 +32,11 @@ from boxlink.ledger import Ledger
 from boxlink.settings import LAZY_BYTES, TransferPolicy
 from boxlink.transfer import PART_SUFFIX, Downloader, FetchReport, Job, disk_error, hash_file
 from gigaformat.errors import FormatError
+from gigaformat.itemsdb import ITEMS_DB_NAME, stage_items_db
 from gigaformat.layout import DatasetDir
 from gigaformat.manifest import Manifest, ObjectRef, Step, dataset_prefix, plan_steps
-from gigaformat.state import State, index_key, rebuild_state, step_prefix
+from gigaformat.state import Changes, State, load_gzip_json, rebuild_state, step_prefix
+from gigaformat.tiles import INDEX_NAME
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +127,8 @@ class Replica:
         target = steps[-1].generation
         log.info("sync plan dataset=%s local=%s target=%d route=%s steps=%s", self.folder.dataset, local, target,
                  route, ",".join(f"{s.kind}-{s.generation}" for s in steps))
-        documents = {s.index for s in steps} | {index_key(step_prefix(s)) for s in steps if s.kind == "snapshot"}
+        documents = {s.index for s in steps} | {step_prefix(s) + name for s in steps if s.kind == "snapshot"
+                                                 for name in (INDEX_NAME, ITEMS_DB_NAME)}
         refs = [o for s in steps for o in s.objects]
         jobs = self._plan([r for r in refs if r.key in documents], ledger), self._plan(
             [r for r in refs if r.key not in documents], ledger)
@@ -135,7 +138,7 @@ class Replica:
         if state.generation != manifest.generation or state.dataset != self.folder.dataset:
             raise BoxlinkError(f"{self.folder.dataset}: the steps built {state.dataset}@{state.generation}, "
                                f"the manifest names generation {manifest.generation}")
-        self._stage(state, sum(j.size for j in jobs[1]))
+        self._stage(state, steps, local, sum(j.size for j in jobs[1]))
         report = _merged(report, self._fetch(jobs[1], ledger))
         self._check_packs(state, ledger, MissingBase if route == "diffs" else BoxlinkError)
         self._switch(state)
@@ -165,10 +168,11 @@ class Replica:
                  report.retries)
         return report
 
-    def _stage(self, state: State, pack_bytes: int) -> None:
-        """Write ``generations/<G>/`` (state and tile index) before the packs come; when they are many and the
-        layout needs no mip chains, write ``synch.lazy``: the render server may serve G at once, fetching
-        what is not here yet itself."""
+    def _stage(self, state: State, steps: list[Step], local: int | None, pack_bytes: int) -> None:
+        """Write ``generations/<G>/`` (items database, tile index, state) before the packs come; when they are
+        many and the layout needs no mip chains, write ``synch.lazy``: the render server may serve G at once,
+        fetching what is not here yet itself."""
+        self._stage_items_db(state.generation, steps, local)
         try:
             self.folder.write_state(state)
             if pack_bytes >= self.lazy_bytes and not state.variants \
@@ -222,6 +226,28 @@ class Replica:
         if missing:
             raise error(f"{self.folder.dataset}@{state.generation}: {len(missing)} pack(s) missing or not "
                         f"verified here, e.g. {missing[0]}")
+
+    def _stage_items_db(self, generation: int, steps: list[Step], local: int | None) -> None:
+        snapshot = next((s for s in steps if s.kind == "snapshot"), None)
+        snapshot_db = self.folder.object_path(step_prefix(snapshot) + ITEMS_DB_NAME) if snapshot else None
+        if snapshot_db is not None and not snapshot_db.is_file():
+            return  # a snapshot published without an items database: the generation has none
+        base_db = self.folder.generation_dir(local) / ITEMS_DB_NAME if local is not None else None
+        if snapshot is None and (base_db is None or not base_db.is_file()):
+            raise MissingBase(f"local generation {local} has no items database to apply the diffs to")
+        diffs = []
+        for step in steps:
+            if step.kind == "diff":
+                data = self.folder.object_path(step.index).read_bytes()
+                changes = Changes.from_json(load_gzip_json(data, step.index))
+                diffs.append((changes.meta_set, changes.items_remove, changes.meta_columns))
+        target = self.folder.generation_dir(generation) / ITEMS_DB_NAME
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            stage_items_db(target, snapshot_db, base_db, diffs)
+        except FormatError as exc:
+            raise BoxlinkError(f"{self.folder.dataset}@{generation}: cannot stage the items database ({exc})") \
+                from None
 
     def _switch(self, state: State) -> None:
         try:

@@ -32,14 +32,21 @@ class ItemRecord:
     width: int
     height: int
     variant: str
+    meta: str = ""  # itemsdb.meta_digest of its metadata ("" for none); the values are in the items database
+
+    @property
+    def placement(self) -> tuple:
+        """What decides the item's pixels (its metadata does not)."""
+        return self.order, self.x, self.y, self.width, self.height, self.variant
 
     def to_json(self) -> list:
-        return [self.id, self.order, self.x, self.y, self.width, self.height, self.variant]
+        return [self.id, self.order, self.x, self.y, self.width, self.height, self.variant, self.meta]
 
     @classmethod
     def from_json(cls, row: list) -> ItemRecord:
         order = row[1] if isinstance(row[1], int) else float(row[1])
-        return cls(str(row[0]), order, int(row[2]), int(row[3]), int(row[4]), int(row[5]), str(row[6]))
+        return cls(str(row[0]), order, int(row[2]), int(row[3]), int(row[4]), int(row[5]), str(row[6]),
+                   str(row[7]) if len(row) > 7 else "")
 
 
 @dataclass(frozen=True)
@@ -183,11 +190,13 @@ class Changes:
     variants_add: dict[str, VariantRecord] = field(default_factory=dict)
     variants_remove: list[str] = field(default_factory=list)
     tiles_set: dict[str, list] = field(default_factory=dict)  # "z/x/y" -> [pack key, offset, length, digest hex]
+    meta_set: dict[str, dict[str, str]] = field(default_factory=dict)  # item -> its metadata, where it changed
+    meta_columns: list[str] = field(default_factory=list)  # items.csv's metadata columns after the change
     cells: list[list[int]] = field(default_factory=list)  # the whole grid after the change (small)
 
     def is_empty(self) -> bool:
         return not (self.items_upsert or self.items_remove or self.variants_add or self.variants_remove
-                    or self.tiles_set)
+                    or self.tiles_set or self.meta_set)
 
     def to_json(self) -> dict:
         return {
@@ -198,6 +207,7 @@ class Changes:
             "variants_add": {k: v.to_json() for k, v in sorted(self.variants_add.items())},
             "variants_remove": self.variants_remove,
             "tiles_set": dict(sorted(self.tiles_set.items())),
+            "meta_set": dict(sorted(self.meta_set.items())), "meta_columns": self.meta_columns,
             "cells": self.cells,
         }
 
@@ -213,6 +223,8 @@ class Changes:
                 variants_add={k: VariantRecord.from_json(v) for k, v in doc["variants_add"].items()},
                 variants_remove=[str(v) for v in doc["variants_remove"]],
                 tiles_set={str(k): list(v) for k, v in doc["tiles_set"].items()},
+                meta_set={str(k): {str(c): str(v) for c, v in dict(m).items()} for k, m in doc["meta_set"].items()},
+                meta_columns=[str(c) for c in doc["meta_columns"]],
                 cells=[[int(g) for g in row] for row in doc["cells"]],
             )
 

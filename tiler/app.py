@@ -35,6 +35,10 @@ from tiler.tile_request import (
     DeepZoomTileRequest,
     DziRequest,
     InfoRequest,
+    ItemAtRequest,
+    ItemRequest,
+    ItemsInRequest,
+    SearchRequest,
     TileRequest,
     parse_tiles_path,
 )
@@ -119,7 +123,7 @@ class TileService:
         return Response(data, media_type=media_type(fmt), headers=headers)
 
     async def tiles(self, request: Request) -> Response:
-        parsed = parse_tiles_path(request.path_params["path"], request.query_params.get("v"))
+        parsed = parse_tiles_path(request.path_params["path"], request.query_params)
         if isinstance(parsed, DatasetsRequest):
             listing = [{"name": name, "generation": gen} for name, gen in self.catalog.generations().items()]
             return JSONResponse({"datasets": listing}, headers={"Cache-Control": "no-cache"})
@@ -128,10 +132,27 @@ class TileService:
             return JSONResponse(ds.info(), headers={"Cache-Control": "no-cache"})
         if isinstance(parsed, TileRequest):
             return await self.tile_response(request, ds, parsed.z, parsed.x, parsed.y, parsed.fmt, parsed.version)
+        if isinstance(parsed, ItemAtRequest | ItemRequest | ItemsInRequest | SearchRequest):
+            return await self.items(ds, parsed)
         if isinstance(parsed, DziRequest):
             dzi = deepzoom.dzi_document(ds.geometry.width, ds.geometry.height, "jpg", ds.geometry.tile_size)
             return Response(dzi, media_type="application/xml", headers={"Cache-Control": "no-cache"})
         return await self.deepzoom_tile(request, ds, parsed)
+
+    async def items(self, ds: LoadedDataset, req) -> Response:
+        """The bookstore's answers, as JSON; cached a year when ``v`` names the generation served, else a
+        minute (the proxy caches them like tiles)."""
+        catalog = ds.catalog
+        if isinstance(req, ItemAtRequest):
+            doc = catalog.at(req.x, req.y)
+        elif isinstance(req, ItemRequest):
+            doc = catalog.one(req.item_id)
+        elif isinstance(req, ItemsInRequest):
+            doc = await self.pool.run(catalog.within, req.bbox, req.limit)
+        else:
+            doc = await self.pool.run(catalog.search, req.query, req.filters, req.limit, req.offset)
+        cache = IMMUTABLE if req.version == ds.generation else SHORT
+        return JSONResponse(doc, headers={"Cache-Control": cache, "X-Generation": str(ds.generation)})
 
     async def deepzoom_tile(self, request: Request, ds: LoadedDataset, req: DeepZoomTileRequest) -> Response:
         g = ds.geometry
@@ -171,7 +192,7 @@ def _error(route: str, exc: GigatileError) -> Response:
     headers = {"Cache-Control": "no-store"}
     if status in RETRY_STATUSES:
         headers["Retry-After"] = "1"
-    if status >= 500:
+    if status >= 500 and status not in RETRY_STATUSES:
         log.error("request failed route=%s status=%d error=%r", route, status, str(exc))
     metrics.REQUESTS.labels(route, str(status)).inc()
     return PlainTextResponse(str(exc) + "\n", status_code=status, headers=headers)

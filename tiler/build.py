@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gigaformat.itemsdb import ITEMS_DB_NAME, build_items_db, meta_digest
 from gigaformat.levels import CELL_SIZE, Geometry
 from gigaformat.packs import PackFile, PackWriter
 from gigaformat.state import ItemRecord, State, StoredLevels, VariantRecord
@@ -43,6 +44,14 @@ FetchBlob = Callable[[str, int, int], bytes]  # (pack key, offset, length) -> by
 class Build:
     state: State
     packs: list[PackFile]
+    meta: dict[str, dict[str, str]]  # every item's metadata, from the source
+    meta_columns: list[str]
+    items_db: Path | None = None  # a snapshot's items database, under the staging folder
+
+    def meta_set(self, previous: State) -> dict[str, dict[str, str]]:
+        """The metadata a diff from ``previous`` sets: of every item added or whose metadata changed."""
+        return {item.id: self.meta[item.id] for item in self.state.items.values()
+                if previous.items.get(item.id) is None or previous.items[item.id].meta != item.meta}
 
 
 def _no_progress(phase: str, done: int, total: int) -> None:
@@ -118,9 +127,15 @@ def build_generation(source: Source, dataset: str, generation: int, prefix: str,
     if stored.top < 0:
         state.tiles = None
     state.cells = _cells(geometry, generation, previous, state)
+    meta = {item.id: dict(item.meta) for item in source.items}
+    items_db = None
+    if old is None:  # a snapshot carries the whole items database; a diff only the metadata it changes
+        items_db = Path(staging) / prefix / ITEMS_DB_NAME
+        items_db.parent.mkdir(parents=True, exist_ok=True)
+        build_items_db(items_db, ((i.id, meta[i.id]) for i in source.items), source.meta_columns)
     log.info("built dataset=%s generation=%d layout=%s stored_levels=0-%d tiles_written=%d", dataset, generation,
              "pyramid" if stored.top >= geometry.top else "chains", stored.top, sink.written)
-    return Build(state, writer.finish())
+    return Build(state, writer.finish(), meta, list(source.meta_columns), items_db)
 
 
 def plan_layout(source: Source, store: str = "auto", items_per_tile: int = ITEMS_PER_TILE_LIMIT) -> StoredLevels:
@@ -216,13 +231,22 @@ def _compose_leaf(geometry: Geometry, background: tuple[int, int, int], table: I
     return leaf
 
 
+def changed_placements(old: State, new: State) -> list[ItemRecord]:
+    """The items whose pixels changed: added, removed, moved, resized, redrawn in another order or with another
+    image (old and new records both; a change of metadata alone changes no pixel)."""
+    def moved(a: ItemRecord | None, b: ItemRecord | None) -> bool:
+        return a is None or b is None or a.placement != b.placement
+
+    touched = [item for item in new.items.values() if moved(old.items.get(item.id), item)]
+    return touched + [item for item_id, item in old.items.items() if moved(item, new.items.get(item_id))]
+
+
 def _dirty_tiles(geometry: Geometry, leaf_level: int, old: State, new: State) -> Callable[[int, int, int], bool]:
     """Tiles to make again: the leaf tiles over any item that was added, removed, moved or changed (its old
     and its new rectangle), and all their ancestors."""
     span = TILE * geometry.factor(leaf_level)
     dirty: set[tuple[int, int, int]] = set()
-    touched = [item for item in new.items.values() if old.items.get(item.id) != item]
-    touched += [item for item_id, item in old.items.items() if new.items.get(item_id) != item]
+    touched = changed_placements(old, new)
     for item in touched:
         x0, y0 = max(item.x, 0), max(item.y, 0)
         x1, y1 = min(item.x + item.width, geometry.width), min(item.y + item.height, geometry.height)
@@ -314,7 +338,8 @@ def _items_and_variants(source: Source, previous: State | None
     for item, order in zip(source.items, orders, strict=True):
         vid = variant_id(source.image_sha256[item.image], item.width, item.height)
         wanted.setdefault(vid, (item.image, item.width, item.height))
-        items[item.id] = ItemRecord(item.id, order, item.x, item.y, item.width, item.height, vid)
+        items[item.id] = ItemRecord(item.id, order, item.x, item.y, item.width, item.height, vid,
+                                    meta_digest(dict(item.meta)))
     return items, wanted
 
 
@@ -325,8 +350,7 @@ def _cells(geometry: Geometry, generation: int, previous: State | None, state: S
             or previous.canvas.background != state.canvas.background:
         return [[generation] * cols for _ in range(rows)]
     grid = np.array(previous.cells, dtype=np.int64).reshape(rows, cols)
-    touched = [item for item in state.items.values() if previous.items.get(item.id) != item]
-    touched += [previous.items[i] for i in previous.items if state.items.get(i) != previous.items[i]]
+    touched = changed_placements(previous, state)
     for item in touched:
         x0, y0 = max(item.x, 0), max(item.y, 0)
         x1, y1 = min(item.x + item.width, geometry.width), min(item.y + item.height, geometry.height)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gigaformat.itemsdb import ITEMS_DB_NAME
 from gigaformat.layout import DatasetDir
 from gigaformat.levels import CELL_SIZE, Geometry
 from gigaformat.state import State
@@ -19,6 +20,7 @@ from gigaformat.tiles import TileCodec
 from tiler.compose import MipStore, Window, render_window
 from tiler.encode import encode_tile
 from tiler.errors import CorruptData, NotFound
+from tiler.items import ItemCatalog
 from tiler.lazyfetch import RemoteTiles
 from tiler.mips import halve
 from tiler.packspace import PackSpace
@@ -32,7 +34,8 @@ log = logging.getLogger(__name__)
 class LoadedDataset:
     """One generation of one dataset, ready to render any tile of any level."""
 
-    def __init__(self, state: State, packs_folder: Path, remote: RemoteTiles | None = None):
+    def __init__(self, state: State, packs_folder: Path, remote: RemoteTiles | None = None,
+                 items_db: Path | None = None):
         self.name = state.dataset
         self.generation = state.generation
         self.geometry = Geometry(state.canvas.width, state.canvas.height)
@@ -57,6 +60,9 @@ class LoadedDataset:
             np.fromiter((slot.get(i.variant, -1) for i in ordered), np.int32, len(ordered)),  # -1: not composed
         )
         self.index = SpatialIndex(self.table, self.geometry.width, self.geometry.height)
+        self.catalog = ItemCatalog([i.id for i in ordered], self.table, self.index,
+                                   (self.geometry.width, self.geometry.height),
+                                   items_db if items_db is not None and items_db.is_file() else None)
         self.tile_index = state.tiles
         self.tiles = TileStore(packs_folder, state.tile_packs, remote)
         self.lazy = remote is not None  # some packs may still be arriving: their tiles come from S3
@@ -67,7 +73,8 @@ class LoadedDataset:
     def open(cls, folder: DatasetDir) -> LoadedDataset:
         """The generation ``current`` points at, every pack on disk and verified."""
         started = time.monotonic()
-        loaded = cls(folder.load_current_state(), folder.objects)
+        state = folder.load_current_state()
+        loaded = cls(state, folder.objects, items_db=folder.generation_dir(state.generation) / ITEMS_DB_NAME)
         log.info("loaded dataset=%s generation=%d items=%d seconds=%.2f", loaded.name, loaded.generation,
                  loaded.items, time.monotonic() - started)
         return loaded
@@ -80,7 +87,8 @@ class LoadedDataset:
         state = folder.load_state(generation)
         if state.variants:
             raise CorruptData(f"{folder.dataset}@{generation} has mip chains: it cannot be served lazily")
-        loaded = cls(state, folder.objects, RemoteTiles(bucket, prefix))
+        loaded = cls(state, folder.objects, RemoteTiles(bucket, prefix),
+                     folder.generation_dir(generation) / ITEMS_DB_NAME)
         log.info("loaded lazily dataset=%s generation=%d items=%d seconds=%.2f", loaded.name, loaded.generation,
                  loaded.items, time.monotonic() - started)
         return loaded
@@ -180,6 +188,6 @@ class LoadedDataset:
         return {
             "dataset": self.name, "generation": self.generation, "width": g.width, "height": g.height,
             "tile_size": g.tile_size, "levels": g.top + 1, "top_level": g.top, "background": self.background_hex,
-            "formats": ["jpg", "png", "webp"], "items": self.items,
+            "formats": ["jpg", "png", "webp"], "items": self.items, "meta_columns": self.catalog.columns,
             "versions": {"cell_size": CELL_SIZE, "cols": cols, "rows": rows, "cells": self.cells.tolist()},
         }

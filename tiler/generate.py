@@ -7,6 +7,7 @@ The wall is wood-coloured bookcases with shelves of book covers. The output fold
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import math
@@ -69,6 +70,9 @@ LAST = (
     "Whitfield", "Okafor", "Lindqvist", "Moreau", "Castellanos", "Hart", "Nakamura", "Brennan", "Sato",
     "Albright", "Kowalski", "Ferreira", "Ashby", "Quinn", "Delacroix", "Mbeki",
 )
+CATEGORIES = ("Fiction", "Mystery", "Science", "History", "Travel", "Poetry", "Children", "Art", "Cooking",
+              "Biography", "Nature", "Philosophy")
+BOOK_URL = "https://books.example.com/item/"  # example.com: reserved for documentation, never a real shop
 TITLES = ("The {a} {n}", "{a} {n}", "The {n} of {p}", "A {n} for {f}", "{f} and the {a} {n}")
 _PREVIOUS = {"canvas.json", "items.csv", "items.csv.tmp", "covers"}
 _COVER_NAME = re.compile(r"c\d+\.jpg")
@@ -347,12 +351,23 @@ def _write_covers(jobs: list[tuple[CoverSpec, str]], progress: Progress) -> None
             progress.advance(task)
 
 
-def _write_items(path: Path, placed: np.ndarray, specs: list[CoverSpec], names: list[str]) -> None:
-    sizes = [f"{s.width},{s.height},{name}" for s, name in zip(specs, names, strict=True)]
-    lines = ["id,x,y,width,height,image"]
-    lines += [f"{i},{x},{y},{sizes[c]}" for i, (c, x, y) in enumerate(placed.tolist(), start=1)]
+def category_of(x: int, width: int) -> str:
+    """The category of the bookcase at canvas column ``x`` (one per bookcase, in turn)."""
+    count = max(1, round(width / CASE_WIDTH))
+    return CATEGORIES[min(count - 1, max(0, x * count // max(width, 1))) % len(CATEGORIES)]
+
+
+def _write_items(path: Path, placed: np.ndarray, specs: list[CoverSpec], names: list[str], width: int) -> None:
+    """items.csv: placements, then the metadata drawn on each cover (title, author), its bookcase's category
+    and a link."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("\n".join(lines) + "\n", encoding="ascii")
+    with tmp.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(["id", "x", "y", "width", "height", "image", "title", "author", "category", "url"])
+        for i, (c, x, y) in enumerate(placed.tolist(), start=1):
+            spec = specs[c]
+            writer.writerow([i, x, y, spec.width, spec.height, names[c], spec.title, spec.author,
+                             category_of(x, width), f"{BOOK_URL}{i}"])
     tmp.replace(path)
 
 
@@ -395,7 +410,7 @@ def generate_wall(out: Path, gigapixels: float = 46.0, unique: int = DEFAULT_UNI
     columns = [TextColumn("{task.description:>7}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     with Progress(*columns, disable=not progress) as bar:
         _write_covers([(specs[i], str(out / names[i])) for i in used], bar)
-        _write_items(out / "items.csv", placed, specs, names)
+        _write_items(out / "items.csv", placed, specs, names, width)
     summary = WallSummary(width, height, len(placed), len(used), time.perf_counter() - started)
     log.info("wall generated out=%s width=%d height=%d items=%d unique=%d seconds=%.1f",
              out, width, height, summary.items, summary.unique, summary.seconds)

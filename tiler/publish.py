@@ -64,6 +64,10 @@ def _write_step(build: Build, kind: str, index_doc: dict, staging: Path, prefix:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
         objects.append(ObjectRef(key, len(data), hashlib.sha256(data).hexdigest()))
+    if kind == "snapshot" and build.items_db is not None:
+        data = build.items_db.read_bytes()
+        objects.append(ObjectRef(build.items_db.relative_to(staging).as_posix(), len(data),
+                                 hashlib.sha256(data).hexdigest()))
     return Step(kind, build.state.generation, index_key, tuple(objects), published)
 
 
@@ -138,6 +142,7 @@ def publish(source_dir: Path, dataset: str, bucket: str, client, snapshot: bool 
             build, prefix, packs_sent = _build_and_upload(client, bucket, dataset, source, "diff", generation,
                                                           previous, staging, now, options, on_bytes)
             changes = diff_states(previous, build.state)
+            changes.meta_set, changes.meta_columns = build.meta_set(previous), build.meta_columns
             if changes.is_empty():
                 generation = previous.generation
             else:

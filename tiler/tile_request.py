@@ -6,9 +6,11 @@ The one place where URLs are parsed: the HTTP layer only dispatches on the resul
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from gigaformat.names import DATASET_PATTERN
+from gigaformat.canvas import MAX_SIDE
+from gigaformat.names import DATASET_PATTERN, ITEM_ID_RULE, is_item_id
 from tiler.encode import FORMATS
 from tiler.errors import BadRequest, NotFound, PathTooLong
 
@@ -82,12 +84,112 @@ def parse_version(query_v: str | None) -> int | None:
     return int(query_v)
 
 
-TilesRequest = DatasetsRequest | InfoRequest | TileRequest | DziRequest | DeepZoomTileRequest
+@dataclass(frozen=True)
+class ItemAtRequest:
+    """``/tiles/<ds>/items/at?x=&y=``: the topmost item drawn at canvas pixel (x, y)."""
+
+    dataset: str
+    x: int
+    y: int
+    version: int | None
 
 
-def parse_tiles_path(path: str, query_v: str | None) -> TilesRequest:
-    """``path`` is what follows ``/tiles/``."""
+@dataclass(frozen=True)
+class ItemRequest:
+    """``/tiles/<ds>/items/<id>``: one item."""
+
+    dataset: str
+    item_id: str
+    version: int | None
+
+
+@dataclass(frozen=True)
+class ItemsInRequest:
+    """``/tiles/<ds>/items?bbox=x,y,w,h&limit=N``: the items drawn in a canvas rectangle, in drawing order."""
+
+    dataset: str
+    bbox: tuple[int, int, int, int]
+    limit: int
+    version: int | None
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    """``/tiles/<ds>/search?q=&limit=&offset=&<column>=<value>``: ranked full-text search with filters."""
+
+    dataset: str
+    query: str
+    filters: tuple[tuple[str, str], ...]
+    limit: int
+    offset: int
+    version: int | None
+
+
+MAX_BBOX_PIXELS = 1 << 28  # a rectangle of the canvas the items of which one request may list
+MAX_LIMIT = 1000
+MAX_OFFSET = 10_000
+MAX_QUERY = 200
+MAX_FILTERS = 8
+_ITEMS = re.compile(rf"^(?P<ds>{_NAME})/(?P<what>items|search)(?:/(?P<rest>[^/]+))?$")
+_COORD = re.compile(r"^-?[0-9]{1,9}$")
+_COLUMN = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+TilesRequest = (DatasetsRequest | InfoRequest | TileRequest | DziRequest | DeepZoomTileRequest | ItemAtRequest
+                | ItemRequest | ItemsInRequest | SearchRequest)
+
+
+def _whole(query: Mapping[str, str], name: str, default: int | None, low: int, high: int) -> int:
+    text = query.get(name)
+    if text is None:
+        if default is None:
+            raise BadRequest(f"{name} is required (a whole number)")
+        return default
+    if not _COORD.match(text) or not low <= int(text) <= high:
+        raise BadRequest(f"{name} must be a whole number from {low} to {high}, got {text[:20]!r}")
+    return int(text)
+
+
+def parse_items(ds: str, what: str, rest: str | None, query: Mapping[str, str]) -> TilesRequest:
+    """The items and search requests of dataset ``ds``; BadRequest (400) for any malformed parameter."""
+    version = parse_version(query.get("v"))
+    if what == "search":
+        if rest is not None:
+            raise NotFound("search is /tiles/<dataset>/search?q=<words>")
+        text = query.get("q", "")
+        if len(text) > MAX_QUERY:
+            raise BadRequest(f"q is longer than {MAX_QUERY} characters")
+        filters = tuple(sorted((k, v) for k, v in query.items() if k not in ("q", "v", "limit", "offset")))
+        for name, value in filters:
+            if not _COLUMN.match(name) or len(value) > MAX_QUERY:
+                raise BadRequest(f"filter {name[:32]!r}: a metadata column name (a-z, 0-9, _) and a value of at "
+                                 f"most {MAX_QUERY} characters")
+        if len(filters) > MAX_FILTERS:
+            raise BadRequest(f"at most {MAX_FILTERS} filters")
+        return SearchRequest(ds, text, filters, _whole(query, "limit", 20, 1, MAX_LIMIT),
+                             _whole(query, "offset", 0, 0, MAX_OFFSET), version)
+    if rest == "at":
+        return ItemAtRequest(ds, _whole(query, "x", None, -MAX_SIDE, MAX_SIDE),
+                             _whole(query, "y", None, -MAX_SIDE, MAX_SIDE), version)
+    if rest is not None:
+        if not is_item_id(rest):
+            raise BadRequest(f"item id {rest[:64]!r} must be {ITEM_ID_RULE}")
+        return ItemRequest(ds, rest, version)
+    bbox = query.get("bbox", "")
+    parts = bbox.split(",")
+    if len(parts) != 4 or not all(_COORD.match(p) for p in parts):
+        raise BadRequest("bbox must be x,y,w,h: whole canvas pixels")
+    x, y, w, h = (int(p) for p in parts)
+    if w <= 0 or h <= 0 or w * h > MAX_BBOX_PIXELS:
+        raise BadRequest(f"bbox must have w, h > 0 and at most {MAX_BBOX_PIXELS:,} pixels")
+    return ItemsInRequest(ds, (x, y, w, h), _whole(query, "limit", 100, 1, MAX_LIMIT), version)
+
+
+def parse_tiles_path(path: str, query: Mapping[str, str]) -> TilesRequest:
+    """``path`` is what follows ``/tiles/``; ``query`` its query parameters."""
     check_path(path)
+    query_v = query.get("v")
+    if m := _ITEMS.match(path):
+        return parse_items(m["ds"], m["what"], m["rest"], query)
     if path == "datasets.json":
         return DatasetsRequest()
     if m := _INFO.match(path):
@@ -103,4 +205,5 @@ def parse_tiles_path(path: str, query_v: str | None) -> TilesRequest:
     if _TILE_SHAPED.match(path):
         raise BadRequest("z, x and y must be whole numbers without leading zeros (at most 9 digits)")
     raise NotFound("not a tile path: use /tiles/<dataset>/<z>/<x>/<y>.<jpg|png|webp>, "
-                   "/tiles/<dataset>/info.json or DeepZoom /tiles/<dataset>.dzi")
+                   "/tiles/<dataset>/info.json, /tiles/<dataset>/items, /tiles/<dataset>/search or DeepZoom "
+                   "/tiles/<dataset>.dzi")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
+import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +15,7 @@ from boxlink.apply import LEDGER, Replica, dataset_lock
 from boxlink.errors import BoxlinkError
 from boxlink.settings import MB, TransferPolicy
 from boxlink.status import read_status
+from gigaformat.itemsdb import ITEMS_DB_NAME
 from gigaformat.layout import DatasetDir
 from gigaformat.s3 import load_remote_state, read_manifest
 from tests.boxlink.walls import DATASET, documents, make_node, publish_source, small_edit
@@ -178,3 +181,28 @@ def test_compaction_takes_the_cheaper_path(s3_bucket, wall, tmp_path):
         {"snap-2"}
     old, new = (DatasetDir(tmp_path / n, DATASET).load_current_state() for n in ("old", "new"))
     assert (old.items, old.cells, set(old.variants)) == (new.items, new.cells, set(new.variants))  # packs differ
+
+
+def test_metadata_replicates_and_a_metadata_only_diff_carries_no_pixels(s3_bucket, wall, tmp_path):
+    publish_source(wall, s3_bucket)
+    node, _ = make_node(tmp_path / "node", s3_bucket)
+    node.sync_dataset(DATASET)
+    folder = DatasetDir(tmp_path / "node", DATASET)
+    with (wall / "items.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    for row in rows[:7]:
+        row["title"] = "Renamed " + row["title"]
+    with (wall / "items.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    result = publish_source(wall, s3_bucket)
+    manifest = read_manifest(s3_bucket.client, s3_bucket.name, DATASET)
+
+    synced = node.sync_dataset(DATASET)
+
+    assert result.kinds == ("diff",) and synced.route == "diffs"
+    assert [o.key.rsplit("/", 1)[-1] for o in manifest.diffs[-1].objects] == ["changes.json.gz"]  # no pack
+    db = sqlite3.connect(folder.generation_dir(2) / ITEMS_DB_NAME)
+    renamed = db.execute("SELECT count(*) FROM words WHERE words MATCH 'renamed'").fetchone()[0]
+    assert renamed == 7 and db.execute("SELECT count(*) FROM meta").fetchone()[0] == len(rows)

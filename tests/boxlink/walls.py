@@ -29,7 +29,8 @@ def read_rows(source: Path) -> list[Row]:
 
 def write_rows(source: Path, rows: list[Row]) -> None:
     with (source / "items.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["id", "x", "y", "width", "height", "image"])
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["id", "x", "y", "width", "height",
+                                                                                "image"])
         writer.writeheader()
         writer.writerows(rows)
 

@@ -39,7 +39,7 @@ def test_canvas_json_describes_the_wall(small_wall: tuple[Path, WallSummary]) ->
 def test_items_csv_rows_are_integers_inside_the_canvas(small_wall: tuple[Path, WallSummary]) -> None:
     out, summary = small_wall
     header, rows = read_items(out)
-    assert header == ["id", "x", "y", "width", "height", "image"]
+    assert header == ["id", "x", "y", "width", "height", "image", "title", "author", "category", "url"]
     assert len(rows) == summary.items > 50
     assert len({row["id"] for row in rows}) == len(rows)
     for row in rows:

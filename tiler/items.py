@@ -1,0 +1,119 @@
+"""The bookstore's questions about a loaded generation: which item is drawn at a pixel, one item, the items
+in a rectangle, and ranked full-text search over their metadata (SQLite FTS5, ``gigaformat.itemsdb``).
+
+Geometry comes from the generation's item table and grid (in memory: a hit-test touches one grid cell);
+metadata from its items database. Every answer is a list of items, each
+``{"id", "x", "y", "width", "height", "meta": {column: value}}``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import threading
+
+import numpy as np
+
+from gigaformat.itemsdb import columns_of, open_items_db
+from tiler.errors import BadRequest, NotFound
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+MAX_WORDS = 8
+
+
+class ItemCatalog:
+    """The items of one loaded generation: ``ids`` in drawing order, their rectangles in ``table``."""
+
+    def __init__(self, ids: list[str], table, index, canvas: tuple[int, int], db_path=None):
+        self.ids = ids
+        self.position = {item_id: n for n, item_id in enumerate(ids)}
+        self.table = table
+        self.index = index
+        self.canvas = canvas
+        self.db_path = db_path
+        self._local = threading.local()
+        self.columns = columns_of(self._db()) if db_path is not None else []
+
+    def _db(self) -> sqlite3.Connection | None:
+        """This thread's read-only connection to the items database (None: the generation has none)."""
+        if self.db_path is None:
+            return None
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = self._local.db = open_items_db(self.db_path)
+        return db
+
+    # -- answers ------------------------------------------------------------------------------------------
+    def describe(self, positions: list[int]) -> list[dict]:
+        """The items at ``positions`` (drawing order indices), with their metadata."""
+        ids = [self.ids[n] for n in positions]
+        meta = self._meta(ids)
+        return [{"id": item_id, "x": int(self.table.x[n]), "y": int(self.table.y[n]), "width": int(self.table.w[n]),
+                 "height": int(self.table.h[n]), "meta": meta.get(item_id, {})} for n, item_id in zip(positions, ids,
+                                                                                                      strict=True)]
+
+    def _meta(self, ids: list[str]) -> dict[str, dict]:
+        db = self._db()
+        if db is None or not ids:
+            return {}
+        found = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            rows = db.execute(f"SELECT id, doc FROM meta WHERE id IN ({','.join('?' * len(chunk))})", chunk)
+            found.update((item_id, json.loads(doc)) for item_id, doc in rows)
+        return found
+
+    def at(self, x: int, y: int) -> dict:
+        """The topmost item drawn at canvas pixel (x, y); NotFound where only the background shows."""
+        width, height = self.canvas
+        if not (0 <= x < width and 0 <= y < height):
+            raise NotFound(f"pixel ({x}, {y}) is outside the {width}x{height} canvas")
+        found = self.index.query(x, y, x + 1, y + 1)
+        if not len(found):
+            raise NotFound(f"no item at ({x}, {y}): only the background shows there")
+        return self.describe([int(found.max())])[0]  # the last drawn is on top
+
+    def one(self, item_id: str) -> dict:
+        n = self.position.get(item_id)
+        if n is None:
+            raise NotFound(f"no item {item_id!r}")
+        return self.describe([n])[0]
+
+    def within(self, bbox: tuple[int, int, int, int], limit: int) -> dict:
+        """The items drawn in canvas rectangle ``bbox`` (x, y, w, h), in drawing order, at most ``limit``."""
+        x, y, w, h = bbox
+        width, height = self.canvas
+        x0, y0, x1, y1 = max(0, x), max(0, y), min(width, x + w), min(height, y + h)
+        found = self.index.query(x0, y0, x1, y1) if x1 > x0 and y1 > y0 else np.empty(0, np.int32)
+        return {"total": int(len(found)), "items": self.describe([int(n) for n in found[:limit]])}
+
+    def search(self, query: str, filters: tuple[tuple[str, str], ...], limit: int, offset: int) -> dict:
+        """Items whose metadata holds every word of ``query`` (each also as a prefix), best first (BM25), that
+        have ``column = value`` for every filter; ``{"total", "items"}``."""
+        db = self._db()
+        if db is None:
+            return {"total": 0, "items": []}
+        unknown = [name for name, _ in filters if name not in self.columns]
+        if unknown:
+            raise BadRequest(f"no metadata column {unknown[0]!r}; the columns are {', '.join(self.columns) or 'none'}")
+        words = _WORD.findall(query.lower())[:MAX_WORDS]
+        joins, params = [], []
+        for n, (name, value) in enumerate(filters):
+            joins.append(f"JOIN field f{n} ON f{n}.item = meta.rowid AND f{n}.name = ? AND f{n}.value = ?")
+            params += [name, value]
+        join = " ".join(joins)
+        if words:
+            match = " AND ".join('"' + word.replace('"', '""') + '"*' for word in words)
+            base = f"FROM words JOIN meta ON meta.rowid = words.rowid {join} WHERE words MATCH ?"
+            args = [*params, match]
+            total = db.execute(f"SELECT count(*) {base}", args).fetchone()[0]
+            rows = db.execute(f"SELECT meta.id {base} ORDER BY bm25(words) LIMIT ? OFFSET ?", [*args, limit, offset])
+        elif filters:
+            base = f"FROM meta {join}"
+            total = db.execute(f"SELECT count(*) {base}", params).fetchone()[0]
+            rows = db.execute(f"SELECT meta.id {base} ORDER BY meta.rowid LIMIT ? OFFSET ?", [*params, limit, offset])
+        else:
+            raise BadRequest("search needs q (words to find) or a filter (column=value)")
+        positions = [self.position[item_id] for (item_id,) in rows if item_id in self.position]
+        return {"total": int(total), "items": self.describe(positions)}
