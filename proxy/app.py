@@ -75,6 +75,7 @@ class ProxyApp:
         ]
         for name, documentation, read in gauges:
             self.metrics.gauge(name, documentation, read)
+        self.metrics.collect_backends(self.registry.status)
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "http":
