@@ -41,6 +41,9 @@ def node_figures(text: str) -> dict[str, float]:
     for family in text_string_to_metric_families(text):
         if family.name not in NODE_METRICS:
             continue
+        if family.name == "gigatile_tile_cache":  # a result never seen yet counts 0
+            figures.setdefault("cache_hit", 0.0)
+            figures.setdefault("cache_miss", 0.0)
         for sample in family.samples:
             if family.name == "gigatile_tile_cache":
                 if sample.name.endswith("_total"):
