@@ -99,6 +99,17 @@ def _configure_access_log(where: str) -> None:
     access.setLevel(logging.INFO)
 
 
+def _http_protocol(app):
+    """uvicorn's httptools protocol with memory hits answered in place (proxy/fastpath.py), else its default."""
+    try:
+        import httptools  # noqa: F401 - the fast path is built on uvicorn's httptools protocol
+    except ImportError:
+        return "auto"
+    from proxy.fastpath import fast_protocol
+
+    return fast_protocol(app)
+
+
 def _run(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -110,6 +121,7 @@ def _run(args: argparse.Namespace) -> int:
     app = ProxyApp(settings)
     # The app writes its own access log; no X-Forwarded-* rewriting: the proxy is the edge.
     config = uvicorn.Config(app, host=settings.host, port=settings.port, lifespan="on", access_log=False,
+                            http=_http_protocol(app),
                             proxy_headers=False, log_level="warning", server_header=False,
                             timeout_graceful_shutdown=5, backlog=4096)
     server = uvicorn.Server(config)
