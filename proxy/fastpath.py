@@ -57,20 +57,35 @@ def fast_protocol(app: ProxyApp) -> type[HttpToolsProtocol]:
         _dates: list | None = None
         _date = b""
 
+        def on_message_begin(self) -> None:
+            # uvicorn builds the ASGI scope here; a hit never needs it, so it is built in _ordinary
+            self.url = b""
+            self.expect_100_continue = False
+            self.headers = []
+
+        def _ordinary(self) -> None:
+            """Hand the request to uvicorn's own path (the ASGI app), with the scope it would have built."""
+            url, headers, expect = self.url, self.headers, self.expect_100_continue
+            super().on_message_begin()
+            self.url, self.expect_100_continue = url, expect
+            self.headers.extend(headers)  # the scope's "headers" is the list on_message_begin made
+            super().on_headers_complete()
+
         def on_headers_complete(self) -> None:
             began = time.perf_counter()
             cycle = self.cycle
-            if (cycle is not None and not cycle.response_complete) or self.flow.write_paused:
-                return super().on_headers_complete()  # keep the order behind a request still being answered
+            if (cycle is not None and not cycle.response_complete) or self.flow.write_paused \
+                    or self.parser.should_upgrade():
+                return self._ordinary()  # keep the order behind a request still being answered
             method = self.parser.get_method()
             if method != b"GET" and method != b"HEAD":
-                return super().on_headers_complete()
+                return self._ordinary()
             entry = memory.get(self.url)
             if entry is None or time.time() >= entry.expires:
-                return super().on_headers_complete()
+                return self._ordinary()
             for name, _ in self.headers:
                 if name == b"if-none-match":  # 304s are decided in one place (tiles.py)
-                    return super().on_headers_complete()
+                    return self._ordinary()
             keep_alive = self.parser.should_keep_alive() and self.parser.get_http_version() != "1.0"
             dates = self.server_state.default_headers
             if dates is not self._dates:
