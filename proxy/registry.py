@@ -106,6 +106,7 @@ class Registry:
         self.polled: float | None = None
         self.poll_error = ""
         self.modified: dict[str, datetime] = {}  # key -> LastModified of the last LIST
+        self.reachable_since: datetime | None = None  # first good LIST since start or since S3 failed
         self.swept = 0
         self.after_poll: list[Callable[[], None]] = []  # called after every poll (service discovery)
 
@@ -140,8 +141,11 @@ class Registry:
             if not self.poll_error:
                 log.warning("registry poll failed bucket=%s error=%s", self.bucket, describe(exc))
             self.poll_error = describe(exc)
+            self.reachable_since = None
             return
         self.poll_error = ""
+        if self.reachable_since is None:
+            self.reachable_since = datetime.now(UTC)
         listing, self.modified = listing
         changed = [key for key, version in listing.items() if self._known_version(key) != version]
         bodies = await asyncio.gather(*(asyncio.to_thread(self._get, key) for key in changed))
@@ -186,7 +190,8 @@ class Registry:
         """(key, ETag) of the records to sweep: unchanged in S3 and unrenewed for ``sweep_ttls`` x their TTL.
 
         A record counts only when both clocks agree it is old: its own heartbeat (the node's clock) and S3's
-        LastModified (the server's), each against this proxy's clock. A record that does not parse has no
+        LastModified (the server's), each against this proxy's clock; and only once S3 has been reachable
+        for a whole TTL (after an outage nobody could renew). A record that does not parse has no
         heartbeat; its LastModified and the default TTL decide.
         """
         if self.settings.sweep_ttls <= 0:
@@ -198,6 +203,8 @@ class Registry:
             grace = self.settings.sweep_ttls * max(1, ttl)
             if (now - modified).total_seconds() <= grace:
                 continue
+            if self.reachable_since is None or (now - self.reachable_since).total_seconds() <= ttl:
+                continue  # after an S3 outage (or at start) the node gets a whole TTL to renew first
             if backend is not None and (now - parse_iso(backend.record.heartbeat)).total_seconds() <= grace:
                 continue
             if backend is None and key not in self.ignored:

@@ -81,6 +81,8 @@ def test_a_record_rewritten_after_the_listing_is_not_deleted(s3_bucket, tmp_path
         s3_bucket.client.put_object(Bucket=s3_bucket.name, Key="proxy/garbage.p1", Body=b"{not json")
         await asyncio.sleep(3.5)  # LastModified (whole seconds) older than the grace: 1 s, 3 s for the malformed
         await registry.poll()
+        assert registry.abandoned(datetime.now(UTC)) == []  # S3 just became reachable: nodes get a TTL to renew
+        registry.reachable_since -= timedelta(minutes=1)
         found = registry.abandoned(datetime.now(UTC))
         put_record(s3_bucket, A, 9004, ttl_seconds=10)  # the node came back between the LIST and the delete
         swept = await registry.sweep()
