@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 VIEWER_VENDOR := tiler/viewer/vendor/openseadragon
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: venv viewer browser test demo demo-update lint clean bench
+.PHONY: venv viewer browser promtool test demo demo-update lint clean bench
 
 venv: $(STAMP)
 
@@ -28,7 +28,12 @@ $(VIEWER_VENDOR)/openseadragon.min.js: package.json package-lock.json
 browser:
 	test -x /usr/bin/chromium || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 
-test: venv viewer browser
+# Debian's Prometheus for promtool (the fleet's alert rules and config are checked in tests/infra/).
+promtool:
+	command -v promtool >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	  apt-get install -y -qq --no-install-recommends prometheus)
+
+test: venv viewer browser promtool
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

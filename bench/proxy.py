@@ -255,7 +255,7 @@ def run(settings: ProxyBenchSettings) -> dict:
             doc["proxy_status"] = httpx.get(proxy + "/proxy/status", timeout=5).json()["cache"]
     best = doc["hits"]["best"]
     doc["bars"] = [
-        bar("cache-hit requests/s", best["tile-proxy"]["requests_per_s"], "requests/s", 0.3, at_least=True,
+        bar("cache-hit requests/s", best["tile-proxy"]["requests_per_s"], "requests/s", 0.6, at_least=True,
             anchor="nginx proxy_cache", anchor_figure=best["nginx"]["requests_per_s"], key="proxy.hits"),
         bar("miss overhead p50", doc["miss"]["overhead_p50_ms"], "ms", 1.0, anchor="nginx's",
             anchor_figure=doc["miss"]["nginx_overhead_p50_ms"], judged_on="figure", key="proxy.miss"),

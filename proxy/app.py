@@ -20,7 +20,9 @@ from starlette.staticfiles import StaticFiles
 
 from proxy.access_log import AccessLog, loggable
 from proxy.cache import DiskCache
+from proxy.discovery import TargetsFile
 from proxy.errors import MethodNotAllowed, NoRoute, ProxyError
+from proxy.fleet import FleetHistory
 from proxy.memory import MemoryCache
 from proxy.metrics import ProxyMetrics
 from proxy.registry import Registry, iso_time, make_s3_client
@@ -47,11 +49,16 @@ class ProxyApp:
                                                trust_env=False)
         self.pool = Pool(settings.connect_timeout, settings.read_timeout)
         self.registry = Registry(settings, s3, self.health_client, on_change=self.pool.keep_only)
+        if settings.sd_file is not None:
+            targets_file = TargetsFile(settings.sd_file)
+            self.registry.after_poll.append(lambda: targets_file.update(list(self.registry.backends.values())))
         self.memory = MemoryCache(settings.memory_bytes)
         self.disk = DiskCache(settings.cache_dir, settings.cache_bytes)
         upstream = Upstream(self.pool, self.registry, self.metrics, settings.max_attempts)
         self.tiles = TileService(self.registry, upstream, self.memory, self.disk, self.metrics)
-        self.operator = {"/healthz": self._healthz, "/metrics": self._metrics, "/proxy/status": self._status}
+        self.fleet = FleetHistory(self.registry, self.tiles, self.health_client, settings.fleet_seconds)
+        self.operator = {"/healthz": self._healthz, "/metrics": self._metrics, "/proxy/status": self._status,
+                         "/proxy/fleet": self._fleet}
         self.static: StaticFiles | None = None
         self.tasks: list[asyncio.Task] = []
         self.access_log = AccessLog()
@@ -68,6 +75,7 @@ class ProxyApp:
         ]
         for name, documentation, read in gauges:
             self.metrics.gauge(name, documentation, read)
+        self.metrics.collect_backends(self.registry.status)
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "http":
@@ -130,11 +138,16 @@ class ProxyApp:
             "registry": {"bucket": registry.bucket, "poll_seconds": self.settings.poll_seconds,
                          "health_seconds": self.settings.health_seconds,
                          "last_poll": iso_time(registry.polled), "error": registry.poll_error,
+                         "sweep_ttls": self.settings.sweep_ttls, "swept": registry.swept,
+                         "sd_file": str(self.settings.sd_file) if self.settings.sd_file else None,
                          "allow_net": [str(n) for n in self.settings.allow_nets]},
             "cache": self.tiles.status(),
             "started": iso_time(self.started),
         }
         return await send_text(send, 200, json.dumps(doc, indent=1) + "\n", head, b"application/json")
+
+    async def _fleet(self, send, head: bool) -> int:
+        return await send_text(send, 200, json.dumps(self.fleet.document()) + "\n", head, b"application/json")
 
     async def _viewer(self, scope, receive, send, path: str) -> Outcome:
         if not self.settings.viewer_dir.is_dir():
@@ -187,7 +200,8 @@ class ProxyApp:
         self.access = self.access_log.enabled
         self.tasks = [asyncio.create_task(self.registry.run_polls(), name="registry-poll"),
                       asyncio.create_task(self.registry.run_health_checks(), name="health-checks"),
-                      asyncio.create_task(self._flush_access_log(), name="access-log")]
+                      asyncio.create_task(self._flush_access_log(), name="access-log"),
+                      asyncio.create_task(self.fleet.run(), name="fleet-samples")]
         log.info("proxy ready bucket=%s cache_dir=%s live=%s", self.settings.bucket, self.settings.cache_dir,
                  ",".join(b.id for b in self.registry.live) or "none")
 

@@ -29,6 +29,13 @@ def _number(kind, flag: str, text: str, low: float):
     return value
 
 
+def _sweep_ttls(text: str) -> float:
+    value = _number(float, "sweep-ttls", text, 0)
+    if 0 < value < 2:  # heartbeats have whole seconds and renew every ttl/3: below 2 TTLs live nodes go
+        raise ProxyError("--sweep-ttls must be 0 (never sweep) or at least 2")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = commandline.parser("tile-proxy", __doc__)
     add = commandline.subcommands(parser)
@@ -47,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     flag(p, "max-attempts", default="3", help="backends tried for one request before 502")
     flag(p, "access-log", default="-", help="'-' (stderr), a file path, or 'off'")
     flag(p, "viewer-dir", Path, VIEWER_DIR, help="the viewer's static files, served at /")
+    flag(p, "sweep-ttls", default="10", help="delete a record nobody renewed for this many of its TTLs (0: never)")
+    flag(p, "sd-file", default="", help="write Prometheus file_sd targets of the registered nodes here ('' : off)")
+    flag(p, "fleet-seconds", default="5", help="sampling interval of the fleet page's plots (/fleet.html)")
     p.set_defaults(run=_run)
     return parser
 
@@ -62,6 +72,9 @@ def settings_from(args: argparse.Namespace) -> ProxySettings:
         connect_timeout=_number(float, "connect-timeout", args.connect_timeout, 0.01),
         read_timeout=_number(float, "read-timeout", args.read_timeout, 0.01),
         max_attempts=_number(int, "max-attempts", args.max_attempts, 1), viewer_dir=args.viewer_dir,
+        sweep_ttls=_sweep_ttls(args.sweep_ttls),
+        sd_file=Path(args.sd_file).resolve() if args.sd_file else None,
+        fleet_seconds=_number(float, "fleet-seconds", args.fleet_seconds, 0.1),
     )
 
 
@@ -86,6 +99,17 @@ def _configure_access_log(where: str) -> None:
     access.setLevel(logging.INFO)
 
 
+def _http_protocol(app):
+    """uvicorn's httptools protocol with memory hits answered in place (proxy/fastpath.py), else its default."""
+    try:
+        import httptools  # noqa: F401 - the fast path is built on uvicorn's httptools protocol
+    except ImportError:
+        return "auto"
+    from proxy.fastpath import fast_protocol
+
+    return fast_protocol(app)
+
+
 def _run(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -97,6 +121,7 @@ def _run(args: argparse.Namespace) -> int:
     app = ProxyApp(settings)
     # The app writes its own access log; no X-Forwarded-* rewriting: the proxy is the edge.
     config = uvicorn.Config(app, host=settings.host, port=settings.port, lifespan="on", access_log=False,
+                            http=_http_protocol(app),
                             proxy_headers=False, log_level="warning", server_header=False,
                             timeout_graceful_shutdown=5, backlog=4096)
     server = uvicorn.Server(config)

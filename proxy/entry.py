@@ -55,6 +55,7 @@ class Entry:
     expires: float
     etag: bytes = b""
     hit_headers: list[tuple[bytes, bytes]] = field(default_factory=list)  # headers + length + X-Cache: HIT
+    wire: bytes = b""  # the HIT's status line and headers as sent (fastpath.py), built at its first hit
 
     def __post_init__(self) -> None:
         for name, value in self.headers:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -13,6 +14,9 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
+from prometheus_client.core import GaugeMetricFamily
+
+from gigaformat.clock import parse_iso
 
 
 class ProxyMetrics:
@@ -35,5 +39,41 @@ class ProxyMetrics:
         """A gauge read when scraped (cache bytes, live backends ...)."""
         Gauge(name, documentation, registry=self.registry).set_function(read)
 
+    def collect_backends(self, rows: Callable[[], list[dict]]) -> None:
+        """Per-backend gauges read from the registry at every scrape (``rows``: /proxy/status's backends)."""
+        self.registry.register(_BackendCollector(rows))
+
     def exposition(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class _BackendCollector:
+    """``gigatile_proxy_backend_*{backend=…}``: each registered record's heartbeat age, TTL, liveness and the
+    generation of each dataset it serves. A SIGKILLed node stays here (heartbeat age growing past its TTL)
+    until its record is swept, which is what the heartbeat alert needs."""
+
+    def __init__(self, rows: Callable[[], list[dict]]):
+        self.rows = rows
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        age = GaugeMetricFamily("gigatile_proxy_backend_heartbeat_age_seconds",
+                                "Seconds since the backend's record was last renewed", labels=["backend"])
+        ttl = GaugeMetricFamily("gigatile_proxy_backend_ttl_seconds", "The TTL the backend's record states",
+                                labels=["backend"])
+        live = GaugeMetricFamily("gigatile_proxy_backend_live", "1 while the backend takes traffic",
+                                 labels=["backend"])
+        generation = GaugeMetricFamily("gigatile_proxy_backend_generation", "Generation the backend serves",
+                                       labels=["backend", "dataset"])
+        now = datetime.now(UTC)
+        for row in self.rows():
+            if "id" not in row:
+                continue
+            age.add_metric([row["id"]], (now - parse_iso(row["heartbeat"])).total_seconds())  # parsed at admission
+            ttl.add_metric([row["id"]], row["ttl_seconds"])
+            live.add_metric([row["id"]], 1.0 if row["state"] == "live" else 0.0)
+            for dataset, served in sorted(row["datasets"].items()):
+                generation.add_metric([row["id"], dataset], served)
+        yield from (age, ttl, live, generation)

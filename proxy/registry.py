@@ -8,6 +8,11 @@ passing health check no sooner than one health interval later.
 Polling is cheap when nothing changed: one LIST; a record is fetched again only when its ETag or
 LastModified changed. When S3 cannot be listed, the last known records are kept (nodes cannot renew either,
 so their age would say nothing).
+
+A record nobody renewed for ``--sweep-ttls`` times its TTL (by its heartbeat *and* by S3's LastModified) is
+deleted: a SIGKILLed node's record does not stay forever. The delete is conditional on the ETag the LIST
+saw (``If-Match``), so a record rewritten meanwhile is never removed; several proxies sweeping at once
+delete it once and the others find it gone.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import asyncio
 import logging
 import re
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,8 +29,9 @@ from datetime import UTC, datetime
 import httpx
 from botocore.exceptions import BotoCoreError, ClientError
 
+from gigaformat.clock import parse_iso
 from gigaformat.errors import FormatError
-from gigaformat.registration import PREFIX, Registration
+from gigaformat.registration import DEFAULT_TTL_SECONDS, PREFIX, Registration
 from gigaformat.s3 import describe, make_client
 from proxy import routing
 from proxy.settings import ProxySettings
@@ -64,6 +71,7 @@ class Backend:
     error: str = ""
     hold_until: float = 0.0                 # an ejected backend is not re-admitted before this (monotonic)
     stats: dict[str, int] = field(default_factory=lambda: {"requests": 0, "failures": 0})
+    latencies: deque[float] = field(default_factory=lambda: deque(maxlen=4096))  # seconds, read by the fleet page
 
     @property
     def id(self) -> str:
@@ -97,6 +105,10 @@ class Registry:
         self.shares: dict[str, float] = {}
         self.polled: float | None = None
         self.poll_error = ""
+        self.modified: dict[str, datetime] = {}  # key -> LastModified of the last LIST
+        self.reachable_since: datetime | None = None  # first good LIST since start or since S3 failed
+        self.swept = 0
+        self.after_poll: list[Callable[[], None]] = []  # called after every poll (service discovery)
 
     # -- what the request path asks ------------------------------------------------------------------------
 
@@ -129,8 +141,12 @@ class Registry:
             if not self.poll_error:
                 log.warning("registry poll failed bucket=%s error=%s", self.bucket, describe(exc))
             self.poll_error = describe(exc)
+            self.reachable_since = None
             return
         self.poll_error = ""
+        if self.reachable_since is None:
+            self.reachable_since = datetime.now(UTC)
+        listing, self.modified = listing
         changed = [key for key, version in listing.items() if self._known_version(key) != version]
         bodies = await asyncio.gather(*(asyncio.to_thread(self._get, key) for key in changed))
         for key, body in zip(changed, bodies, strict=True):
@@ -160,11 +176,72 @@ class Registry:
             return self.backends[key].version
         return self.ignored[key][0] if key in self.ignored else None
 
-    def _list(self) -> dict[str, tuple[str, str]]:
+    def _list(self) -> tuple[dict[str, tuple[str, str]], dict[str, datetime]]:
         page = self.s3.list_objects_v2(Bucket=self.bucket, Prefix=PREFIX, MaxKeys=MAX_RECORDS)
         if page.get("IsTruncated"):
             log.warning("registry has more than %d records; reading the first %d", MAX_RECORDS, MAX_RECORDS)
-        return {o["Key"]: (o.get("ETag", ""), str(o.get("LastModified", ""))) for o in page.get("Contents", [])}
+        contents = page.get("Contents", [])
+        versions = {o["Key"]: (o.get("ETag", ""), str(o.get("LastModified", ""))) for o in contents}
+        return versions, {o["Key"]: o["LastModified"] for o in contents if isinstance(o.get("LastModified"), datetime)}
+
+    # -- sweeping records nobody renews --------------------------------------------------------------------
+
+    def abandoned(self, now: datetime) -> list[tuple[str, str]]:
+        """(key, ETag) of the records to sweep: unchanged in S3 and unrenewed for ``sweep_ttls`` x their TTL.
+
+        A record counts only when both clocks agree it is old: its own heartbeat (the node's clock) and S3's
+        LastModified (the server's), each against this proxy's clock; and only once S3 has been reachable
+        for a whole TTL (after an outage nobody could renew). A record that does not parse has no
+        heartbeat; its LastModified and the default TTL decide.
+        """
+        if self.settings.sweep_ttls <= 0:
+            return []
+        found = []
+        for key, modified in self.modified.items():
+            backend = self.backends.get(key)
+            ttl = backend.record.ttl_seconds if backend is not None else DEFAULT_TTL_SECONDS
+            grace = self.settings.sweep_ttls * max(1, ttl)
+            if (now - modified).total_seconds() <= grace:
+                continue
+            if self.reachable_since is None or (now - self.reachable_since).total_seconds() <= ttl:
+                continue  # after an S3 outage (or at start) the node gets a whole TTL to renew first
+            if backend is not None and (now - parse_iso(backend.record.heartbeat)).total_seconds() <= grace:
+                continue
+            if backend is None and key not in self.ignored:
+                continue  # not read yet (its GET failed): decide on a later poll
+            etag = backend.version[0] if backend is not None else self.ignored[key][0][0]
+            found.append((key, etag))
+        return found
+
+    async def sweep(self) -> int:
+        """Delete the abandoned records (conditionally on their ETag); the number deleted."""
+        deleted = 0
+        for key, etag in self.abandoned(datetime.now(UTC)):
+            if await asyncio.to_thread(self._delete_if_unchanged, key, etag):
+                deleted += 1
+                self.swept += 1
+                self.backends.pop(key, None)
+                self.ignored.pop(key, None)
+                self.modified.pop(key, None)
+        if deleted:
+            self._recompute()
+        return deleted
+
+    def _delete_if_unchanged(self, key: str, etag: str) -> bool:
+        try:
+            self.s3.delete_object(Bucket=self.bucket, Key=key, IfMatch=etag)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in ("PreconditionFailed", "412"):
+                log.info("sweep skipped key=%s reason=changed or gone since listed", key)
+            elif code not in ("NoSuchKey", "404"):  # another proxy swept it first
+                log.warning("sweep failed key=%s error=%s", key, describe(exc))
+            return False
+        except BotoCoreError as exc:
+            log.warning("sweep failed key=%s error=%s", key, describe(exc))
+            return False
+        log.info("registration swept key=%s grace_ttls=%s", key, self.settings.sweep_ttls)
+        return True
 
     def _get(self, key: str) -> bytes | None:
         try:
@@ -239,13 +316,23 @@ class Registry:
     async def refresh(self) -> None:
         """One poll and one round of health checks (at start, before serving)."""
         await self.poll()
+        self._polled()
         await self.check_health()
+
+    def _polled(self) -> None:
+        for listener in self.after_poll:
+            try:
+                listener()
+            except Exception:
+                log.exception("after-poll listener failed")
 
     async def run_polls(self) -> None:
         while True:
             await asyncio.sleep(self.settings.poll_seconds)
             try:
                 await self.poll()
+                await self.sweep()
+                self._polled()
                 if any(b.fresh and b.checked is None for b in self.backends.values()):
                     await self.check_health()  # a new node is checked at once, not a health interval later
             except Exception:  # a dead poller would freeze the backend set

@@ -57,6 +57,9 @@ class ProxySettings:
     read_timeout: float = 15.0
     max_attempts: int = 3              # backends tried for one request before answering 502
     viewer_dir: Path = VIEWER_DIR
+    sweep_ttls: float = 10.0           # a record unrenewed for this many of its TTLs is deleted (0: never)
+    sd_file: Path | None = None        # Prometheus file-based service discovery targets, rewritten on change
+    fleet_seconds: float = 5.0         # sampling interval of the fleet page's history
 
     def allows(self, address: str) -> bool:
         """True when ``address`` (an IP literal) lies inside one of the allowed networks."""

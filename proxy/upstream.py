@@ -203,7 +203,9 @@ class Upstream:
                 self.registry.eject(backend, reason)
                 failures.append(f"{backend_id}: {reason}")
                 continue
-            self.metrics.upstream_seconds.observe(time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            self.metrics.upstream_seconds.observe(elapsed)
+            backend.latencies.append(elapsed)
             if status >= 500:
                 self.metrics.upstream.labels("http_5xx").inc()
                 if status != 503:  # 503 is a busy node, not a broken one

@@ -74,16 +74,19 @@ class RenderPool:
         self.limiter = anyio.CapacityLimiter(threads)
         self.max_queue = max_queue
         self.waiting = 0
+        metrics.RENDER_QUEUE_LIMIT.set(max_queue)
 
     async def run(self, func, *args):
         if self.waiting >= self.max_queue:
             metrics.OVERLOADED.inc()
             raise Busy("render queue is full; retry shortly")
         self.waiting += 1
+        metrics.RENDER_QUEUE.inc()
         try:
             return await anyio.to_thread.run_sync(func, *args, limiter=self.limiter)
         finally:
             self.waiting -= 1
+            metrics.RENDER_QUEUE.dec()
 
 
 def _etag_matches(request: Request, etag: str) -> bool:
@@ -212,6 +215,7 @@ def _guarded(route: str, handler):
 def build_app(settings: ServeSettings, catalog: Catalog | None = None) -> Starlette:
     catalog = catalog or Catalog(settings.root, settings.datasets)
     service = TileService(settings, catalog)
+    metrics.watch_disk(settings.root)
 
     async def healthz(request: Request) -> Response:
         return PlainTextResponse("ok\n", headers={"Cache-Control": "no-store"})

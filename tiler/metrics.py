@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+from pathlib import Path
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -20,9 +22,34 @@ RENDER_SECONDS = Histogram("gigatile_render_seconds", "Time to render and encode
 CACHE = Counter("gigatile_tile_cache_total", "Encoded-tile cache lookups", ["result"])
 OVERLOADED = Counter("gigatile_overload_total", "Requests refused with 503 because the render queue was full")
 GENERATION = Gauge("gigatile_dataset_generation", "Generation served", ["dataset"], multiprocess_mode="max")
+RENDER_QUEUE = Gauge("gigatile_render_queue", "Renders admitted and not finished (running or waiting)",
+                     multiprocess_mode="livesum")
+RENDER_QUEUE_LIMIT = Gauge("gigatile_render_queue_limit", "Renders admitted at most before 503 (per worker)",
+                           multiprocess_mode="livesum")
+DISK_FREE = Gauge("gigatile_disk_free_bytes", "Free bytes on the filesystem of the node root",
+                  multiprocess_mode="livemostrecent")
+DISK_SIZE = Gauge("gigatile_disk_size_bytes", "Size of the filesystem of the node root",
+                  multiprocess_mode="livemostrecent")
+_disk: list[Path] = []
+
+
+def watch_disk(root: Path) -> None:
+    """Report the free space of ``root``'s filesystem at every scrape (what fills: data/, logs)."""
+    _disk[:] = [root]
+
+
+def _measure_disk() -> None:
+    for root in _disk:
+        try:
+            usage = shutil.disk_usage(root)
+        except OSError:
+            continue
+        DISK_FREE.set(usage.free)
+        DISK_SIZE.set(usage.total)
 
 
 def exposition() -> tuple[bytes, str]:
+    _measure_disk()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)

@@ -5,6 +5,7 @@
         [--tag team=books] [--dry-run]
     python -m bootstrap.launch --local --bucket B [--root DIR] [--address 127.0.0.N]
     python -m bootstrap.launch --local --stop DIR
+    python -m bootstrap.launch --local --scale-in DIR   (leave as an Auto Scaling scale-in does)
 
 scripts/ec2_render.sh is this module behind the project's Python. AWS settings (region, credentials,
 AWS_ENDPOINT_URL_EC2) come from AWS's own chain.
@@ -25,9 +26,8 @@ from gigaformat import commandline
 from gigaformat.commandline import flag
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ec2_render.sh", description=__doc__,
-                                     formatter_class=commandline.HelpFormatter)
+def add_node_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags that make a node's user-data (``config_from``); shared with scripts/deploy_stack.sh."""
     node = parser.add_argument_group("the node (its user-data)")
     flag(node, "bucket", help="the bucket of data, releases, registrations and logs")
     node.add_argument("--dataset", action="append", dest="datasets", help="repeatable (default: covers)")
@@ -42,6 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--no-self-update", action="store_true", help="do not run a fresher bootstrap from S3")
     node.add_argument("--no-warmup", action="store_true", help="do not pre-compile a new release's kernels")
     flag(node, "log-level", str.upper, "INFO", choices=commandline.LOG_LEVELS, help="the node's log level")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ec2_render.sh", description=__doc__,
+                                     formatter_class=commandline.HelpFormatter)
+    add_node_flags(parser)
     ec2 = parser.add_argument_group("EC2")
     ec2.add_argument("--image-id", help="an image with Python, the dependencies and node-bootstrap installed")
     ec2.add_argument("--instance-type", default=DEFAULT_INSTANCE_TYPE, help="EC2 instance type")
@@ -61,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     local.add_argument("--address", help="127.0.0.N for the node (default: the first with the port free)")
     local.add_argument("--imds-port", type=int, default=None, help="the IMDS emulator's port (default: free)")
     local.add_argument("--stop", type=Path, metavar="ROOT", help="with --local: stop the node in ROOT")
+    local.add_argument("--scale-in", type=Path, metavar="ROOT",
+                       help="with --local: the node in ROOT leaves as on an Auto Scaling scale-in")
     local.add_argument("--json", action="store_true", help="print the launch record as JSON")
     return parser
 
@@ -76,8 +84,12 @@ def config_from(args: argparse.Namespace, root: Path, s3_endpoint_url: str) -> N
 
 
 def _local(args: argparse.Namespace) -> int:
-    from bootstrap.launch.localnode import launch_local, pick_address, stop_local
+    from bootstrap.launch.localnode import launch_local, pick_address, scale_in_local, stop_local
 
+    if args.scale_in:
+        record = scale_in_local(args.scale_in)
+        print(f"scaled in node {record.instance_id} ({record.address}:{record.port}) in {record.root}")
+        return 0
     if args.stop:
         record = stop_local(args.stop)
         print(f"stopped node {record.instance_id} ({record.address}:{record.port}) in {record.root}")

@@ -46,6 +46,7 @@ class InstanceMetadata:
     instance_type: str = "local"
     image_id: str = "ami-local"
     hostname: str = ""
+    lifecycle_file: Path | None = None  # its text is autoscaling/target-lifecycle-state (InService if absent)
 
     @property
     def host_name(self) -> str:
@@ -53,9 +54,16 @@ class InstanceMetadata:
 
     def meta_data(self) -> dict[str, str]:
         """Every leaf under /latest/meta-data/, by path."""
-        return {"instance-id": self.instance_id, "local-ipv4": self.local_ipv4, "instance-type": self.instance_type,
+        meta = {"instance-id": self.instance_id, "local-ipv4": self.local_ipv4, "instance-type": self.instance_type,
                 "ami-id": self.image_id, "hostname": self.host_name, "local-hostname": self.host_name,
                 "placement/availability-zone": self.availability_zone, "placement/region": self.region}
+        if self.lifecycle_file is not None:
+            try:
+                state = self.lifecycle_file.read_text().strip()
+            except OSError:
+                state = ""
+            meta["autoscaling/target-lifecycle-state"] = state or "InService"
+        return meta
 
     def identity_document(self) -> str:
         return json.dumps({"instanceId": self.instance_id, "privateIp": self.local_ipv4, "region": self.region,
@@ -212,6 +220,8 @@ def build_parser(prog: str = "python -m bootstrap.launch.imds_emulator") -> argp
     parser.add_argument("--availability-zone", default=None, help="default: <region>a")
     parser.add_argument("--instance-type", default="local")
     parser.add_argument("--hostname", default="")
+    parser.add_argument("--lifecycle-file", type=Path, default=None,
+                        help="its text is served as autoscaling/target-lifecycle-state (an Auto Scaling member)")
     return parser
 
 
@@ -230,7 +240,8 @@ def serve(args: argparse.Namespace) -> int:
     metadata = InstanceMetadata(instance_id=args.instance_id, local_ipv4=args.local_ipv4 or args.host,
                                 user_data=user_data, region=args.region,
                                 availability_zone=args.availability_zone or f"{args.region}a",
-                                instance_type=args.instance_type, hostname=args.hostname)
+                                instance_type=args.instance_type, hostname=args.hostname,
+                                lifecycle_file=args.lifecycle_file)
     try:
         server = ImdsServer(metadata, args.host, args.port)
     except OSError as exc:

@@ -25,6 +25,7 @@ from gigaformat.durable import write_atomic
 from gigaformat.layout import NodeLayout
 
 RECORD = "launch.json"
+LIFECYCLE = "target-lifecycle-state"  # what the IMDS emulator serves as autoscaling/target-lifecycle-state
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,8 @@ def launch_local(config: NodeConfig, address: str | None = None, imds_port: int 
     with imds_log.open("ab") as out:
         imds = subprocess.Popen([python, "-m", "bootstrap.launch.imds_emulator", "--host", address,
                                  "--port", str(imds_port), "--user-data", str(user_data), "--instance-id", instance_id,
-                                 "--local-ipv4", address], stdin=subprocess.DEVNULL, stdout=out,
+                                 "--local-ipv4", address, "--lifecycle-file", str(layout.local_dir / LIFECYCLE)],
+                                stdin=subprocess.DEVNULL, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True, cwd=layout.local_dir)
     imds_url = f"http://{address}:{imds_port}"
     try:
@@ -171,6 +173,24 @@ def stop_local(root: Path, grace: float = 30.0) -> LocalNode:
     if _ours(record.imds_pid, "bootstrap.launch.imds_emulator"):
         _end(record.imds_pid, 5.0)
     return record
+
+
+def scale_in_local(root: Path, grace: float = 60.0) -> LocalNode:
+    """What an Auto Scaling scale-in does to the node in ``root``: its target lifecycle state becomes
+    ``Terminated``; node-bootstrap sees it, stops its children (the render server deregisters) and exits;
+    then its IMDS emulator is stopped (the instance is gone)."""
+    layout = NodeLayout(root.resolve())
+    record = read_launch(layout)
+    if record is None:
+        raise BootstrapError(f"no local node was launched in {root} (no {layout.local_dir / RECORD})")
+    write_atomic(layout.local_dir / LIFECYCLE, b"Terminated\n")
+    deadline = time.monotonic() + grace
+    while pid_alive(record.node_pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if pid_alive(record.node_pid):
+        print(f"warning: node-bootstrap pid {record.node_pid} did not leave in {grace:.0f} s; stopping it",
+              file=sys.stderr)
+    return stop_local(root)
 
 
 def _end_orphans(layout: NodeLayout) -> None:

@@ -15,8 +15,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
+
 from bootstrap.errors import BootstrapError
-from bootstrap.node.imds import ImdsClient, InstanceIdentity
+from bootstrap.node.imds import ImdsClient, ImdsError, InstanceIdentity
 from bootstrap.node.install import NOT_INHERITED, update_release
 from bootstrap.node.selfupdate import REEXEC_VARIABLE, fetch_fresh_bootstrap, reexec, running_digest
 from bootstrap.node.status import STARTED_VARIABLE, StatusBoard
@@ -44,6 +46,7 @@ class NodeOptions:
     root: Path | None = None         # None: the user-data's root
     supervise: bool = True           # False: stop after the update step (``node-bootstrap update``)
     grace: float = 15.0              # seconds a child gets between SIGTERM and SIGKILL
+    lifecycle_seconds: float = 2.0   # how often autoscaling/target-lifecycle-state is read
     restart: RestartPolicy = field(default_factory=RestartPolicy)
 
 
@@ -155,6 +158,7 @@ def _bring_up(options: NodeOptions, stop: threading.Event, identity: InstanceIde
                             grace=options.grace)
     board.set(state="running")
     board.phase("children")
+    threading.Thread(target=watch_lifecycle, args=(options, stop), name="lifecycle", daemon=True).start()
     supervisor.run(stop)
     if warmup is not None and warmup.poll() is None:
         with contextlib.suppress(ProcessLookupError):
@@ -162,6 +166,24 @@ def _bring_up(options: NodeOptions, stop: threading.Event, identity: InstanceIde
     board.set(state="stopped")
     log.info("node stopped instance=%s", identity.instance_id)
     return 0
+
+
+def watch_lifecycle(options: NodeOptions, stop: threading.Event) -> None:
+    """Set ``stop`` when Auto Scaling takes this instance out (target-lifecycle-state ``Terminated``): the
+    children get SIGTERM while the network is still up, so the render server deletes its registration
+    record before the instance goes (the group's termination hook holds it meanwhile). Outside a group the
+    path is absent (404) and nothing happens."""
+    with ImdsClient(options.imds_endpoint) as imds:
+        while not stop.wait(options.lifecycle_seconds):
+            try:
+                state = imds.get_bytes("meta-data/autoscaling/target-lifecycle-state")
+            except (ImdsError, httpx.HTTPError) as exc:
+                log.debug("lifecycle state unread error=%s", exc)
+                continue
+            if state is not None and state.decode(errors="replace").strip() == "Terminated":
+                log.info("leaving the Auto Scaling group target-lifecycle-state=Terminated; stopping")
+                stop.set()
+                return
 
 
 def install_release(options: NodeOptions, config: NodeConfig, layout: NodeLayout, s3, board: StatusBoard) -> None:

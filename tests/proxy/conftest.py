@@ -114,6 +114,10 @@ class Proxy:
     def live(self) -> list[str]:
         return self.status()["live"]
 
+    def records(self) -> set[str]:
+        """Keys of the admitted records (live, unhealthy or stale; not the ignored ones)."""
+        return {row["key"] for row in self.status()["backends"] if row["state"] != "ignored"}
+
     def wait_live(self, expected: set[str], timeout: float = 15) -> None:
         wait_for(lambda: set(self.live()) == expected, timeout, f"live backends == {sorted(expected)}")
 
