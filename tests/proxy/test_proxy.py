@@ -114,7 +114,7 @@ def test_cache_size_bound_holds_under_churn(nodes, proxies):
     bound = 200 * 1024
     proxy = proxies.start("--memory-cache-size", "0", cache_size=str(bound))
     proxy.wait_live({node.id})
-    paths = tile_paths(300, fmt="png")
+    paths = tile_paths(300, fmt="jpg")
     random.Random(7).shuffle(paths)
 
     async def churn():

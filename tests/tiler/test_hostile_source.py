@@ -54,7 +54,7 @@ def test_a_link_to_a_file_outside_the_folder_is_refused(wall, tmp_path):
     secret.write_bytes((wall / rows_of(wall)[1].split(",")[5]).read_bytes())
     (wall / "covers" / "leak.jpg").symlink_to(secret)
     rows = rows_of(wall)
-    rows[1] = ",".join(rows[1].split(",")[:5] + ["covers/leak.jpg"])
+    rows[1] = ",".join([*rows[1].split(",")[:5], "covers/leak.jpg", *rows[1].split(",")[6:]])
     (wall / "items.csv").write_text("\n".join(rows) + "\n")
     with pytest.raises(InvalidSource, match=r"items.csv row 2 column 6: 'covers/leak.jpg' leads outside the source"):
         load_source(wall)
@@ -66,7 +66,7 @@ def test_a_linked_directory_is_refused(wall, tmp_path):
     (outside / "c.jpg").write_bytes((wall / rows_of(wall)[1].split(",")[5]).read_bytes())
     (wall / "linked").symlink_to(outside, target_is_directory=True)
     rows = rows_of(wall)
-    rows[2] = ",".join(rows[2].split(",")[:5] + ["linked/c.jpg"])
+    rows[2] = ",".join([*rows[2].split(",")[:5], "linked/c.jpg", *rows[2].split(",")[6:]])
     (wall / "items.csv").write_text("\n".join(rows) + "\n")
     with pytest.raises(InvalidSource, match=r"row 3 column 6: 'linked/c.jpg' leads outside the source folder"):
         load_source(wall)

@@ -52,7 +52,7 @@ def _edit(src: Path) -> tuple[str, str, str]:
     changed, removed = body[3], body[5]
     other = next(r for r in body if r[5] != changed[5])  # scaled to the changed row's rectangle
     changed[5] = other[5]
-    added = ["added-1", "40", "40", "300", "450", body[0][5]]
+    added = ["added-1", "40", "40", "300", "450", body[0][5], *body[0][6:]]
     _write_rows(src, [header] + [r for r in body if r is not removed] + [added])
     return changed[0], removed[0], added[0]
 
