@@ -1,11 +1,5 @@
 #!/usr/bin/env bash
 # Launch a render node on EC2 (RunInstances with the node's user-data), or --local on this machine.
-# A thin wrapper: everything is in bootstrap/launch.py (python -m bootstrap.launch --help).
+# A thin wrapper: everything is in bootstrap/launch/ (python -m bootstrap.launch --help).
 set -euo pipefail
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-python="${GIGATILE_PYTHON:-}"
-if [[ -z "$python" ]]; then
-  if [[ -x "$here/.venv/bin/python" ]]; then python="$here/.venv/bin/python"; else python="python3"; fi
-fi
-export PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}"
-exec "$python" -m bootstrap.launch "$@"
+exec "$(dirname "${BASH_SOURCE[0]}")/run-module.sh" bootstrap.launch "$@"
