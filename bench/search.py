@@ -6,10 +6,12 @@ Each wall (generated with titles, authors, categories and links, published into 
 ``bench/work/``, cached) is served by a fresh ``tiler serve --workers 2``; queries are drawn from the wall's
 own titles with a fixed seed: one word, a whole title, a word's first letters (a prefix), and a title word
 with a category filter; each is asked once, one after the other on one kept-alive connection. The anchor runs
-the same words in process against the same items database: ``SELECT ... WHERE doc LIKE '%word%'`` (ANDed per
-word), counted and limited as the server does. The diff: the 46-Gpx wall published to its own SeaweedFS, a
-node (``tiler serve`` and ``boxlink run --interval 1``) synced, 1,000 titles changed and published; timed
-from ``tiler publish``'s start to the node's search answering the new title.
+the same words in process over the same metadata loaded into an in-memory SQLite table:
+``SELECT ... WHERE doc LIKE '%word%'`` (ANDed per word), counted and limited as the server does. Walls are
+generated with ``--distinct-metadata``: every item has a title and author of its own. The diff: the 46-Gpx
+wall published to its own SeaweedFS, a node (``tiler serve`` and ``boxlink run --interval 1``) synced,
+1,000 titles changed and published; timed from ``tiler publish``'s start to the node's search answering the
+new title.
 
     .venv/bin/python -m bench.search [--quick] [--work bench/work] [--results-dir DIR]
 """
@@ -41,7 +43,7 @@ from bench.progress import console
 from bench.results import RESULTS_DIR, WORK_DIR, write_results
 from bench.tables import format_table
 from bench.tileserver import start_tiler_serve
-from gigaformat.itemsdb import ITEMS_DB_NAME
+from gigaformat.itemsdb import ITEMS_INDEX_NAME
 from gigaformat.layout import DatasetDir
 from localcloud.seaweedfs import SeaweedS3
 from tiler.local_publish import publish_local
@@ -71,7 +73,7 @@ class SearchBenchSettings:
 def prepare_wall(work: Path, gigapixels: float, seed: int, children: Children) -> Path:
     """``<work>/search-<G>gpx/``: the wall's source (with metadata) and a node root with it published."""
     wall = work / f"search-{gigapixels:g}gpx-seed{seed}"
-    stamp = {"gigapixels": gigapixels, "seed": seed, "format": 2}
+    stamp = {"gigapixels": gigapixels, "seed": seed, "format": 2, "index": "tantivy", "metadata": "distinct"}
     folder = DatasetDir(wall / "node", DATASET)
     try:
         if json.loads((wall / "stamp.json").read_text()) == stamp and folder.down_generation() is not None:
@@ -82,7 +84,7 @@ def prepare_wall(work: Path, gigapixels: float, seed: int, children: Children) -
     wall.mkdir(parents=True)
     console.log(f"generating and publishing the {gigapixels:g}-Gpx wall for the search bench (cached)")
     children.run([VENV_BIN / "tiler", "generate", "--out", wall / "source", "--gigapixels", gigapixels, "--seed",
-                  seed], "search-generate.log", 1800)
+                  seed, "--distinct-metadata"], "search-generate.log", 3600)
     with console.status(f"publishing the {gigapixels:g}-Gpx wall into {folder.path}"):
         publish_local(wall / "source", folder)
     (wall / "stamp.json").write_text(json.dumps(stamp))
@@ -125,9 +127,12 @@ def timed_gets(base: str, paths: list[tuple[str, dict]]) -> list[float]:
     return spent
 
 
-def like_anchor(db_path: Path, queries: list[tuple[str, dict[str, str]]]) -> dict:
-    """The naive way on the same table, in process: every word a LIKE '%word%' over the metadata."""
-    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+def like_anchor(rows: list[dict[str, str]], queries: list[tuple[str, dict[str, str]]]) -> dict:
+    """The naive way on the same metadata, in process: every word a LIKE '%word%' over a table of it."""
+    db = sqlite3.connect(":memory:")
+    db.execute("CREATE TABLE meta (id TEXT PRIMARY KEY, doc TEXT)")
+    db.executemany("INSERT INTO meta VALUES (?, ?)", ((r["id"], json.dumps(
+        {k: r[k] for k in ("title", "author", "category", "url")}, ensure_ascii=False)) for r in rows))
     spent = []
     for _, params in queries:
         words = _WORD.findall(params["q"].lower())
@@ -159,7 +164,8 @@ def measure_wall(settings: SearchBenchSettings, gigapixels: float, children: Chi
     wall = prepare_wall(settings.work, gigapixels, settings.seed, children)
     root = wall / "node"
     rows = read_rows(wall / "source")
-    db_path = DatasetDir(root, DATASET).generation_dir(DatasetDir(root, DATASET).current_generation()) / ITEMS_DB_NAME
+    folder = DatasetDir(root, DATASET)
+    index_folder = folder.generation_dir(folder.current_generation()) / ITEMS_INDEX_NAME
     queries = make_queries(rows, settings.queries, settings.seed)
     rng = random.Random(settings.seed + 1)
     hits = []
@@ -177,10 +183,11 @@ def measure_wall(settings: SearchBenchSettings, gigapixels: float, children: Chi
     for (kind, _), ms in zip(queries, search_ms, strict=True):
         kinds.setdefault(kind, []).append(ms)
     anchor_queries = queries[:settings.like_queries]
-    return {"gigapixels": gigapixels, "items": len(rows), "index_bytes": db_path.stat().st_size,
+    index_bytes = sum(p.stat().st_size for p in index_folder.iterdir())
+    return {"gigapixels": gigapixels, "items": len(rows), "index_bytes": index_bytes,
             "search_ms": stats.summarize(search_ms), "by_kind": {k: stats.summarize(v) for k, v in kinds.items()},
             "hit_ms": stats.summarize(hit_ms), "memory": {k: memory[k] for k in ("pss_mb", "pss_anon_mb", "rss_mb")},
-            "like_ms": like_anchor(db_path, anchor_queries), "fts_ms": fts_in_process(root, anchor_queries)}
+            "like_ms": like_anchor(rows, anchor_queries), "fts_ms": fts_in_process(root, anchor_queries)}
 
 
 def measure_meta_diff(settings: SearchBenchSettings, children: Children) -> dict:
@@ -249,7 +256,7 @@ def run(settings: SearchBenchSettings) -> dict:
                      group=group),
                  bar(f"{group}: search in process, p50", w["fts_ms"]["p50"], "ms", None, anchor="LIKE scan",
                      anchor_figure=w["like_ms"]["p50"], key="search.like", kind="info", group=group),
-                 bar(f"{group}: items database", w["index_bytes"] / 1e6, "MB", None, key="search.index-size",
+                 bar(f"{group}: items index", w["index_bytes"] / 1e6, "MB", None, key="search.index-size",
                      kind="info", group=group),
                  bar(f"{group}: tiler serve PSS (2 workers)", w["memory"]["pss_mb"], "MB", None, key="search.memory",
                      kind="info", group=group)]

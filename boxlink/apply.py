@@ -32,7 +32,7 @@ from boxlink.ledger import Ledger
 from boxlink.settings import LAZY_BYTES, TransferPolicy
 from boxlink.transfer import PART_SUFFIX, Downloader, FetchReport, Job, disk_error, hash_file
 from gigaformat.errors import FormatError
-from gigaformat.itemsdb import ITEMS_DB_NAME, stage_items_db
+from gigaformat.itemsdb import ITEMS_ARCHIVE_NAME, ITEMS_INDEX_NAME, stage_items_index
 from gigaformat.layout import DatasetDir
 from gigaformat.manifest import Manifest, ObjectRef, Step, dataset_prefix, plan_steps
 from gigaformat.state import Changes, State, load_gzip_json, rebuild_state, step_prefix
@@ -128,7 +128,7 @@ class Replica:
         log.info("sync plan dataset=%s local=%s target=%d route=%s steps=%s", self.folder.dataset, local, target,
                  route, ",".join(f"{s.kind}-{s.generation}" for s in steps))
         documents = {s.index for s in steps} | {step_prefix(s) + name for s in steps if s.kind == "snapshot"
-                                                 for name in (INDEX_NAME, ITEMS_DB_NAME)}
+                                                 for name in (INDEX_NAME, ITEMS_ARCHIVE_NAME)}
         refs = [o for s in steps for o in s.objects]
         jobs = self._plan([r for r in refs if r.key in documents], ledger), self._plan(
             [r for r in refs if r.key not in documents], ledger)
@@ -172,7 +172,7 @@ class Replica:
         """Write ``generations/<G>/`` (items database, tile index, state) before the packs come; when they are
         many and the layout needs no mip chains, write ``synch.lazy``: the render server may serve G at once,
         fetching what is not here yet itself."""
-        self._stage_items_db(state.generation, steps, local)
+        self._stage_items_index(state.generation, steps, local)
         try:
             self.folder.write_state(state)
             if pack_bytes >= self.lazy_bytes and not state.variants \
@@ -227,26 +227,26 @@ class Replica:
             raise error(f"{self.folder.dataset}@{state.generation}: {len(missing)} pack(s) missing or not "
                         f"verified here, e.g. {missing[0]}")
 
-    def _stage_items_db(self, generation: int, steps: list[Step], local: int | None) -> None:
+    def _stage_items_index(self, generation: int, steps: list[Step], local: int | None) -> None:
         snapshot = next((s for s in steps if s.kind == "snapshot"), None)
-        snapshot_db = self.folder.object_path(step_prefix(snapshot) + ITEMS_DB_NAME) if snapshot else None
-        if snapshot_db is not None and not snapshot_db.is_file():
-            return  # a snapshot published without an items database: the generation has none
-        base_db = self.folder.generation_dir(local) / ITEMS_DB_NAME if local is not None else None
-        if snapshot is None and (base_db is None or not base_db.is_file()):
-            raise MissingBase(f"local generation {local} has no items database to apply the diffs to")
+        archive = self.folder.object_path(step_prefix(snapshot) + ITEMS_ARCHIVE_NAME) if snapshot else None
+        if archive is not None and not archive.is_file():
+            return  # a snapshot published without an items index: the generation has none
+        base = self.folder.generation_dir(local) / ITEMS_INDEX_NAME if local is not None else None
+        if snapshot is None and (base is None or not base.is_dir()):
+            raise MissingBase(f"local generation {local} has no items index to apply the diffs to")
         diffs = []
         for step in steps:
             if step.kind == "diff":
                 data = self.folder.object_path(step.index).read_bytes()
                 changes = Changes.from_json(load_gzip_json(data, step.index))
-                diffs.append((changes.meta_set, changes.items_remove, changes.meta_columns))
-        target = self.folder.generation_dir(generation) / ITEMS_DB_NAME
+                diffs.append((changes.meta_set, changes.items_remove))
+        target = self.folder.generation_dir(generation) / ITEMS_INDEX_NAME
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
-            stage_items_db(target, snapshot_db, base_db, diffs)
+            stage_items_index(target, archive, base, diffs)
         except FormatError as exc:
-            raise BoxlinkError(f"{self.folder.dataset}@{generation}: cannot stage the items database ({exc})") \
+            raise BoxlinkError(f"{self.folder.dataset}@{generation}: cannot stage the items index ({exc})") \
                 from None
 
     def _switch(self, state: State) -> None:

@@ -1,41 +1,37 @@
-"""The items database of a generation: every item's metadata and a full-text index of it, one SQLite file.
+"""The items index of a generation: every item's metadata and a full-text index of it (Tantivy).
 
-The publisher builds it for a snapshot (``snap-<g>/items.sqlite``); a diff carries the metadata it changes
-(``meta_set``, with ``items_remove``), and a node applies them to a copy of the generation before
-(``stage_items_db``), so a metadata-only change is a small diff. The render server opens it read-only.
+Measured on 2.2 million items (tiler/README.md, "The bookstore"): SQLite FTS5 took 126 s to build 1.47 GB
+and 10–30 ms, up to 1.3 s, to rank a common word; Tantivy builds 412 MB in 54 s and ranks one in ≤ 9 ms.
 
-```
-meta(rowid, id UNIQUE, doc)        doc: the item's metadata, a JSON object {column: value}
-field(item, name, value)           one row per metadata cell (exact filters), indexed by (name, value)
-words(text)                        FTS5 over every cell but urls (unicode61, diacritics folded, prefixes 1-3)
-info(key, value)                   "format", "columns" (JSON list)
-```
+The publisher builds it for a snapshot and ships it as one uncompressed tar object
+(``snap-<g>/items.index.tar``; its segments are compressed already); a diff carries the metadata it
+changes (``meta_set``, with ``items_remove``), and a node applies them to a copy of the generation before
+(``stage_items_index``: the copy is hard links, Tantivy never rewrites a segment), so a metadata-only change
+is a small diff. A generation's metadata columns are fixed by its snapshot (a new column makes a snapshot).
+
+Fields: ``id`` (exact), ``doc`` (the item's metadata, a JSON object, stored), ``text`` (every cell but
+links, words folded to lowercase ASCII), and ``m_<column>`` per column (exact values, for filters).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
-import sqlite3
+import tarfile
+import unicodedata
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from gigaformat.errors import MalformedDocument
 
-ITEMS_DB_NAME = "items.sqlite"
-ITEMS_DB_FORMAT = 1
+ITEMS_INDEX_NAME = "items.index"  # a folder in generations/<g>/
+ITEMS_ARCHIVE_NAME = "items.index.tar"  # the snapshot's object
 NOT_INDEXED = ("url",)  # columns kept and filterable but not in the full-text index
+FOLDED = "folded"  # the tokenizer of ``text``: words, lowercase, ASCII-folded
+WRITER_HEAP = 128 << 20
 Meta = Mapping[str, str]
-
-_SCHEMA = """
-CREATE TABLE meta (rowid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, doc TEXT NOT NULL);
-CREATE TABLE field (item INTEGER NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL);
-CREATE INDEX field_by_value ON field (name, value, item);
-CREATE INDEX field_by_item ON field (item);
-CREATE VIRTUAL TABLE words USING fts5(text, tokenize = "unicode61 remove_diacritics 2", prefix = '1 2 3');
-CREATE TABLE info (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-"""
 
 
 def meta_digest(meta: Meta) -> str:
@@ -45,90 +41,164 @@ def meta_digest(meta: Meta) -> str:
     return hashlib.sha256(json.dumps(dict(sorted(meta.items())), separators=(",", ":")).encode()).hexdigest()[:16]
 
 
-def _text(meta: Meta) -> str:
-    return " ".join(value for name, value in meta.items() if name not in NOT_INDEXED)
+def fold(text: str) -> str:
+    """Lowercase ASCII of ``text`` (Ångström -> angstrom), as the index folds every word."""
+    return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower()
 
 
-def _insert(db: sqlite3.Connection, item_id: str, meta: Meta) -> None:
-    rowid = db.execute("INSERT INTO meta (id, doc) VALUES (?, ?)",
-                       (item_id, json.dumps(dict(meta), separators=(",", ":"), ensure_ascii=False))).lastrowid
-    db.executemany("INSERT INTO field (item, name, value) VALUES (?, ?, ?)",
-                   [(rowid, name, value) for name, value in meta.items()])
-    if meta:
-        db.execute("INSERT INTO words (rowid, text) VALUES (?, ?)", (rowid, _text(meta)))
+def _tantivy():
+    import tantivy  # only what reads or writes the items index needs it (boxlink, tiler serve, tiler publish)
+
+    return tantivy
 
 
-def _delete(db: sqlite3.Connection, item_id: str) -> None:
-    found = db.execute("SELECT rowid FROM meta WHERE id = ?", (item_id,)).fetchone()
-    if found is None:
-        return
-    db.execute("DELETE FROM words WHERE rowid = ?", found)
-    db.execute("DELETE FROM field WHERE item = ?", found)
-    db.execute("DELETE FROM meta WHERE rowid = ?", found)
+def _schema(columns: Iterable[str]):
+    tantivy = _tantivy()
+    builder = tantivy.SchemaBuilder()
+    builder.add_text_field("id", stored=True, tokenizer_name="raw")
+    builder.add_text_field("doc", stored=True, index_option="basic", tokenizer_name="raw")
+    builder.add_text_field("text", stored=False, tokenizer_name=FOLDED)
+    for column in columns:
+        builder.add_text_field(f"m_{column}", stored=False, tokenizer_name="raw")
+    return builder.build()
 
 
-def build_items_db(path: Path, items: Iterable[tuple[str, Meta]], columns: Iterable[str]) -> None:
-    """Write a new database of ``items`` ((id, metadata) in drawing order) at ``path`` (replaced)."""
-    path.unlink(missing_ok=True)
-    db = sqlite3.connect(path)
-    try:
-        db.executescript("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA page_size = 4096;" + _SCHEMA)
-        db.executemany("INSERT INTO info (key, value) VALUES (?, ?)",
-                       [("format", str(ITEMS_DB_FORMAT)), ("columns", json.dumps(list(columns)))])
-        with db:
-            for item_id, meta in items:
-                _insert(db, item_id, meta)
-        db.execute("INSERT INTO words (words) VALUES ('optimize')")
-        db.commit()
-        db.execute("VACUUM")
-    finally:
-        db.close()
+def _register(index) -> None:
+    tantivy = _tantivy()
+    analyzer = (tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.simple()).filter(tantivy.Filter.remove_long(64))
+                .filter(tantivy.Filter.lowercase()).filter(tantivy.Filter.ascii_fold()).build())
+    index.register_tokenizer(FOLDED, analyzer)
 
 
-def apply_meta(path: Path, meta_set: Mapping[str, Meta], removed: Iterable[str], columns: Iterable[str]) -> None:
-    """Apply a diff to the database at ``path`` in place: items removed, items whose metadata is set."""
-    db = sqlite3.connect(path)
-    try:
-        with db:
-            for item_id in removed:
-                _delete(db, item_id)
-            for item_id, meta in meta_set.items():
-                _delete(db, item_id)
-                _insert(db, item_id, meta)
-            db.execute("INSERT OR REPLACE INTO info (key, value) VALUES ('columns', ?)", (json.dumps(list(columns)),))
-    except sqlite3.Error as exc:
-        raise MalformedDocument(f"{path}: cannot apply the diff's metadata ({exc})") from None
-    finally:
-        db.close()
+def _document(item_id: str, meta: Meta):
+    tantivy = _tantivy()
+    fields = {"id": item_id, "doc": json.dumps(dict(meta), separators=(",", ":"), ensure_ascii=False),
+              "text": " ".join(v for k, v in meta.items() if k not in NOT_INDEXED)}
+    fields.update({f"m_{k}": v for k, v in meta.items()})
+    return tantivy.Document(**fields)
 
 
-def stage_items_db(target: Path, snapshot_db: Path | None, base_db: Path | None,
-                   diffs: Iterable[tuple[Mapping[str, Meta], list[str], list[str]]]) -> None:
-    """Write a generation's database at ``target``: a copy of the snapshot's (or of ``base_db``, the
-    generation the diffs start from), then each diff's (meta_set, items_remove, columns) applied in order."""
-    start = snapshot_db if snapshot_db is not None else base_db
-    if start is None or not start.is_file():
-        raise MalformedDocument(f"no items database to start {target} from ({start})")
+def _columns_file(folder: Path) -> Path:
+    return folder / "gigatile-columns.json"
+
+
+def build_items_index(folder: Path, items: Iterable[tuple[str, Meta]], columns: Iterable[str]) -> None:
+    """Write a new index of ``items`` ((id, metadata)) into ``folder`` (replaced)."""
+    columns = list(columns)
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    index = _tantivy().Index(_schema(columns), path=str(folder), reuse=False)
+    _register(index)
+    writer = index.writer(heap_size=WRITER_HEAP, num_threads=1)  # one thread: the same items, the same segments
+    for item_id, meta in items:
+        writer.add_document(_document(item_id, meta))
+    writer.commit()
+    writer.wait_merging_threads()
+    _columns_file(folder).write_text(json.dumps(columns))
+
+
+def archive_items_index(folder: Path, archive: Path) -> None:
+    """The index as one tar (sorted names, no times or owners: the same index, the same bytes)."""
+    with tarfile.open(archive, "w", format=tarfile.PAX_FORMAT) as tar:
+        for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
+            info = tar.gettarinfo(str(path), arcname=path.name)
+            info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
+            with path.open("rb") as handle:
+                tar.addfile(info, handle)
+
+
+def _unpack(archive: Path, folder: Path) -> None:
+    with tarfile.open(archive) as tar:
+        for member in tar.getmembers():
+            if not member.isfile() or "/" in member.name or member.name.startswith("."):
+                raise MalformedDocument(f"{archive}: unexpected member {member.name!r}")
+        tar.extractall(folder, filter="data")
+
+
+def _link_copy(source: Path, folder: Path) -> None:
+    """``folder`` holding hard links to ``source``'s files (Tantivy writes new files, never old ones)."""
+    folder.mkdir(parents=True)
+    for path in source.iterdir():
+        if path.is_file() and not path.name.startswith(".tantivy"):
+            os.link(path, folder / path.name)
+
+
+def apply_meta(folder: Path, meta_set: Mapping[str, Meta], removed: Iterable[str]) -> None:
+    """Apply a diff to the index in ``folder``: items removed, items whose metadata is set."""
+    tantivy = _tantivy()
+    index = tantivy.Index.open(str(folder))
+    _register(index)
+    writer = index.writer(heap_size=WRITER_HEAP, num_threads=1)
+    for item_id in [*removed, *meta_set]:
+        writer.delete_documents_by_term("id", item_id)
+    for item_id, meta in meta_set.items():
+        writer.add_document(_document(item_id, meta))
+    writer.commit()
+    writer.wait_merging_threads()
+
+
+def stage_items_index(target: Path, snapshot_archive: Path | None, base: Path | None,
+                      diffs: Iterable[tuple[Mapping[str, Meta], list[str]]]) -> None:
+    """Make a generation's index at ``target``: the snapshot's archive unpacked (or a copy of ``base``, the
+    index of the generation the diffs start from), then each diff's (meta_set, items_remove) applied."""
     tmp = target.with_name(f".{target.name}.tmp")
-    shutil.copyfile(start, tmp)
-    for meta_set, removed, columns in diffs:
-        apply_meta(tmp, meta_set, removed, columns)
-    tmp.replace(target)
-
-
-def open_items_db(path: Path) -> sqlite3.Connection:
-    """A read-only connection to a generation's database (any thread may use it; nobody writes it)."""
+    shutil.rmtree(tmp, ignore_errors=True)
+    if snapshot_archive is not None:
+        tmp.mkdir(parents=True)
+        _unpack(snapshot_archive, tmp)
+    elif base is not None and base.is_dir():
+        _link_copy(base, tmp)
+    else:
+        raise MalformedDocument(f"no items index to start {target} from")
     try:
-        db = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True, check_same_thread=False)
-        found = dict(db.execute("SELECT key, value FROM info"))
-    except sqlite3.Error as exc:
-        raise MalformedDocument(f"{path}: not an items database ({exc})") from None
-    if found.get("format") != str(ITEMS_DB_FORMAT):
-        raise MalformedDocument(f"{path}: items database format {found.get('format')!r} is not {ITEMS_DB_FORMAT}")
-    return db
+        for meta_set, removed in diffs:
+            apply_meta(tmp, meta_set, removed)
+    except (OSError, ValueError) as exc:
+        raise MalformedDocument(f"{target}: cannot apply the diff's metadata ({exc})") from None
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
 
 
-def columns_of(db: sqlite3.Connection) -> list[str]:
-    return json.loads(dict(db.execute("SELECT key, value FROM info"))["columns"])
+class ItemsIndex:
+    """A generation's index, open for reading: metadata by id, and search."""
+
+    def __init__(self, folder: Path):
+        tantivy = _tantivy()
+        try:
+            self.columns: list[str] = json.loads(_columns_file(folder).read_text())
+            self.index = tantivy.Index.open(str(folder))
+        except (OSError, ValueError) as exc:
+            raise MalformedDocument(f"{folder}: not an items index ({exc})") from None
+        _register(self.index)
+        self.schema = self.index.schema
+        self.searcher = self.index.searcher()
+        self.tantivy = tantivy
+
+    def meta(self, ids: list[str]) -> dict[str, dict]:
+        """The metadata of each of ``ids`` that the index holds."""
+        if not ids:
+            return {}
+        query = self.tantivy.Query.term_set_query(self.schema, "id", list(ids))
+        found = self.searcher.search(query, len(ids), count=False)
+        docs = (self.searcher.doc(address) for _, address in found.hits)
+        return {doc["id"][0]: json.loads(doc["doc"][0]) for doc in docs}
+
+    def search(self, words: list[str], filters: Iterable[tuple[str, str]], limit: int, offset: int
+               ) -> tuple[int, list[str]]:
+        """(matches, ids best first): items holding every word (as a word or a word's start) and every
+        ``column = value``."""
+        q = self.tantivy.Query
+        occur = self.tantivy.Occur
+        clauses = []
+        for word in words:
+            exact = q.term_query(self.schema, "text", word)
+            start = q.regex_query(self.schema, "text", _regex_escape(word) + ".*")
+            clauses.append((occur.Must, q.boolean_query([(occur.Should, q.boost_query(exact, 2.0)),
+                                                         (occur.Should, start)])))
+        clauses += [(occur.Must, q.term_query(self.schema, f"m_{name}", value)) for name, value in filters]
+        result = self.searcher.search(q.boolean_query(clauses), limit, count=True, offset=offset)
+        return result.count, [self.searcher.doc(address)["id"][0] for _, address in result.hits]
 
 
+def _regex_escape(word: str) -> str:
+    return "".join(c if c.isalnum() else "\\" + c for c in word)

@@ -32,7 +32,7 @@ class ItemRecord:
     width: int
     height: int
     variant: str
-    meta: str = ""  # itemsdb.meta_digest of its metadata ("" for none); the values are in the items database
+    meta: str = ""  # itemsdb.meta_digest of its metadata ("" for none); the values are in the items index
 
     @property
     def placement(self) -> tuple:
@@ -114,6 +114,7 @@ class State:
     cells: list[list[int]] = field(default_factory=list)  # [row][col] -> generation last changed
     tile_packs: list[str] = field(default_factory=list)
     tiles: TileIndex | None = None
+    meta_columns: list[str] = field(default_factory=list)  # items.csv's metadata columns (fixed by a snapshot)
 
     @property
     def geometry(self) -> Geometry:
@@ -141,6 +142,7 @@ class State:
         return {
             "format": STATE_FORMAT, "dataset": self.dataset, "generation": self.generation,
             "canvas": self.canvas.to_json(), "stored": self.stored.to_json(), "tile_packs": self.tile_packs,
+            "meta_columns": self.meta_columns,
             "items": [item.to_json() for item in self.items_in_order()],
             "variants": {key: v.to_json() for key, v in sorted(self.variants.items())},
             "cells": self.cells,
@@ -159,6 +161,7 @@ class State:
                 variants={k: VariantRecord.from_json(v) for k, v in doc["variants"].items()},
                 cells=[[int(g) for g in row] for row in doc["cells"]],
                 tile_packs=[str(p) for p in doc["tile_packs"]], tiles=tiles,
+                meta_columns=[str(c) for c in doc.get("meta_columns", [])],
             )
         _check_index(state)
         return state
@@ -191,7 +194,6 @@ class Changes:
     variants_remove: list[str] = field(default_factory=list)
     tiles_set: dict[str, list] = field(default_factory=dict)  # "z/x/y" -> [pack key, offset, length, digest hex]
     meta_set: dict[str, dict[str, str]] = field(default_factory=dict)  # item -> its metadata, where it changed
-    meta_columns: list[str] = field(default_factory=list)  # items.csv's metadata columns after the change
     cells: list[list[int]] = field(default_factory=list)  # the whole grid after the change (small)
 
     def is_empty(self) -> bool:
@@ -207,7 +209,7 @@ class Changes:
             "variants_add": {k: v.to_json() for k, v in sorted(self.variants_add.items())},
             "variants_remove": self.variants_remove,
             "tiles_set": dict(sorted(self.tiles_set.items())),
-            "meta_set": dict(sorted(self.meta_set.items())), "meta_columns": self.meta_columns,
+            "meta_set": dict(sorted(self.meta_set.items())),
             "cells": self.cells,
         }
 
@@ -224,7 +226,6 @@ class Changes:
                 variants_remove=[str(v) for v in doc["variants_remove"]],
                 tiles_set={str(k): list(v) for k, v in doc["tiles_set"].items()},
                 meta_set={str(k): {str(c): str(v) for c, v in dict(m).items()} for k, m in doc["meta_set"].items()},
-                meta_columns=[str(c) for c in doc["meta_columns"]],
                 cells=[[int(g) for g in row] for row in doc["cells"]],
             )
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 import logging
+import shutil
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -19,7 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
-from gigaformat.itemsdb import ITEMS_DB_NAME, build_items_db, meta_digest
+from gigaformat.itemsdb import (
+    ITEMS_ARCHIVE_NAME,
+    ITEMS_INDEX_NAME,
+    archive_items_index,
+    build_items_index,
+    meta_digest,
+)
 from gigaformat.levels import CELL_SIZE, Geometry
 from gigaformat.packs import PackFile, PackWriter
 from gigaformat.state import ItemRecord, State, StoredLevels, VariantRecord
@@ -46,7 +53,7 @@ class Build:
     packs: list[PackFile]
     meta: dict[str, dict[str, str]]  # every item's metadata, from the source
     meta_columns: list[str]
-    items_db: Path | None = None  # a snapshot's items database, under the staging folder
+    items_archive: Path | None = None  # a snapshot's items index as one tar, under the staging folder
 
     def meta_set(self, previous: State) -> dict[str, dict[str, str]]:
         """The metadata a diff from ``previous`` sets: of every item added or whose metadata changed."""
@@ -128,14 +135,19 @@ def build_generation(source: Source, dataset: str, generation: int, prefix: str,
         state.tiles = None
     state.cells = _cells(geometry, generation, previous, state)
     meta = {item.id: dict(item.meta) for item in source.items}
-    items_db = None
-    if old is None:  # a snapshot carries the whole items database; a diff only the metadata it changes
-        items_db = Path(staging) / prefix / ITEMS_DB_NAME
-        items_db.parent.mkdir(parents=True, exist_ok=True)
-        build_items_db(items_db, ((i.id, meta[i.id]) for i in source.items), source.meta_columns)
+    state.meta_columns = list(source.meta_columns)
+    items_archive = None
+    if old is None:  # a snapshot carries the whole items index; a diff only the metadata it changes
+        progress("items index", 0, 1)
+        folder = Path(staging) / prefix / ITEMS_INDEX_NAME
+        build_items_index(folder, ((i.id, meta[i.id]) for i in source.items), source.meta_columns)
+        items_archive = folder.with_name(ITEMS_ARCHIVE_NAME)
+        archive_items_index(folder, items_archive)
+        shutil.rmtree(folder)
+        progress("items index", 1, 1)
     log.info("built dataset=%s generation=%d layout=%s stored_levels=0-%d tiles_written=%d", dataset, generation,
              "pyramid" if stored.top >= geometry.top else "chains", stored.top, sink.written)
-    return Build(state, writer.finish(), meta, list(source.meta_columns), items_db)
+    return Build(state, writer.finish(), meta, list(source.meta_columns), items_archive)
 
 
 def plan_layout(source: Source, store: str = "auto", items_per_tile: int = ITEMS_PER_TILE_LIMIT) -> StoredLevels:

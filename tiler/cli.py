@@ -30,6 +30,8 @@ def _add_generate(add) -> None:
          "(default 256)")
     flag(p, "all-distinct", bool, help="every item gets a cover of its own (a real bookstore); --unique then "
          "sets only how many sizes the layout draws from")
+    flag(p, "distinct-metadata", bool, help="every item gets a title and author of its own even where its cover "
+         "is shared (a catalogue of distinct books, for search at scale)")
     flag(p, "seed", int, 1, help="the same seed and sizes give byte-identical walls")
     p.set_defaults(run=_run_generate)
 
@@ -38,7 +40,8 @@ def _run_generate(args: argparse.Namespace) -> int:
     from tiler.generate import DEFAULT_UNIQUE, generate_wall
 
     summary = generate_wall(args.out, args.gigapixels, args.unique or DEFAULT_UNIQUE, args.seed,
-                            progress=sys.stderr.isatty(), all_distinct=args.all_distinct)
+                            progress=sys.stderr.isatty(), all_distinct=args.all_distinct,
+                            distinct_metadata=args.distinct_metadata)
     console.print(f"wall {args.out}: {summary.width} x {summary.height} px "
                   f"({summary.width * summary.height / 1e9:.1f} Gpx), {summary.items} items, "
                   f"{summary.unique} distinct covers, {summary.seconds:.1f} s")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gigaformat.itemsdb import ITEMS_DB_NAME
+from gigaformat.itemsdb import ITEMS_INDEX_NAME
 from gigaformat.layout import DatasetDir
 from gigaformat.levels import CELL_SIZE, Geometry
 from gigaformat.state import State
@@ -35,7 +35,7 @@ class LoadedDataset:
     """One generation of one dataset, ready to render any tile of any level."""
 
     def __init__(self, state: State, packs_folder: Path, remote: RemoteTiles | None = None,
-                 items_db: Path | None = None):
+                 items_index: Path | None = None):
         self.name = state.dataset
         self.generation = state.generation
         self.geometry = Geometry(state.canvas.width, state.canvas.height)
@@ -62,7 +62,7 @@ class LoadedDataset:
         self.index = SpatialIndex(self.table, self.geometry.width, self.geometry.height)
         self.catalog = ItemCatalog([i.id for i in ordered], self.table, self.index,
                                    (self.geometry.width, self.geometry.height),
-                                   items_db if items_db is not None and items_db.is_file() else None)
+                                   items_index if items_index is not None and items_index.is_dir() else None)
         self.tile_index = state.tiles
         self.tiles = TileStore(packs_folder, state.tile_packs, remote)
         self.lazy = remote is not None  # some packs may still be arriving: their tiles come from S3
@@ -74,7 +74,7 @@ class LoadedDataset:
         """The generation ``current`` points at, every pack on disk and verified."""
         started = time.monotonic()
         state = folder.load_current_state()
-        loaded = cls(state, folder.objects, items_db=folder.generation_dir(state.generation) / ITEMS_DB_NAME)
+        loaded = cls(state, folder.objects, items_index=folder.generation_dir(state.generation) / ITEMS_INDEX_NAME)
         log.info("loaded dataset=%s generation=%d items=%d seconds=%.2f", loaded.name, loaded.generation,
                  loaded.items, time.monotonic() - started)
         return loaded
@@ -88,7 +88,7 @@ class LoadedDataset:
         if state.variants:
             raise CorruptData(f"{folder.dataset}@{generation} has mip chains: it cannot be served lazily")
         loaded = cls(state, folder.objects, RemoteTiles(bucket, prefix),
-                     folder.generation_dir(generation) / ITEMS_DB_NAME)
+                     folder.generation_dir(generation) / ITEMS_INDEX_NAME)
         log.info("loaded lazily dataset=%s generation=%d items=%d seconds=%.2f", loaded.name, loaded.generation,
                  loaded.items, time.monotonic() - started)
         return loaded

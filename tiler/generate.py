@@ -8,6 +8,7 @@ The wall is wood-coloured bookcases with shelves of book covers. The output fold
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import logging
 import math
@@ -117,15 +118,43 @@ def cover_spec(seed: int, index: int) -> CoverSpec:
     band, _, (h_lo, h_hi), (a_lo, a_hi) = rng.choices(FORMATS, weights=[f[1] for f in FORMATS])[0]
     height = rng.randint(h_lo, h_hi)
     width = min(800, max(450, round(height * rng.uniform(a_lo, a_hi))))
-    words = {"a": rng.choice(ADJECTIVES), "n": rng.choice(NOUNS), "p": rng.choice(PLACES),
-             "f": rng.choice(FIRST)}
-    title = rng.choice(TITLES).format(**words)
-    if title.startswith("A ") and title[2] in "AEIOU":
-        title = "An" + title[1:]
-    author = f"{rng.choice(FIRST)} {rng.choice(LAST)}"
+    title, author = book_text(rng)
     colors = tuple(rng.sample(PALETTE, 3))
     return CoverSpec(index, band, width, height, title, author, rng.choice(STYLES), colors,
                      rng.getrandbits(32))
+
+
+def _coined(count: int) -> tuple[str, ...]:
+    """``count`` made-up words (Varen, Thelosmir, ...), the same every time: a catalogue's long tail."""
+    rng = random.Random("gigatile-words")
+    onsets = ("b", "c", "d", "f", "g", "h", "k", "l", "m", "n", "p", "r", "s", "t", "v", "w", "z", "br", "dr",
+              "gr", "kr", "st", "th")
+    vowels = ("a", "e", "i", "o", "u", "ae", "ei", "ou")
+    codas = ("n", "r", "s", "l", "th", "nd", "rk", "st", "m", "x")
+    found: dict[str, None] = {}
+    while len(found) < count:
+        word = "".join(rng.choice(onsets) + rng.choice(vowels) for _ in range(rng.randint(1, 3))) + rng.choice(codas)
+        found.setdefault(word.capitalize(), None)
+    return tuple(found)
+
+
+COINED = _coined(6000)
+# A few words common, most rare, as in titles; cumulative, so a draw is a bisection, not a sum of 6,000 weights.
+CUM_ZIPF = list(itertools.accumulate(1.0 / (rank + 1) ** 0.9 for rank in range(len(COINED))))
+
+
+def book_text(rng: random.Random) -> tuple[str, str]:
+    """A title and an author: the familiar words of the lists, and a long tail of coined ones."""
+    def noun() -> str:
+        return rng.choice(NOUNS) if rng.random() < 0.5 else rng.choices(COINED, cum_weights=CUM_ZIPF)[0]
+
+    words = {"a": rng.choice(ADJECTIVES), "n": noun(), "p": rng.choice(PLACES) if rng.random() < 0.5 else
+             rng.choices(COINED, cum_weights=CUM_ZIPF)[0], "f": rng.choice(FIRST)}
+    title = rng.choice(TITLES).format(**words)
+    if title.startswith("A ") and title[2] in "AEIOU":
+        title = "An" + title[1:]
+    last = rng.choice(LAST) if rng.random() < 0.3 else rng.choices(COINED, cum_weights=CUM_ZIPF)[0]
+    return title, f"{rng.choice(FIRST)} {last}"
 
 
 # --- cover pixels (pure: spec in, image out) ---------------------------------------------------
@@ -357,17 +386,20 @@ def category_of(x: int, width: int) -> str:
     return CATEGORIES[min(count - 1, max(0, x * count // max(width, 1))) % len(CATEGORIES)]
 
 
-def _write_items(path: Path, placed: np.ndarray, specs: list[CoverSpec], names: list[str], width: int) -> None:
-    """items.csv: placements, then the metadata drawn on each cover (title, author), its bookcase's category
-    and a link."""
+def _write_items(path: Path, placed: np.ndarray, specs: list[CoverSpec], names: list[str], width: int,
+                 distinct_metadata: bool = False, seed: int = 1) -> None:
+    """items.csv: placements, then the metadata drawn on each cover (title, author) or, with
+    ``distinct_metadata``, a title and author of each item's own, its bookcase's category and a link."""
     tmp = path.with_name(path.name + ".tmp")
     with tmp.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(["id", "x", "y", "width", "height", "image", "title", "author", "category", "url"])
         for i, (c, x, y) in enumerate(placed.tolist(), start=1):
             spec = specs[c]
-            writer.writerow([i, x, y, spec.width, spec.height, names[c], spec.title, spec.author,
-                             category_of(x, width), f"{BOOK_URL}{i}"])
+            title, author = book_text(random.Random(f"gigatile-book:{seed}:{i}")) if distinct_metadata else \
+                (spec.title, spec.author)
+            writer.writerow([i, x, y, spec.width, spec.height, names[c], title, author, category_of(x, width),
+                             f"{BOOK_URL}{i}"])
     tmp.replace(path)
 
 
@@ -382,14 +414,16 @@ def distinct_covers(placed: np.ndarray, specs: list[CoverSpec], seed: int) -> tu
 
 
 def generate_wall(out: Path, gigapixels: float = 46.0, unique: int = DEFAULT_UNIQUE, seed: int = 1,
-                  progress: bool = False, all_distinct: bool = False) -> WallSummary:
+                  progress: bool = False, all_distinct: bool = False, distinct_metadata: bool = False) -> WallSummary:
     """Write a synthetic covers wall of at least ``gigapixels * 1e9`` px into the folder ``out``.
 
     ``unique`` distinct covers (each with its own natural size) are reused across the wall, drawn with
     replacement; with ``all_distinct`` every item has a cover of its own (as in a real bookstore), and
-    ``unique`` only sets how many sizes the layout draws from. The same arguments give byte-identical
-    files. ``out`` must be new, empty or a previous generated wall (replaced). Raises TilerError for bad
-    arguments or an unusable ``out``.
+    ``unique`` only sets how many sizes the layout draws from. With ``distinct_metadata`` every item gets a
+    title and author of its own even where its cover is shared (a catalogue of distinct books for search,
+    at sizes where drawing every cover would take hours; the shared cover shows another title). The same
+    arguments give byte-identical files. ``out`` must be new, empty or a previous generated wall (replaced).
+    Raises TilerError for bad arguments or an unusable ``out``.
     """
     started = time.perf_counter()
     _check_args(gigapixels, unique)
@@ -410,7 +444,7 @@ def generate_wall(out: Path, gigapixels: float = 46.0, unique: int = DEFAULT_UNI
     columns = [TextColumn("{task.description:>7}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     with Progress(*columns, disable=not progress) as bar:
         _write_covers([(specs[i], str(out / names[i])) for i in used], bar)
-        _write_items(out / "items.csv", placed, specs, names, width)
+        _write_items(out / "items.csv", placed, specs, names, width, distinct_metadata, seed)
     summary = WallSummary(width, height, len(placed), len(used), time.perf_counter() - started)
     log.info("wall generated out=%s width=%d height=%d items=%d unique=%d seconds=%.1f",
              out, width, height, summary.items, summary.unique, summary.seconds)

@@ -1,21 +1,19 @@
 """The bookstore's questions about a loaded generation: which item is drawn at a pixel, one item, the items
-in a rectangle, and ranked full-text search over their metadata (SQLite FTS5, ``gigaformat.itemsdb``).
+in a rectangle, and ranked full-text search over their metadata (Tantivy, ``gigaformat.itemsdb``).
 
 Geometry comes from the generation's item table and grid (in memory: a hit-test touches one grid cell);
-metadata from its items database. Every answer is a list of items, each
+metadata from its items index. Every answer is a list of items,
 ``{"id", "x", "y", "width", "height", "meta": {column: value}}``.
 """
 
 from __future__ import annotations
 
-import json
 import re
-import sqlite3
-import threading
+from pathlib import Path
 
 import numpy as np
 
-from gigaformat.itemsdb import columns_of, open_items_db
+from gigaformat.itemsdb import ItemsIndex, fold
 from tiler.errors import BadRequest, NotFound
 
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -25,24 +23,14 @@ MAX_WORDS = 8
 class ItemCatalog:
     """The items of one loaded generation: ``ids`` in drawing order, their rectangles in ``table``."""
 
-    def __init__(self, ids: list[str], table, index, canvas: tuple[int, int], db_path=None):
+    def __init__(self, ids: list[str], table, index, canvas: tuple[int, int], items_index: Path | None = None):
         self.ids = ids
         self.position = {item_id: n for n, item_id in enumerate(ids)}
         self.table = table
         self.index = index
         self.canvas = canvas
-        self.db_path = db_path
-        self._local = threading.local()
-        self.columns = columns_of(self._db()) if db_path is not None else []
-
-    def _db(self) -> sqlite3.Connection | None:
-        """This thread's read-only connection to the items database (None: the generation has none)."""
-        if self.db_path is None:
-            return None
-        db = getattr(self._local, "db", None)
-        if db is None:
-            db = self._local.db = open_items_db(self.db_path)
-        return db
+        self.metadata = ItemsIndex(items_index) if items_index is not None else None  # None: the generation has none
+        self.columns = self.metadata.columns if self.metadata is not None else []
 
     # -- answers ------------------------------------------------------------------------------------------
     def describe(self, positions: list[int]) -> list[dict]:
@@ -54,15 +42,7 @@ class ItemCatalog:
                                                                                                       strict=True)]
 
     def _meta(self, ids: list[str]) -> dict[str, dict]:
-        db = self._db()
-        if db is None or not ids:
-            return {}
-        found = {}
-        for start in range(0, len(ids), 500):
-            chunk = ids[start:start + 500]
-            rows = db.execute(f"SELECT id, doc FROM meta WHERE id IN ({','.join('?' * len(chunk))})", chunk)
-            found.update((item_id, json.loads(doc)) for item_id, doc in rows)
-        return found
+        return self.metadata.meta(ids) if self.metadata is not None and ids else {}
 
     def at(self, x: int, y: int) -> dict:
         """The topmost item drawn at canvas pixel (x, y); NotFound where only the background shows."""
@@ -89,31 +69,16 @@ class ItemCatalog:
         return {"total": int(len(found)), "items": self.describe([int(n) for n in found[:limit]])}
 
     def search(self, query: str, filters: tuple[tuple[str, str], ...], limit: int, offset: int) -> dict:
-        """Items whose metadata holds every word of ``query`` (each also as a prefix), best first (BM25), that
-        have ``column = value`` for every filter; ``{"total", "items"}``."""
-        db = self._db()
-        if db is None:
-            return {"total": 0, "items": []}
+        """Items whose metadata holds every word of ``query`` (each also as a word's start), best first (BM25),
+        that have ``column = value`` for every filter; ``{"total", "items"}``."""
         unknown = [name for name, _ in filters if name not in self.columns]
         if unknown:
             raise BadRequest(f"no metadata column {unknown[0]!r}; the columns are {', '.join(self.columns) or 'none'}")
-        words = _WORD.findall(query.lower())[:MAX_WORDS]
-        joins, params = [], []
-        for n, (name, value) in enumerate(filters):
-            joins.append(f"JOIN field f{n} ON f{n}.item = meta.rowid AND f{n}.name = ? AND f{n}.value = ?")
-            params += [name, value]
-        join = " ".join(joins)
-        if words:
-            match = " AND ".join('"' + word.replace('"', '""') + '"*' for word in words)
-            base = f"FROM words JOIN meta ON meta.rowid = words.rowid {join} WHERE words MATCH ?"
-            args = [*params, match]
-            total = db.execute(f"SELECT count(*) {base}", args).fetchone()[0]
-            rows = db.execute(f"SELECT meta.id {base} ORDER BY bm25(words) LIMIT ? OFFSET ?", [*args, limit, offset])
-        elif filters:
-            base = f"FROM meta {join}"
-            total = db.execute(f"SELECT count(*) {base}", params).fetchone()[0]
-            rows = db.execute(f"SELECT meta.id {base} ORDER BY meta.rowid LIMIT ? OFFSET ?", [*params, limit, offset])
-        else:
+        words = [w for w in (fold(word) for word in _WORD.findall(query)[:MAX_WORDS]) if w]
+        if not words and not filters:
             raise BadRequest("search needs q (words to find) or a filter (column=value)")
-        positions = [self.position[item_id] for (item_id,) in rows if item_id in self.position]
-        return {"total": int(total), "items": self.describe(positions)}
+        if self.metadata is None:
+            return {"total": 0, "items": []}
+        total, ids = self.metadata.search(words, filters, limit, offset)
+        positions = [self.position[item_id] for item_id in ids if item_id in self.position]
+        return {"total": total, "items": self.describe(positions)}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from gigaformat.errors import FormatError
-from gigaformat.itemsdb import ITEMS_DB_NAME, stage_items_db
+from gigaformat.itemsdb import ITEMS_INDEX_NAME, stage_items_index
 from gigaformat.layout import DatasetDir
 from gigaformat.state import diff_states
 from tiler.build import build_generation
@@ -40,18 +40,18 @@ def publish_local(source_dir: Path, folder: DatasetDir, items_per_tile: int = IT
     if previous is not None:
         try:
             changes = diff_states(previous, build.state)
-            changes.meta_set, changes.meta_columns = build.meta_set(previous), build.meta_columns
+            changes.meta_set = build.meta_set(previous)
             if changes.is_empty():
                 return previous.generation
         except FormatError:
             pass  # a new layout or canvas: the generation is a whole new one, written below
-    target = folder.generation_dir(generation) / ITEMS_DB_NAME
+    target = folder.generation_dir(generation) / ITEMS_INDEX_NAME
     target.parent.mkdir(parents=True, exist_ok=True)
-    if build.items_db is not None:
-        stage_items_db(target, build.items_db, None, [])
+    if build.items_archive is not None:
+        stage_items_index(target, build.items_archive, None, [])
     else:
-        stage_items_db(target, None, folder.generation_dir(previous.generation) / ITEMS_DB_NAME,
-                       [(changes.meta_set, changes.items_remove, changes.meta_columns)])
+        stage_items_index(target, None, folder.generation_dir(previous.generation) / ITEMS_INDEX_NAME,
+                          [(changes.meta_set, changes.items_remove)])
     folder.write_state(build.state)
     folder.switch_to(generation)
     folder.mark_down(generation)

@@ -17,6 +17,7 @@ from pathlib import Path
 from botocore.exceptions import BotoCoreError, ClientError
 
 from gigaformat.clock import iso, parse_iso, utc_now
+from gigaformat.digests import file_sha256
 from gigaformat.errors import UnsupportedFormat
 from gigaformat.manifest import Manifest, ObjectRef, Step, dataset_prefix, manifest_key
 from gigaformat.names import check_dataset_name
@@ -64,10 +65,9 @@ def _write_step(build: Build, kind: str, index_doc: dict, staging: Path, prefix:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
         objects.append(ObjectRef(key, len(data), hashlib.sha256(data).hexdigest()))
-    if kind == "snapshot" and build.items_db is not None:
-        data = build.items_db.read_bytes()
-        objects.append(ObjectRef(build.items_db.relative_to(staging).as_posix(), len(data),
-                                 hashlib.sha256(data).hexdigest()))
+    if kind == "snapshot" and build.items_archive is not None:
+        archive = build.items_archive
+        objects.append(ObjectRef(archive.relative_to(staging).as_posix(), archive.stat().st_size, file_sha256(archive)))
     return Step(kind, build.state.generation, index_key, tuple(objects), published)
 
 
@@ -130,9 +130,9 @@ def publish(source_dir: Path, dataset: str, bucket: str, client, snapshot: bool 
     check_shrink(source, previous, allow_shrink)
     now = utc_now()
     options = {"items_per_tile": items_per_tile, "progress": report, "store": store}
-    if previous is not None and (previous.canvas != source.canvas
+    if previous is not None and (previous.canvas != source.canvas or previous.meta_columns != list(source.meta_columns)
                                  or previous.stored != plan_layout(source, store, items_per_tile)):
-        log.info("publish dataset=%s canvas or layout changed: a snapshot", dataset)
+        log.info("publish dataset=%s canvas, metadata columns or layout changed: a snapshot", dataset)
         previous, snapshot = None, True
     with tempfile.TemporaryDirectory(prefix="gigatile-publish-") as tmp:
         staging = Path(tmp)
@@ -142,7 +142,7 @@ def publish(source_dir: Path, dataset: str, bucket: str, client, snapshot: bool 
             build, prefix, packs_sent = _build_and_upload(client, bucket, dataset, source, "diff", generation,
                                                           previous, staging, now, options, on_bytes)
             changes = diff_states(previous, build.state)
-            changes.meta_set, changes.meta_columns = build.meta_set(previous), build.meta_columns
+            changes.meta_set = build.meta_set(previous)
             if changes.is_empty():
                 generation = previous.generation
             else:

@@ -14,7 +14,6 @@ the row and the column.
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import logging
@@ -25,6 +24,7 @@ from pathlib import Path, PurePosixPath
 import pyvips
 
 from gigaformat.canvas import MAX_SIDE, Canvas
+from gigaformat.digests import file_sha256
 from gigaformat.errors import FormatError
 from gigaformat.names import ITEM_ID_RULE, is_item_id
 from tiler.errors import InvalidSource
@@ -233,7 +233,7 @@ def _check_images(root: Path, items: list[SourceItem], limits: Limits) -> dict[s
             raise InvalidSource(f"{where}: image {image!r} is {header.width}x{header.height} = "
                                 f"{header.width * header.height:,} pixels, more than the {limits.image_pixels:,} "
                                 "allowed (--max-image-megapixels)")
-        hashes[image] = _sha256_file(path)
+        hashes[image] = file_sha256(path)
     return hashes
 
 
@@ -245,9 +245,3 @@ def image_rows(source: Source) -> dict[str, int]:
     return rows
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

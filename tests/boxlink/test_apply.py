@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,7 @@ from boxlink.apply import LEDGER, Replica, dataset_lock
 from boxlink.errors import BoxlinkError
 from boxlink.settings import MB, TransferPolicy
 from boxlink.status import read_status
-from gigaformat.itemsdb import ITEMS_DB_NAME
+from gigaformat.itemsdb import ITEMS_INDEX_NAME, ItemsIndex
 from gigaformat.layout import DatasetDir
 from gigaformat.s3 import load_remote_state, read_manifest
 from tests.boxlink.walls import DATASET, documents, make_node, publish_source, small_edit
@@ -203,6 +202,6 @@ def test_metadata_replicates_and_a_metadata_only_diff_carries_no_pixels(s3_bucke
 
     assert result.kinds == ("diff",) and synced.route == "diffs"
     assert [o.key.rsplit("/", 1)[-1] for o in manifest.diffs[-1].objects] == ["changes.json.gz"]  # no pack
-    db = sqlite3.connect(folder.generation_dir(2) / ITEMS_DB_NAME)
-    renamed = db.execute("SELECT count(*) FROM words WHERE words MATCH 'renamed'").fetchone()[0]
-    assert renamed == 7 and db.execute("SELECT count(*) FROM meta").fetchone()[0] == len(rows)
+    index = ItemsIndex(folder.generation_dir(2) / ITEMS_INDEX_NAME)
+    renamed, _ = index.search(["renamed"], [], 10, 0)
+    assert renamed == 7 and len(index.meta([row["id"] for row in rows])) == len(rows)
