@@ -15,6 +15,7 @@ from tiler.errors import NotFound, NotReady, TilerError
 log = logging.getLogger(__name__)
 
 
+
 @dataclass
 class Catalog:
     root: Path
@@ -32,9 +33,19 @@ class Catalog:
         found = self.loaded.get(name)
         if found is None:
             if name in self.wanted:  # asked for, still replicating or loading: come back, not "gone"
-                raise NotReady(f"dataset {name!r} is not loaded yet; retry shortly")
+                raise NotReady(f"dataset {name!r}: {self.waiting_for(name)}; retry shortly")
             raise NotFound(f"unknown dataset {name!r}")
         return found
+
+    def waiting_for(self, name: str) -> str:
+        """Why wanted dataset ``name`` is not served yet, in words: no data on this node, or loading."""
+        if DatasetDir(self.root, name).down_generation() is None:
+            return f"no data yet: run boxlink (or node-bootstrap) to replicate it into {self.root / 'data' / name}/"
+        return "not loaded yet"
+
+    def without_data(self) -> list[str]:
+        """The wanted datasets with no verified generation on this node's disk."""
+        return [name for name in self.wanted if DatasetDir(self.root, name).down_generation() is None]
 
     def refresh(self) -> list[str]:
         """Load every dataset whose verified generation (synch.down) is newer than the one served, or which
@@ -73,7 +84,7 @@ class Catalog:
         return None
 
     def ready(self) -> tuple[bool, dict[str, str]]:
-        missing = {name: "not loaded yet" for name in self.wanted if name not in self.loaded}
+        missing = {name: self.waiting_for(name) for name in self.wanted if name not in self.loaded}
         missing.update(self.errors)
         return (not missing and bool(self.loaded)), missing
 

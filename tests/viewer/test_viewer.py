@@ -37,6 +37,8 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 VIEWPORT = {"width": 1280, "height": 800}
+SMALL_VIEWPORT = {"width": 640, "height": 400}  # the test wall does not fit it at the start zoom
+START_ZOOM = 0.125  # tiler/viewer/viewstate.js
 REPO = Path(__file__).resolve().parents[2]
 WALL_GPX = float(os.environ.get("GIGATILE_VIEWER_TEST_GPX", "0.05"))
 TILE_URL = re.compile(r"/tiles/(?P<ds>[a-z0-9_-]+)/(?P<z>\d+)/(?P<x>\d+)/(?P<y>\d+)\.(?P<fmt>jpg|png|webp)"
@@ -210,8 +212,8 @@ def open_tab(browser: Any) -> Iterator[Any]:
     """``open_tab(url)`` opens a page in a fresh browser context (own cache) and logs its network."""
     contexts = []
 
-    def open_url(url: str, before: Any = None) -> Tab:
-        context = browser.new_context(viewport=VIEWPORT)
+    def open_url(url: str, before: Any = None, viewport: dict | None = None) -> Tab:
+        context = browser.new_context(viewport=viewport or VIEWPORT)
         contexts.append(context)
         page = context.new_page()
         tab = Tab(page)
@@ -307,7 +309,7 @@ def test_deep_link_and_keyboard(wall: ServedWall, open_tab):
     assert _close(tab.settle()["view"], elsewhere)
     assert tab.deepest() == info["top_level"]
 
-    # keys: "-" zooms out (1 % a frame for at least 10 frames), then arrows pan (OSD pans only while not zooming)
+    # keys: "-" zooms out one step, then arrows pan (OSD pans only while not zooming)
     before = tab.settle()["view"]
     tab.page.keyboard.press("Minus")
     tab.page.wait_for_function(f"() => window.gigatile.state().view.zoom < {before['zoom'] * 0.999}")
@@ -315,8 +317,41 @@ def test_deep_link_and_keyboard(wall: ServedWall, open_tab):
     tab.page.keyboard.press("ArrowRight")
     tab.page.wait_for_function(f"() => window.gigatile.state().view.x > {zoomed_out['x'] + 1}")
     after = tab.settle()["view"]
-    assert zoomed_out["zoom"] < 0.95 * before["zoom"] and after["zoom"] == zoomed_out["zoom"]
+    assert abs(zoomed_out["zoom"] / before["zoom"] - 0.5) < 1e-3 and after["zoom"] == zoomed_out["zoom"]  # one step
     assert after["x"] > zoomed_out["x"] + 10 and after["y"] == zoomed_out["y"]
+    tab.assert_tiles_ok()
+
+
+WHOLE_WALL_SHOWN = """() => {
+    const viewer = window.gigatile.viewer;
+    const view = viewer.viewport.getBounds(true);
+    const wall = viewer.world.getItemAt(0).getBounds(true);
+    const e = 1e-6;
+    return view.x <= wall.x + e && view.y <= wall.y + e && view.x + view.width >= wall.x + wall.width - e
+        && view.y + view.height >= wall.y + wall.height - e;
+}"""
+
+
+def test_the_page_opens_where_covers_are_readable_and_keys_step_by_two(wall: ServedWall, open_tab):
+    info = wall.info()
+    tab = open_tab(f"{wall.base}/viewer/", viewport=SMALL_VIEWPORT)
+    page = tab.page
+    start = tab.settle()["view"]
+    assert _close(start, {"x": info["width"] / 2, "y": info["height"] / 2, "zoom": START_ZOOM})
+    assert not page.evaluate(WHOLE_WALL_SHOWN)
+
+    page.keyboard.press("0")  # the whole wall, one key away
+    page.wait_for_function(WHOLE_WALL_SHOWN)
+    assert tab.settle()["view"]["zoom"] < START_ZOOM
+    page.keyboard.press("h")  # and back
+    page.wait_for_function(f"() => Math.abs(window.gigatile.state().view.zoom / {START_ZOOM} - 1) < 1e-3")
+    assert _close(tab.settle()["view"], start)
+
+    for key, zoom in (("+", 0.25), ("Equal", 0.5), ("Shift+W", 1.0), ("Minus", 0.5), ("1", 1.0)):
+        page.keyboard.press(key)
+        page.wait_for_function(f"() => Math.abs(window.gigatile.state().view.zoom / {zoom} - 1) < 1e-3 "
+                               f"&& {ZOOM_ARRIVED}")
+    assert tab.deepest() == info["top_level"]
     tab.assert_tiles_ok()
 
 
