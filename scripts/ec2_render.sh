@@ -8,4 +8,5 @@ if [[ -z "$python" ]]; then
   if [[ -x "$here/.venv/bin/python" ]]; then python="$here/.venv/bin/python"; else python="python3"; fi
 fi
 export PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}"
+export GIGATILE_LAUNCHER="$here/scripts/ec2_render.sh"  # so that the commands it prints run as printed
 exec "$python" -m bootstrap.launch "$@"
