@@ -34,14 +34,19 @@ test: venv viewer browser
 
 # DEMO_ARGS passes more, e.g. DEMO_ARGS="--gigapixels 1" (a 1-Gpx wall) or "--work /tmp/demo" (another folder).
 demo: venv viewer
-	$(BIN)/python scripts/demo.py $(DEMO_ARGS)
+	$(BIN)/python scripts/demo.py --work demo-work $(DEMO_ARGS)
+
+# The newcomer's walk-through on a real demo (1-Gpx wall, the demo's fixed addresses: one at a time on a
+# machine) with headless Chromium: slow, so not in `make test` (tests/viewer/test_walkthrough.py).
+test-demo: venv viewer browser
+	$(BIN)/python -m pytest -m slow tests/viewer/test_walkthrough.py $(PYTEST_ARGS)
 
 # With a demo running (in another terminal): change a few covers where the viewer opens, publish the diff.
 demo-update: venv
-	$(BIN)/python scripts/demo.py update $(DEMO_ARGS)
+	$(BIN)/python scripts/demo.py update --work demo-work $(DEMO_ARGS)
 
 demo-stop: venv
-	$(BIN)/python scripts/demo.py stop $(DEMO_ARGS)
+	$(BIN)/python scripts/demo.py stop --work demo-work $(DEMO_ARGS)
 
 # Benchmarks (not part of `make test`): Debian's anchors when missing, the `bench` extra, then the suite.
 # `make bench QUICK=1` is the reduced run (under 5 minutes); BENCH_ARGS passes more (e.g. --only render,iipsrv).

@@ -29,6 +29,8 @@ import httpx
 from rich.console import Console
 
 from bootstrap.launch.localnode import read_launch
+from gigaformat import commandline
+from gigaformat.commandline import flag
 from gigaformat.layout import NodeLayout
 from gigaformat.registration import PREFIX as REGISTRY_PREFIX
 from gigaformat.s3 import make_client
@@ -368,13 +370,13 @@ def update(work: Path) -> int:
 def main() -> int:
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # even when the parent left SIGINT ignored
         signal.signal(sig, interrupt)
-    parser = argparse.ArgumentParser(prog="scripts/demo.py", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="scripts/demo.py", description=__doc__.splitlines()[0].replace("``", ""),
+                                     formatter_class=commandline.HelpFormatter)
     parser.add_argument("action", nargs="?", default="up", choices=["up", "update", "stop"],
                         help="up: run the demo (default); update: change a few covers; stop: stop the running demo")
-    parser.add_argument("--work", type=Path, default=REPO / "demo-work", help="the work folder (default: %(default)s)")
-    parser.add_argument("--gigapixels", type=float, default=float(os.environ.get("GIGATILE_GIGAPIXELS", "46")),
-                        help="size of the covers wall (default: %(default)s, or GIGATILE_GIGAPIXELS)")
-    parser.add_argument("--once", action="store_true", help="stop right after bringing everything up")
+    flag(parser, "work", Path, REPO / "demo-work", help="the work folder")
+    flag(parser, "gigapixels", float, 46.0, help="size of the covers wall")
+    flag(parser, "once", bool, help="stop right after bringing everything up")
     args = parser.parse_args()
     work = args.work.resolve()
     try:
