@@ -68,3 +68,21 @@ def test_the_env_file_sets_what_the_clis_need(tmp_path: Path):
     env = dict(line.split("=", 1) for line in shown.stdout.splitlines() if "=" in line)
     assert env["AWS_ENDPOINT_URL_S3"] == "http://127.0.0.1:9" and env["AWS_SECRET_ACCESS_KEY"] == "it's secret"
     assert env["GIGATILE_BUCKET"] == "gigatile-demo" and env["AWS_ACCESS_KEY_ID"] == "key"
+
+
+def test_demo_stop_ends_the_demo_holding_the_folder_and_waits_for_it(tmp_path: Path):
+    work = tmp_path / "demo-work"
+    holder = subprocess.Popen([sys.executable, "-c", f"""
+import sys, time; sys.path.insert(0, {str(REPO / 'scripts')!r})
+from demo_session import Session
+s = Session(__import__('pathlib').Path({str(work)!r})); assert s.acquire()
+print('holding', flush=True)
+time.sleep(60)
+"""], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        stop = run_demo("stop", "--work", str(work))
+        assert stop.returncode == 0 and f"stopped the demo (pid {holder.pid})" in stop.stdout
+        assert holder.wait(5) != 0  # SIGTERM ended it
+    finally:
+        holder.kill()
