@@ -301,13 +301,14 @@ Ctrl-C (or make demo-stop) stops everything.""")
             end_group(self.proxy.pid, 10)
             self.proxy.wait()
             stopped.append("the proxy")
+        running = [r for r in self.node_roots if (launch := read_launch(NodeLayout(r))) and not launch.stopped
+                   and launch.launched >= self.record.started]  # launched by this demo, not yet stopped
         stops = [subprocess.Popen([str(EC2_RENDER), "--local", "--stop", str(root)], stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL) for root in self.node_roots
-                 if (root / "local" / "launch.json").is_file()]
+                                  stderr=subprocess.DEVNULL) for root in running]
         for stop in stops:
             stop.wait(90)
         if stops:
-            stopped.append(f"{len(stops)} nodes")
+            stopped.append("1 node" if len(stops) == 1 else f"{len(stops)} nodes")
         if self.server is not None:
             self.server.stop()
             stopped.append("SeaweedFS")

@@ -74,7 +74,10 @@ def stop_command(root: Path, python: str) -> str:
 
 
 def _can_bind(address: str, port: int) -> bool:
+    """True if a server could listen on address:port now (as servers do, past the TIME_WAIT connections a
+    server stopped a moment ago leaves; never beside a live listener)."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((address, port))
         except OSError:

@@ -225,3 +225,16 @@ def test_sigint_stops_the_demo_and_everything_it_started(demo: RunningDemo):
     assert not (demo.work / "demo.json").exists()
     with (demo.work / "wall" / "items.csv").open(newline="") as handle:
         assert len(list(csv.reader(handle))) > 1  # the wall (with its update) stays for the next demo
+
+
+def test_a_second_demo_right_after_reuses_everything_with_the_updates(demo: RunningDemo):
+    published = json.loads((demo.work / "published.json").read_text())["generation"]
+    assert published >= 3  # generation 1, and the two make demo-update above
+    again = subprocess.run([sys.executable, str(DEMO), "--gigapixels", GPX, "--work", str(demo.work), "--once"],
+                           capture_output=True, text=True, cwd=REPO, timeout=600)
+    said = " ".join(again.stdout.split())
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert "reusing" in said and "(with the changes make demo-update made to it)" in said
+    assert f"the published wall: generation {published} is this wall, already published" in said
+    assert "is this code (sources unchanged), not rebuilt" in said and "browsable in" in said
+    assert "stopped the proxy, 2 nodes, SeaweedFS" in said
