@@ -15,7 +15,6 @@ from tiler.errors import NotFound, NotReady, TilerError
 log = logging.getLogger(__name__)
 
 
-
 @dataclass
 class Catalog:
     root: Path
@@ -39,13 +38,16 @@ class Catalog:
 
     def waiting_for(self, name: str) -> str:
         """Why wanted dataset ``name`` is not served yet, in words: no data on this node, or loading."""
-        if DatasetDir(self.root, name).down_generation() is None:
+        if name in self.without_data():
             return f"no data yet: run boxlink (or node-bootstrap) to replicate it into {self.root / 'data' / name}/"
         return "not loaded yet"
 
     def without_data(self) -> list[str]:
-        """The wanted datasets with no verified generation on this node's disk."""
-        return [name for name in self.wanted if DatasetDir(self.root, name).down_generation() is None]
+        """The wanted datasets boxlink has put nothing of on this node's disk yet (neither synch.down nor
+        synch.lazy)."""
+        folders = {name: DatasetDir(self.root, name) for name in self.wanted}
+        return [name for name, folder in folders.items()
+                if folder.down_generation() is None and not folder.lazy_marker()]
 
     def refresh(self) -> list[str]:
         """Load every dataset whose verified generation (synch.down) is newer than the one served, or which

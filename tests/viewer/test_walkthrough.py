@@ -171,10 +171,11 @@ def test_make_demo_update_shows_at_the_start_view_without_a_reload(demo: Running
     update = make("demo-update", f"DEMO_ARGS=--work {demo.work}")
     published = time.monotonic() - began
     assert update.returncode == 0, update.stdout + update.stderr
-    for line in ("==> changed 12 covers in the middle of the wall", "==> publishing the diff", "variants ",
+    for line in ("==> changed 12 covers in the middle of the wall", "==> publishing the diff",
                  f"generation {generation + 1} (diff): 12 covers changed", "127.0.0.2:8080 serves it",
                  "127.0.0.3:8080 serves it"):
         assert line in update.stdout, update.stdout
+    assert re.search(r"^    \w+ \d+/\d+ \(\d+\.\d s\)$", update.stdout, re.M), update.stdout  # publish progress
     page.wait_for_function(f"() => document.getElementById('generation').dataset.generation === '{generation + 1}'",
                            timeout=30000)
     tab.settle(60000)
