@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 VIEWER_VENDOR := tiler/viewer/vendor/openseadragon
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: venv viewer browser promtool test demo demo-update lint clean bench
+.PHONY: venv viewer browser promtool test test-demo demo demo-update demo-stop lint clean bench
 
 venv: $(STAMP)
 
@@ -37,12 +37,21 @@ test: venv viewer browser promtool
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# DEMO_ARGS passes more, e.g. DEMO_ARGS="--gigapixels 1" (a 1-Gpx wall) or "--work /tmp/demo" (another folder).
 demo: venv viewer
-	$(BIN)/python scripts/demo.py $(DEMO_ARGS)
+	$(BIN)/python scripts/demo.py --work demo-work $(DEMO_ARGS)
 
-# With a demo running (in another terminal): change a few covers and publish the diff.
+# The newcomer's walk-through on a real demo (1-Gpx wall, the demo's fixed addresses: one at a time on a
+# machine) with headless Chromium: slow, so not in `make test` (tests/viewer/test_walkthrough.py).
+test-demo: venv viewer browser
+	$(BIN)/python -m pytest -m slow tests/viewer/test_walkthrough.py $(PYTEST_ARGS)
+
+# With a demo running (in another terminal): change a few covers where the viewer opens, publish the diff.
 demo-update: venv
-	$(BIN)/python scripts/demo.py update
+	$(BIN)/python scripts/demo.py update --work demo-work $(DEMO_ARGS)
+
+demo-stop: venv
+	$(BIN)/python scripts/demo.py stop --work demo-work $(DEMO_ARGS)
 
 # Benchmarks (not part of `make test`): Debian's anchors when missing, the `bench` extra, then the suite.
 # `make bench QUICK=1` is the reduced run (under 5 minutes); BENCH_ARGS passes more (e.g. --only render,iipsrv).
@@ -66,5 +75,10 @@ bench: venv $(BENCH_STAMP)
 lint: venv
 	$(BIN)/ruff check .
 
+# Everything the Makefile makes; refused while a demo runs from demo-work/ (its lock is held).
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info node_modules $(VIEWER_VENDOR)
+	@if [ -e demo-work/demo.lock ] && ! flock -n demo-work/demo.lock true; then \
+	  echo "a demo is running from demo-work/: stop it first (Ctrl-C in its terminal, or make demo-stop)"; exit 1; fi
+	@for root in local-nodes/*/; do [ -f "$$root/local/launch.json" ] && \
+	  scripts/ec2_render.sh --local --stop "$$root" >/dev/null 2>&1 || true; done
+	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info node_modules $(VIEWER_VENDOR) demo-work local-nodes

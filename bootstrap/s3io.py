@@ -31,6 +31,19 @@ def _failed(exc: Exception, doing: str, bucket: str) -> BootstrapError:
     return BootstrapError(str(s3.storage_error(exc, doing, bucket)))
 
 
+def check_bucket(client, bucket: str) -> None:
+    """BootstrapError naming the cause (no credentials, no such bucket, access denied, unreachable) unless
+    ``bucket`` is there and ours to use; cheap, so that long work is not done for nothing."""
+    try:
+        client.head_bucket(Bucket=bucket)
+    except ClientError as exc:
+        if s3.error_code(exc) in ("404", "NotFound"):  # a HEAD answer has no body, so no NoSuchBucket code
+            exc = ClientError({"Error": {"Code": "NoSuchBucket", "Message": "no such bucket"}}, "HeadBucket")
+        raise _failed(exc, f"cannot use s3://{bucket}", bucket) from None
+    except BotoCoreError as exc:
+        raise _failed(exc, f"cannot use s3://{bucket}", bucket) from None
+
+
 def read_json(client, bucket: str, key: str) -> Any | None:
     """The JSON document at s3://bucket/key, or None if there is no such object."""
     try:

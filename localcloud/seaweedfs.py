@@ -92,6 +92,21 @@ def _port_is_free(port: int) -> bool:
     return True
 
 
+def _can_listen(ip: str, port: int) -> bool:
+    """True if weed could listen on ip:port now: like Go's listeners, SO_REUSEADDR lets it past the TIME_WAIT
+    connections a previous server on that port left."""
+    if any(Path("/tmp").glob(f"seaweedfs-*-{port}.sock")):
+        return False
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((ip, port))
+            sock.listen()
+        except OSError:
+            return False
+    return True
+
+
 def pick_ports(count: int) -> list[int]:
     """`count` distinct ports p with p and p + 10000 both free, below the kernel's ephemeral range."""
     try:
@@ -116,11 +131,13 @@ class SeaweedS3:
     """One `weed server` (master, volume, filer, S3) in `data_dir`, listening on `ip`.
 
     `data_dir` must exist; weed's log goes to `data_dir/weed.log`. Ports are picked at the first `start()`
-    and kept, so a restart serves the same endpoint and data.
+    and kept, so a restart serves the same endpoint and data; `preferred_ports` (e.g. a previous run's
+    `ports`) are used then if every one of them, and its gRPC twin, is free.
     """
 
     def __init__(self, data_dir: Path | str, ip: str = "127.0.0.1", volume_max: int = 100,
-                 volume_size_limit_mb: int = 1024, start_timeout: float = 60.0) -> None:
+                 volume_size_limit_mb: int = 1024, start_timeout: float = 60.0,
+                 preferred_ports: dict[str, int] | None = None) -> None:
         self.data_dir = Path(data_dir)
         self.ip = ip
         self.volume_max = max(volume_max, 5)
@@ -128,6 +145,7 @@ class SeaweedS3:
         self.start_timeout = start_timeout
         self.log_path = self.data_dir / "weed.log"
         self.ports: dict[str, int] = {}
+        self.preferred_ports = dict(preferred_ports or {})
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -174,7 +192,12 @@ class SeaweedS3:
         if not os.access(self.data_dir, os.W_OK | os.X_OK):
             raise SeaweedError(f"SeaweedFS data dir {self.data_dir} is not writable")
         if not self.ports:
-            self.ports = dict(zip(ROLES, pick_ports(len(ROLES)), strict=True))
+            wanted = self.preferred_ports
+            if set(wanted) == set(ROLES) and len(set(wanted.values())) == len(ROLES) and all(
+                    _can_listen(self.ip, p) and _can_listen(self.ip, p + GRPC_OFFSET) for p in wanted.values()):
+                self.ports = dict(wanted)
+            else:
+                self.ports = dict(zip(ROLES, pick_ports(len(ROLES)), strict=True))
         began = time.monotonic()
         with self.log_path.open("ab") as log_file:
             self._proc = subprocess.Popen(self._command(), stdin=subprocess.DEVNULL, stdout=log_file,

@@ -1,7 +1,8 @@
 """The proxy's ASGI application: a lean dispatcher (the tile hit path is a few dictionary lookups).
 
 Order per request: check the URL (400/414 before anything else) -> operator endpoints (/healthz,
-/metrics, /proxy/status) -> cached or claimed routes (``tiles.TileService``) -> the viewer at ``/``.
+/metrics, /proxy/status) -> cached or claimed routes (``tiles.TileService``) -> the viewer at ``/`` (and at
+``/viewer/``, a render node's address for it).
 Errors are ``ProxyError`` subclasses, turned into a one-line answer in one place (``handle``), with the status
 ``responses.STATUS_CODES`` maps their type to.
 """
@@ -157,6 +158,8 @@ class ProxyApp:
             raise NoRoute(f"no backend claims {path}; claimed routes are listed at /proxy/status")
         if self.static is None:
             self.static = StaticFiles(directory=self.settings.viewer_dir, html=True)
+        if path == "/viewer" or path.startswith("/viewer/"):  # a render node's viewer address works here too
+            scope = {**scope, "path": path[len("/viewer"):] or "/"}
         status = [0]
 
         async def capture(message) -> None:

@@ -125,6 +125,9 @@ def _run(args: argparse.Namespace) -> int:
                             proxy_headers=False, log_level="warning", server_header=False,
                             timeout_graceful_shutdown=5, backlog=4096)
     server = uvicorn.Server(config)
+    base = f"http://{settings.host}:{settings.port}"
+    logging.getLogger("proxy").info("listening url=%s/ viewer=%s status=%s/proxy/status bucket=%s", base,
+                                    f"{base}/" if settings.viewer_dir.is_dir() else "none", base, settings.bucket)
     # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal to the handler it found:
     # make that a plain exit (0 once it had started), not a death by signal or a KeyboardInterrupt traceback.
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -32,9 +32,22 @@ class Catalog:
         found = self.loaded.get(name)
         if found is None:
             if name in self.wanted:  # asked for, still replicating or loading: come back, not "gone"
-                raise NotReady(f"dataset {name!r} is not loaded yet; retry shortly")
+                raise NotReady(f"dataset {name!r}: {self.waiting_for(name)}; retry shortly")
             raise NotFound(f"unknown dataset {name!r}")
         return found
+
+    def waiting_for(self, name: str) -> str:
+        """Why wanted dataset ``name`` is not served yet, in words: no data on this node, or loading."""
+        if name in self.without_data():
+            return f"no data yet: run boxlink (or node-bootstrap) to replicate it into {self.root / 'data' / name}/"
+        return "not loaded yet"
+
+    def without_data(self) -> list[str]:
+        """The wanted datasets boxlink has put nothing of on this node's disk yet (neither synch.down nor
+        synch.lazy)."""
+        folders = {name: DatasetDir(self.root, name) for name in self.wanted}
+        return [name for name, folder in folders.items()
+                if folder.down_generation() is None and not folder.lazy_marker()]
 
     def refresh(self) -> list[str]:
         """Load every dataset whose verified generation (synch.down) is newer than the one served, or which
@@ -73,7 +86,7 @@ class Catalog:
         return None
 
     def ready(self) -> tuple[bool, dict[str, str]]:
-        missing = {name: "not loaded yet" for name in self.wanted if name not in self.loaded}
+        missing = {name: self.waiting_for(name) for name in self.wanted if name not in self.loaded}
         missing.update(self.errors)
         return (not missing and bool(self.loaded)), missing
 

@@ -135,8 +135,22 @@ def _run_serve(args: argparse.Namespace) -> int:
                              cache_mb=max(0, args.cache_mb), reload_seconds=args.reload_seconds,
                              bucket=args.bucket, advertise=args.advertise, instance_id=args.instance_id,
                              ttl_seconds=args.ttl_seconds)
+    _say_where(settings)
     serve(settings)
     return 0
+
+
+def _say_where(settings) -> None:
+    """The server's address and, for a root with no data, what to do about it (a node's log keeps both)."""
+    from tiler.catalog import Catalog
+
+    base = f"http://{settings.host}:{settings.port}"
+    console.print(f"tiler serve: listening on {base}/ (tiles /tiles/<dataset>/, viewer /viewer/, readiness "
+                  f"/readyz); workers={settings.workers} datasets={','.join(settings.datasets)} root={settings.root}")
+    catalog = Catalog(settings.root, settings.datasets)
+    for name in catalog.without_data():
+        console.print(f"tiler serve: dataset {name!r}: {catalog.waiting_for(name)}; until then its tiles and "
+                      "/readyz answer 503")
 
 
 def _add_render(add) -> None:

@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 from bootstrap.errors import BootstrapError
@@ -91,8 +92,12 @@ def _local(args: argparse.Namespace) -> int:
         print(f"scaled in node {record.instance_id} ({record.address}:{record.port}) in {record.root}")
         return 0
     if args.stop:
-        record = stop_local(args.stop)
-        print(f"stopped node {record.instance_id} ({record.address}:{record.port}) in {record.root}")
+        record, stopped = stop_local(args.stop)
+        if stopped:
+            print(f"stopped node {record.instance_id} ({record.address}:{record.port}) in {record.root}")
+        else:
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.stopped))
+            print(f"node {record.instance_id} in {record.root} was already stopped (at {when}); nothing to do")
         return 0
     address = args.address or pick_address(args.port or 8080)
     root = (args.root or Path("local-nodes") / address).resolve()

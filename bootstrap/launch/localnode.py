@@ -7,12 +7,13 @@ import contextlib
 import json
 import os
 import secrets
+import shlex
 import signal
 import socket
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import httpx
@@ -26,6 +27,7 @@ from gigaformat.layout import NodeLayout
 
 RECORD = "launch.json"
 LIFECYCLE = "target-lifecycle-state"  # what the IMDS emulator serves as autoscaling/target-lifecycle-state
+LAUNCHER_VARIABLE = "GIGATILE_LAUNCHER"  # scripts/ec2_render.sh names itself here
 
 
 @dataclass(frozen=True)
@@ -40,17 +42,43 @@ class LocalNode:
     node_log: str
     imds_log: str
     launched: float  # epoch, before anything was started
+    status_command: str = ""  # shell commands that run as printed, from any folder
+    stop_command: str = ""
+    stopped: float = 0.0  # epoch of a clean --stop; 0 while it runs
 
     def describe(self) -> str:
         return (f"node {self.instance_id} at {self.address}:{self.port} root={self.root}\n"
                 f"  node-bootstrap pid={self.node_pid} log={self.node_log}\n"
                 f"  imds {self.imds_url} pid={self.imds_pid} log={self.imds_log}\n"
-                f"  status: node-bootstrap status --root {self.root}\n"
-                f"  stop:   scripts/ec2_render.sh --local --stop {self.root}")
+                f"  status: {self.status_command}\n"
+                f"  stop:   {self.stop_command}")
+
+
+def _python_module(python: str, module: str) -> str:
+    checkout = Path(__file__).resolve().parents[2]
+    return f"PYTHONPATH={shlex.quote(str(checkout))} {shlex.quote(python)} -m {module}"
+
+
+def status_command(root: Path, python: str) -> str:
+    """``node-bootstrap status --root ROOT`` as a shell line that runs from any folder: the console script
+    beside ``python`` (a venv) when it is there, else ``python -m bootstrap.cli`` with this checkout."""
+    beside = Path(python).parent / "node-bootstrap"
+    head = shlex.quote(str(beside)) if os.access(beside, os.X_OK) else _python_module(python, "bootstrap.cli")
+    return f"{head} status --root {shlex.quote(str(root))}"
+
+
+def stop_command(root: Path, python: str) -> str:
+    """The shell line that stops the local node in ``root``: ``scripts/ec2_render.sh`` when called through it."""
+    script = os.environ.get(LAUNCHER_VARIABLE, "")
+    head = shlex.quote(script) if script and Path(script).is_file() else _python_module(python, "bootstrap.launch")
+    return f"{head} --local --stop {shlex.quote(str(root))}"
 
 
 def _can_bind(address: str, port: int) -> bool:
+    """True if a server could listen on address:port now (as servers do, past the TIME_WAIT connections a
+    server stopped a moment ago leaves; never beside a live listener)."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((address, port))
         except OSError:
@@ -127,9 +155,15 @@ def launch_local(config: NodeConfig, address: str | None = None, imds_port: int 
                                 start_new_session=True, cwd=layout.root, env=env)
     record = LocalNode(root=str(layout.root), address=address, port=config.port, instance_id=instance_id,
                        imds_url=imds_url, imds_pid=imds.pid, node_pid=node.pid, node_log=str(node_log),
-                       imds_log=str(imds_log), launched=launched)
-    write_atomic(layout.local_dir / RECORD, json.dumps(asdict(record), indent=1).encode())
+                       imds_log=str(imds_log), launched=launched,
+                       status_command=status_command(layout.root, python),
+                       stop_command=stop_command(layout.root, python))
+    _write_launch(layout, record)
     return record
+
+
+def _write_launch(layout: NodeLayout, record: LocalNode) -> None:
+    write_atomic(layout.local_dir / RECORD, json.dumps(asdict(record), indent=1).encode())
 
 
 def read_launch(layout: NodeLayout) -> LocalNode | None:
@@ -160,19 +194,27 @@ def _end(pid: int, grace: float) -> bool:
     return clean
 
 
-def stop_local(root: Path, grace: float = 30.0) -> LocalNode:
-    """Stop the local node in ``root``: node-bootstrap (which stops its children), then its IMDS emulator."""
+def stop_local(root: Path, grace: float = 30.0) -> tuple[LocalNode, bool]:
+    """Stop the local node in ``root``: node-bootstrap (which stops its children), then its IMDS emulator.
+
+    Returns the launch record and whether anything was left to stop (False: a stop before this one did it).
+    """
     layout = NodeLayout(root.resolve())
     record = read_launch(layout)
     if record is None:
         raise BootstrapError(f"no local node was launched in {root} (no {layout.local_dir / RECORD})")
+    running = _ours(record.node_pid, "bootstrap") or _ours(record.imds_pid, "bootstrap.launch.imds_emulator")
+    if record.stopped and not running:
+        return record, False
     if _ours(record.node_pid, "bootstrap") and not _end(record.node_pid, grace):
         print(f"warning: node-bootstrap pid {record.node_pid} did not stop in {grace:.0f} s; killed",
               file=sys.stderr)
     _end_orphans(layout)
     if _ours(record.imds_pid, "bootstrap.launch.imds_emulator"):
         _end(record.imds_pid, 5.0)
-    return record
+    record = replace(record, stopped=time.time())
+    _write_launch(layout, record)
+    return record, True
 
 
 def scale_in_local(root: Path, grace: float = 60.0) -> LocalNode:

@@ -28,7 +28,7 @@ from bootstrap.pointers import (
 )
 from bootstrap.release.kernels import build_kernels, publish_kernels
 from bootstrap.release.zipapp import build_pyz
-from bootstrap.s3io import file_sha256, put_json, read_json, upload_file
+from bootstrap.s3io import check_bucket, file_sha256, put_json, read_json, upload_file
 from gigaformat.clock import compact, iso
 from gigaformat.s3 import describe
 
@@ -121,7 +121,9 @@ def publish_release(client, bucket: str, source: Path, channel: str = "current",
 def build_and_publish(client, bucket: str, source: Path, channel: str = "current", wheel: Path | None = None,
                       with_kernels: bool = True) -> Released:
     """What ``node-bootstrap release`` does: build the wheel (unless given) and, unless told not to, its
-    kernels for this machine's CPU, then ``publish_release``."""
+    kernels for this machine's CPU, then ``publish_release``. The bucket is checked first: a wrong bucket or
+    missing credentials fail at once, not after the build."""
+    check_bucket(client, bucket)
     with tempfile.TemporaryDirectory(prefix="gigatile-build-") as tmp:
         work = Path(tmp)
         wheel = wheel or build_wheel(source, work / "dist")
@@ -132,6 +134,7 @@ def build_and_publish(client, bucket: str, source: Path, channel: str = "current
 def rollback(client, bucket: str, channel: str = "current", now: datetime | None = None) -> Released:
     """Point ``releases/<channel>.json`` (and the fresh bootstrap) back at the release before the current one."""
     now = now or datetime.now(UTC)
+    check_bucket(client, bucket)
     key = pointer_key(channel)
     doc = read_json(client, bucket, key)
     if doc is None:

@@ -6,6 +6,7 @@ import hashlib
 import io
 import os
 import signal
+import subprocess
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -89,6 +90,10 @@ def test_registration_appears_only_after_the_data_is_down_and_goes_with_a_clean_
     nodes.append(node)
     folder = DatasetDir(node.root, DATASET)
     node.wait_running()
+    # the status command it printed runs as printed, from anywhere, without the venv on PATH
+    shown = subprocess.run(node.record["status_command"], shell=True, cwd=tmp_path, capture_output=True,
+                           text=True, timeout=60, env={"PATH": "/usr/bin:/bin"})
+    assert shown.returncode == 0 and "render" in shown.stdout, shown.stderr
     wait_or_show(node, folder.is_active, 30, "the node to ask for its data (synch.active)")
     quiet_until = time.monotonic() + 1.5  # several registration attempts (every 0.5 s until registered)
     while time.monotonic() < quiet_until:
@@ -116,6 +121,9 @@ def test_registration_appears_only_after_the_data_is_down_and_goes_with_a_clean_
     status = node.status()
     assert status["state"] == "stopped"
     assert {c["name"]: c["last_exit"]["code"] for c in status["children"]} == {"render": 0, "boxlink": 0}
+    assert done.stdout.startswith("stopped node ")
+    again = node.stop()  # nothing left to stop: says so, does not claim to have stopped it again
+    assert again.returncode == 0 and "was already stopped" in again.stdout and "stopped node" not in again.stdout
 
 
 def test_a_bundle_with_a_wrong_sha256_is_refused_and_the_previous_release_keeps_running(

@@ -135,3 +135,19 @@ def test_release_command_and_its_errors(s3_bucket, project_wheel):
 def test_malformed_pointers_are_refused(doc, message):
     with pytest.raises(BootstrapError, match=message):
         ReleasePointer.from_json(doc)
+
+
+def test_release_to_a_missing_bucket_or_without_credentials_fails_before_building(s3_bucket, tmp_path):
+    def cli(bucket: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+        # an empty --source: were the wheel built first, the error would be "has no pyproject.toml"
+        return subprocess.run([str(BIN / "node-bootstrap"), "release", "--bucket", bucket, "--source",
+                               str(tmp_path)], capture_output=True, text=True, env=env, timeout=60)
+
+    missing = cli("no-such-bucket-here", s3_bucket.env)
+    assert missing.returncode == 1, missing.stderr
+    assert "bucket 'no-such-bucket-here' does not exist; create it first" in missing.stderr
+    anonymous = {k: v for k, v in s3_bucket.env.items() if not k.startswith("AWS_") or k == "AWS_ENDPOINT_URL_S3"}
+    no_keys = cli(s3_bucket.name, {**anonymous, "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+                                   "AWS_CONFIG_FILE": "/nonexistent", "AWS_EC2_METADATA_DISABLED": "true"})
+    assert no_keys.returncode == 1 and "no AWS credentials found" in no_keys.stderr, no_keys.stderr
+    assert "pyproject.toml" not in missing.stderr + no_keys.stderr and "Traceback" not in missing.stderr

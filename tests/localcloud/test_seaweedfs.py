@@ -89,6 +89,14 @@ def test_stop_leaves_no_process_and_restart_keeps_the_data(tmp_path):
         assert client.get_object(Bucket="restart-bucket", Key="kept")["Body"].read() == b"survives"
     assert not server.running
 
+    # a new server on the same folder (the next `make demo`) gets the same ports when they are free
+    with SeaweedS3(tmp_path, preferred_ports=server.ports) as again:
+        assert again.endpoint_url == endpoint
+        assert again.client().get_object(Bucket="restart-bucket", Key="kept")["Body"].read() == b"survives"
+        (tmp_path / "other").mkdir()
+        with SeaweedS3(tmp_path / "other", preferred_ports=again.ports) as beside:  # taken: others are picked
+            assert beside.endpoint_url != endpoint
+
 
 def test_missing_data_dir_is_a_clear_error(tmp_path):
     server = SeaweedS3(tmp_path / "missing")

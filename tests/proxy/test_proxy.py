@@ -198,6 +198,9 @@ def test_no_live_backend_is_502_and_unversioned_stale_entries_are_served(s3_buck
     assert unclaimed.status_code == 404 and "no backend claims" in unclaimed.text
     page = httpx.get(proxy.url + "/")
     assert page.status_code == 200 and page.text == "<title>wall</title>"
+    at_node_address = httpx.get(proxy.url + "/viewer/?dataset=covers")  # the viewer's address on a render node
+    assert at_node_address.status_code == 200 and at_node_address.text == "<title>wall</title>"
+    assert f"listening url={proxy.url}/ viewer={proxy.url}/ " in proxy.process.output()  # says where it is
 
 
 def _raw_get(port: int, target: bytes) -> int:

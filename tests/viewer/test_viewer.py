@@ -14,10 +14,9 @@ from __future__ import annotations
 import csv
 import io
 import os
-import re
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,61 +28,26 @@ from PIL import Image
 from gigaformat.layout import DatasetDir
 from gigaformat.levels import Geometry
 from tests.processes import free_port, start_tiler_serve, wait_for
+from tests.viewer.pages import (
+    MIN_STDDEV,
+    SMALL_VIEWPORT,
+    START_ZOOM,
+    TILE_URL,
+    ZOOM_ARRIVED,
+    TileResponse,
+    close_to,
+    save_doc_picture,
+    stddev,
+)
 from tiler.app import VIEWER_DIR
 from tiler.generate import generate_wall
 from tiler.local_publish import publish_local
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-VIEWPORT = {"width": 1280, "height": 800}
 REPO = Path(__file__).resolve().parents[2]
 WALL_GPX = float(os.environ.get("GIGATILE_VIEWER_TEST_GPX", "0.05"))
-TILE_URL = re.compile(r"/tiles/(?P<ds>[a-z0-9_-]+)/(?P<z>\d+)/(?P<x>\d+)/(?P<y>\d+)\.(?P<fmt>jpg|png|webp)"
-                      r"(\?v=(?P<v>\d+))?$")
-# loaded, not animating, and the same view as at the previous poll (keyboard moves are not animations)
-SETTLED = """() => {
-    const s = window.gigatile && window.gigatile.state();
-    const key = s && JSON.stringify(s.view);
-    const steady = key === window.settledViewKey;
-    window.settledViewKey = key;
-    return Boolean(s && s.fullyLoaded && !s.animating && !s.swapping && s.images === 1 && steady);
-}"""
-ZOOM_ARRIVED = ("Math.abs(window.gigatile.viewer.viewport.getZoom(true) / window.gigatile.viewer.viewport.getZoom()"
-                " - 1) < 1e-3")
-MIN_STDDEV = 20.0  # grey levels; a blank or single-colour canvas is near 0, a wall of covers about 50
 
 
 pytestmark = pytest.mark.usefixtures("browser")  # skip (or fail in CI) before building any wall
-
-
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """Headless Debian Chromium; Playwright gives it a fresh temporary profile (user data dir).
-
-    Missing Chromium, Playwright or the vendored OpenSeadragon skips the tests, or fails them under CI=true.
-    """
-    missing = None
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        missing = "Playwright's Python package is not installed (pip install playwright)"
-    if missing is None and not CHROMIUM.exists():
-        missing = f"no Chromium at {CHROMIUM} (apt-get install chromium)"
-    if missing is None and not (VIEWER_DIR / "vendor/openseadragon/openseadragon.min.js").exists():
-        missing = f"OpenSeadragon is not installed in {VIEWER_DIR / 'vendor'} (make viewer)"
-    if missing:
-        if _in_ci():
-            pytest.fail(f"{missing}; under CI=true the browser tests must run", pytrace=False)
-        pytest.skip(missing)
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-        yield chromium
-        chromium.close()
 
 
 # --- a small covers wall behind a real tiler serve ------------------------------------------------------------
@@ -157,93 +121,6 @@ def proxy_like_site(wall: ServedWall) -> Iterator[str]:
 # --- a page with its network log -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class TileResponse:
-    z: int
-    x: int
-    y: int
-    v: int | None
-    status: int
-    tile_version: str | None  # the server's X-Tile-Version
-    cache_control: str | None
-
-
-@dataclass
-class Tab:
-    page: Any
-    tiles: list[TileResponse] = field(default_factory=list)
-    bad: list[str] = field(default_factory=list)  # non-tile responses >= 400, failed requests, page errors
-
-    def on_response(self, response: Any) -> None:
-        if m := TILE_URL.search(response.url):
-            headers = response.headers
-            self.tiles.append(TileResponse(int(m["z"]), int(m["x"]), int(m["y"]), m["v"] and int(m["v"]),
-                                           response.status, headers.get("x-tile-version"),
-                                           headers.get("cache-control")))
-        elif response.status >= 400:
-            self.bad.append(f"{response.status} {response.url}")
-
-    def settle(self, timeout_ms: float = 30000) -> dict:
-        """Wait until every tile on screen is loaded and nothing moves; return the viewer's state."""
-        self.page.evaluate("window.settledViewKey = null")
-        try:
-            self.page.wait_for_function(SETTLED, timeout=timeout_ms, polling=200)
-        except Exception as e:
-            state = self.page.evaluate("window.gigatile && window.gigatile.state()")
-            raise AssertionError(f"the viewer did not settle in {timeout_ms / 1000:.0f} s: {state}") from e
-        return self.page.evaluate("window.gigatile.state()")
-
-    def deepest(self, tiles: list[TileResponse] | None = None) -> int:
-        return max(t.z for t in (self.tiles if tiles is None else tiles))
-
-    def assert_tiles_ok(self) -> None:
-        """Every tile answered 200/304 at the version the viewer asked for, so cacheable for a year."""
-        assert self.tiles, "no tile was requested"
-        wrong = [t for t in self.tiles if t.status not in (200, 304) or t.v is None or str(t.v) != t.tile_version
-                 or "immutable" not in (t.cache_control or "")]
-        assert wrong == [], f"{len(wrong)} bad tile responses, e.g. {wrong[:3]}"
-        assert self.bad == []
-
-
-@pytest.fixture
-def open_tab(browser: Any) -> Iterator[Any]:
-    """``open_tab(url)`` opens a page in a fresh browser context (own cache) and logs its network."""
-    contexts = []
-
-    def open_url(url: str, before: Any = None) -> Tab:
-        context = browser.new_context(viewport=VIEWPORT)
-        contexts.append(context)
-        page = context.new_page()
-        tab = Tab(page)
-        page.on("response", tab.on_response)
-        page.on("requestfailed", lambda request: tab.bad.append(f"failed {request.url}: {request.failure}"))
-        page.on("pageerror", lambda error: tab.bad.append(f"page error: {error}"))
-        if before is not None:
-            before(page)
-        page.goto(url)
-        return tab
-
-    yield open_url
-    for context in contexts:
-        context.close()
-
-
-def _stddev(png: Path) -> float:
-    return float(np.asarray(Image.open(png).convert("L"), dtype=np.float32).std())
-
-
-def _save_doc_picture(png: bytes, path: Path) -> None:
-    """The whole page as a 256-colour PNG: the same picture to the eye at a quarter of the bytes."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image = Image.open(io.BytesIO(png)).convert("RGB")
-    image.quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.FLOYDSTEINBERG).save(path, optimize=True)
-
-
-def _close(view: dict, expected: dict, pixels: float = 1.0) -> bool:
-    return (abs(view["x"] - expected["x"]) <= pixels and abs(view["y"] - expected["y"]) <= pixels
-            and abs(view["zoom"] / expected["zoom"] - 1) < 1e-3)
-
-
 # --- the tests -------------------------------------------------------------------------------------------------
 
 
@@ -275,9 +152,9 @@ def test_wheel_zoom_and_drag_load_deeper_tiles_on_a_painted_canvas(wall: ServedW
 
     shot = tmp_path / "viewer.png"
     page.locator("#view").screenshot(path=str(shot))
-    assert _stddev(shot) > MIN_STDDEV, f"the canvas looks blank: {shot}"
+    assert stddev(shot) > MIN_STDDEV, f"the canvas looks blank: {shot}"
     if target := os.environ.get("GIGATILE_SAVE_SCREENSHOT"):
-        _save_doc_picture(page.screenshot(), Path(target) if Path(target).is_absolute() else REPO / target)
+        save_doc_picture(page.screenshot(), Path(target) if Path(target).is_absolute() else REPO / target)
 
     # the view went into the URL (throttled), and that URL opens the same view elsewhere
     page.wait_for_function("() => /^#x=\\d+&y=\\d+&zoom=[0-9.e-]+$/.test(location.hash)")
@@ -286,7 +163,7 @@ def test_wheel_zoom_and_drag_load_deeper_tiles_on_a_painted_canvas(wall: ServedW
         return location.hash === formatView(window.gigatile.wall.currentView());
     }""")
     again = open_tab(page.url)
-    assert _close(again.settle()["view"], zoomed["view"])
+    assert close_to(again.settle()["view"], zoomed["view"])
     again.assert_tiles_ok()
 
 
@@ -295,7 +172,7 @@ def test_deep_link_and_keyboard(wall: ServedWall, open_tab):
     target = {"x": round(info["width"] * 0.3), "y": round(info["height"] * 0.6), "zoom": 0.5}
     tab = open_tab(f"{wall.base}/viewer/#x={target['x']}&y={target['y']}&zoom=0.5")
     state = tab.settle()
-    assert _close(state["view"], target)
+    assert close_to(state["view"], target)
     assert tab.deepest() >= info["top_level"] - 1  # zoom 1/2 needs a level at least half of 1:1
     assert tab.page.url.endswith(f"#x={target['x']}&y={target['y']}&zoom=0.5")
 
@@ -304,10 +181,10 @@ def test_deep_link_and_keyboard(wall: ServedWall, open_tab):
     tab.page.evaluate(f"location.hash = '#x={elsewhere['x']}&y={elsewhere['y']}&zoom=1'")
     tab.page.wait_for_function(f"() => window.gigatile.state().view.zoom > 0.999 && "
                                f"Math.abs(window.gigatile.state().view.x - {elsewhere['x']}) < 1")
-    assert _close(tab.settle()["view"], elsewhere)
+    assert close_to(tab.settle()["view"], elsewhere)
     assert tab.deepest() == info["top_level"]
 
-    # keys: "-" zooms out (1 % a frame for at least 10 frames), then arrows pan (OSD pans only while not zooming)
+    # keys: "-" zooms out one step, then arrows pan (OSD pans only while not zooming)
     before = tab.settle()["view"]
     tab.page.keyboard.press("Minus")
     tab.page.wait_for_function(f"() => window.gigatile.state().view.zoom < {before['zoom'] * 0.999}")
@@ -315,8 +192,41 @@ def test_deep_link_and_keyboard(wall: ServedWall, open_tab):
     tab.page.keyboard.press("ArrowRight")
     tab.page.wait_for_function(f"() => window.gigatile.state().view.x > {zoomed_out['x'] + 1}")
     after = tab.settle()["view"]
-    assert zoomed_out["zoom"] < 0.95 * before["zoom"] and after["zoom"] == zoomed_out["zoom"]
+    assert abs(zoomed_out["zoom"] / before["zoom"] - 0.5) < 1e-3 and after["zoom"] == zoomed_out["zoom"]  # one step
     assert after["x"] > zoomed_out["x"] + 10 and after["y"] == zoomed_out["y"]
+    tab.assert_tiles_ok()
+
+
+WHOLE_WALL_SHOWN = """() => {
+    const viewer = window.gigatile.viewer;
+    const view = viewer.viewport.getBounds(true);
+    const wall = viewer.world.getItemAt(0).getBounds(true);
+    const e = 1e-6;
+    return view.x <= wall.x + e && view.y <= wall.y + e && view.x + view.width >= wall.x + wall.width - e
+        && view.y + view.height >= wall.y + wall.height - e;
+}"""
+
+
+def test_the_page_opens_where_covers_are_readable_and_keys_step_by_two(wall: ServedWall, open_tab):
+    info = wall.info()
+    tab = open_tab(f"{wall.base}/viewer/", viewport=SMALL_VIEWPORT)
+    page = tab.page
+    start = tab.settle()["view"]
+    assert close_to(start, {"x": info["width"] / 2, "y": info["height"] / 2, "zoom": START_ZOOM})
+    assert not page.evaluate(WHOLE_WALL_SHOWN)
+
+    page.keyboard.press("0")  # the whole wall, one key away
+    page.wait_for_function(WHOLE_WALL_SHOWN)
+    assert tab.settle()["view"]["zoom"] < START_ZOOM
+    page.keyboard.press("h")  # and back
+    page.wait_for_function(f"() => Math.abs(window.gigatile.state().view.zoom / {START_ZOOM} - 1) < 1e-3")
+    assert close_to(tab.settle()["view"], start)
+
+    for key, zoom in (("+", 0.25), ("Equal", 0.5), ("Shift+W", 1.0), ("Minus", 0.5), ("1", 1.0)):
+        page.keyboard.press(key)
+        page.wait_for_function(f"() => Math.abs(window.gigatile.state().view.zoom / {zoom} - 1) < 1e-3 "
+                               f"&& {ZOOM_ARRIVED}")
+    assert tab.deepest() == info["top_level"]
     tab.assert_tiles_ok()
 
 
@@ -423,7 +333,7 @@ def test_the_viewer_works_at_the_root_of_a_proxy(proxy_like_site: str, wall: Ser
     info = wall.info()
     x, y = round(info["width"] / 2), round(info["height"] / 2)
     tab = open_tab(f"{proxy_like_site}/#x={x}&y={y}&zoom=0.25")
-    assert _close(tab.settle()["view"], {"x": x, "y": y, "zoom": 0.25})
+    assert close_to(tab.settle()["view"], {"x": x, "y": y, "zoom": 0.25})
     assert tab.page.inner_text("#generation") == "generation 1"
     tab.assert_tiles_ok()
     shot = tab.page.locator("#view").screenshot()

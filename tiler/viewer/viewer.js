@@ -3,10 +3,11 @@
 // Served at /viewer/ by a render node and at / by the proxy: its own files load relative to the page and
 // tiles always come from /tiles/ on the same origin, so it needs no configuration.
 
+import { keyAction } from "./keys.js";
 import { fetchJson, pollInfo } from "./live.js";
 import { describeTileFailure, StatusBar } from "./status.js";
 import { tileSourceOptions } from "./tilesource.js";
-import { formatView, parseView, throttle } from "./viewstate.js";
+import { formatView, parseView, startView, throttle, ZOOM_STEP } from "./viewstate.js";
 
 const TILES = new URL("/tiles/", location.href).href;
 const DEFAULT_DATASET = "covers";
@@ -34,6 +35,7 @@ class Wall {
             navigatorAutoFade: false,
             showRotationControl: false,
             showFlipControl: false,
+            zoomPerClick: ZOOM_STEP,
             loadTilesWithAjax: true,  // failed tiles then carry their HTTP status and the server's message
             tileRetryMax: 2,
             tileRetryDelay: 1000,
@@ -56,10 +58,11 @@ class Wall {
     bindEvents() {
         const viewer = this.viewer;
         viewer.addHandler("open", () => {
-            if (this.pendingView) {
-                this.applyView(this.pendingView, true);
-                this.pendingView = null;
+            const view = this.pendingView || this.startView();
+            if (view) {
+                this.applyView(view, true);
             }
+            this.pendingView = null;
             viewer.canvas.focus();
         });
         viewer.addHandler("open-failed", (event) => this.status.showFatal(`Could not open the wall: ${event.message}`));
@@ -73,8 +76,10 @@ class Wall {
             this.status.tileFailed(describeTileFailure(event));
         });
         viewer.addHandler("canvas-key", (event) => {
-            if (["KeyR", "KeyF"].includes(event.originalEvent.code)) {
-                event.preventDefaultAction = true;  // a wall of books is not rotated or mirrored
+            const action = keyAction(event.originalEvent);
+            if (action) {
+                event.preventDefaultAction = true;
+                this.act(action);
             }
         });
         window.addEventListener("hashchange", () => {
@@ -169,6 +174,34 @@ class Wall {
         const viewport = this.viewer.viewport;
         const centre = item.viewportToImageCoordinates(viewport.getCenter());
         return { x: centre.x, y: centre.y, zoom: item.viewportToImageZoom(viewport.getZoom()) };
+    }
+
+    /** The view the page opens at (viewstate.startView), or null for the whole wall. */
+    startView() {
+        const item = this.viewer.world.getItemAt(0);
+        const whole = item.viewportToImageZoom(this.viewer.viewport.getHomeZoom());
+        return startView(this.info.width, this.info.height, whole);
+    }
+
+    /** Do what a key asked for (keys.keyAction). */
+    act(action) {
+        const viewport = this.viewer.viewport;
+        if (action === "zoomIn" || action === "zoomOut") {
+            viewport.zoomBy(action === "zoomIn" ? ZOOM_STEP : 1 / ZOOM_STEP);
+            viewport.applyConstraints();
+        } else if (action === "whole") {
+            viewport.goHome();
+        } else if (action === "start") {
+            const view = this.startView();
+            if (view) {
+                this.applyView(view, false);
+            } else {
+                viewport.goHome();
+            }
+        } else if (action === "actual") {
+            const item = this.viewer.world.getItemAt(0);
+            viewport.zoomTo(item.imageToViewportZoom(1));
+        }
     }
 
     applyView(view, immediately) {

@@ -1,6 +1,22 @@
 // The view kept in the URL fragment: "#x=<canvas x>&y=<canvas y>&zoom=<screen px per canvas px>".
 // x and y are the canvas pixel at the centre of the view; zoom 1 shows the canvas 1:1.
 
+// Where the page opens without a fragment: the middle of the wall at 1/8 of 1:1, where a generated cover
+// (650-1200 px tall) is 80-150 screen px tall and its title readable; `make demo-update` changes covers
+// there (scripts/demo_update.py). A wall that fits the screen at that zoom opens whole.
+export const START_ZOOM = 0.125;
+// One key press zooms by this factor (as one click does): from the whole 46-Gpx wall to 1:1 in 8 presses.
+export const ZOOM_STEP = 2;
+
+/** The view the page opens at: the canvas centre at START_ZOOM, or null (the whole wall) when the whole
+ *  wall already shows at `wholeWallZoom` >= START_ZOOM. */
+export function startView(width, height, wholeWallZoom) {
+    if (wholeWallZoom >= START_ZOOM) {
+        return null;
+    }
+    return { x: width / 2, y: height / 2, zoom: START_ZOOM };
+}
+
 /** The view named by a fragment such as "#x=100&y=200&zoom=0.5", or null when it names none. */
 export function parseView(hash) {
     const params = new URLSearchParams(hash.replace(/^#/, ""));
