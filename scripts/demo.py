@@ -29,6 +29,7 @@ import httpx
 from rich.console import Console
 
 from bootstrap.launch.localnode import read_launch
+from bootstrap.node.status import runs_command
 from gigaformat import commandline
 from gigaformat.commandline import flag
 from gigaformat.layout import NodeLayout
@@ -104,13 +105,6 @@ def busy_addresses() -> list[str]:
     return busy
 
 
-def ours(pid: int, marker: str) -> bool:
-    try:
-        return marker in Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return False
-
-
 def end_group(pid: int, grace: float) -> None:
     """SIGTERM process group ``pid``, then SIGKILL it after ``grace`` seconds."""
     try:
@@ -167,11 +161,11 @@ class Demo:
         if old is None and not left:
             return
         step("stopping what an earlier demo, killed, left running from this folder")
-        if old is not None and old.proxy_pid and ours(old.proxy_pid, "tile-proxy"):
+        if old is not None and old.proxy_pid and runs_command(old.proxy_pid, "tile-proxy"):
             end_group(old.proxy_pid, 10)
         for root in left:
             subprocess.run([str(EC2_RENDER), "--local", "--stop", str(root)], capture_output=True, timeout=90)
-        if old is not None and old.s3_pid and ours(old.s3_pid, "weed"):
+        if old is not None and old.s3_pid and runs_command(old.s3_pid, "weed"):
             end_group(old.s3_pid, 2)
 
     def start_s3(self) -> dict[str, str]:

@@ -20,12 +20,13 @@ import httpx
 
 from bootstrap.errors import BootstrapError
 from bootstrap.node.imds import ENDPOINT_VARIABLE, TTL_HEADER
-from bootstrap.node.status import STARTED_VARIABLE, pid_alive, read_status
+from bootstrap.node.status import STARTED_VARIABLE, pid_alive, read_status, runs_command
 from bootstrap.node.userdata import NodeConfig, render_user_data
 from gigaformat.durable import write_atomic
 from gigaformat.layout import NodeLayout
 
 RECORD = "launch.json"
+IMDS_MODULE = "bootstrap.launch.imds_emulator"
 LIFECYCLE = "target-lifecycle-state"  # what the IMDS emulator serves as autoscaling/target-lifecycle-state
 LAUNCHER_VARIABLE = "GIGATILE_LAUNCHER"  # scripts/ec2_render.sh names itself here
 
@@ -137,7 +138,7 @@ def launch_local(config: NodeConfig, address: str | None = None, imds_port: int 
     imds_port = imds_port or _free_port(address)
     imds_log, node_log = layout.local_dir / "imds.log", layout.local_dir / "node-bootstrap.out"
     with imds_log.open("ab") as out:
-        imds = subprocess.Popen([python, "-m", "bootstrap.launch.imds_emulator", "--host", address,
+        imds = subprocess.Popen([python, "-m", IMDS_MODULE, "--host", address,
                                  "--port", str(imds_port), "--user-data", str(user_data), "--instance-id", instance_id,
                                  "--local-ipv4", address, "--lifecycle-file", str(layout.local_dir / LIFECYCLE)],
                                 stdin=subprocess.DEVNULL, stdout=out,
@@ -173,14 +174,6 @@ def read_launch(layout: NodeLayout) -> LocalNode | None:
         return None
 
 
-def _ours(pid: int, marker: str) -> bool:
-    """True if ``pid`` still runs a command line containing ``marker`` (not a recycled pid)."""
-    try:
-        return marker in Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return False
-
-
 def _end(pid: int, grace: float) -> bool:
     """SIGTERM ``pid``, wait up to ``grace`` s, then SIGKILL its process group; True if it stopped in time."""
     with contextlib.suppress(ProcessLookupError):
@@ -203,14 +196,14 @@ def stop_local(root: Path, grace: float = 30.0) -> tuple[LocalNode, bool]:
     record = read_launch(layout)
     if record is None:
         raise BootstrapError(f"no local node was launched in {root} (no {layout.local_dir / RECORD})")
-    running = _ours(record.node_pid, "bootstrap") or _ours(record.imds_pid, "bootstrap.launch.imds_emulator")
+    running = runs_command(record.node_pid, "bootstrap") or runs_command(record.imds_pid, IMDS_MODULE)
     if record.stopped and not running:
         return record, False
-    if _ours(record.node_pid, "bootstrap") and not _end(record.node_pid, grace):
+    if runs_command(record.node_pid, "bootstrap") and not _end(record.node_pid, grace):
         print(f"warning: node-bootstrap pid {record.node_pid} did not stop in {grace:.0f} s; killed",
               file=sys.stderr)
     _end_orphans(layout)
-    if _ours(record.imds_pid, "bootstrap.launch.imds_emulator"):
+    if runs_command(record.imds_pid, IMDS_MODULE):
         _end(record.imds_pid, 5.0)
     record = replace(record, stopped=time.time())
     _write_launch(layout, record)
@@ -240,5 +233,5 @@ def _end_orphans(layout: NodeLayout) -> None:
     doc = read_status(layout.status_path) or {}
     for child in doc.get("children", []):
         pid = child.get("pid")
-        if pid and pid_alive(pid) and _ours(pid, str(layout.root)):
+        if pid and pid_alive(pid) and runs_command(pid, str(layout.root)):
             _end(pid, 5.0)

@@ -72,6 +72,16 @@ def pid_alive(pid: int | None) -> bool:
         return True
 
 
+def runs_command(pid: int | None, marker: str) -> bool:
+    """True if ``pid`` still runs a command line containing ``marker`` (not a recycled pid)."""
+    if not pid:
+        return False
+    try:
+        return marker in Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return False
+
+
 def _duration(seconds: float | None) -> str:
     if seconds is None:
         return "-"
