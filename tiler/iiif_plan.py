@@ -5,7 +5,8 @@ One resampling definition for every answer (``tiler.resample``): an output pixel
 ends on it or at the canvas edge, and the size is the region's size at that level, rounded up), output pixel
 ``i`` is exactly level pixel ``i`` of that window: the pixels ``/tiles/`` serves, at every scale factor of
 ``info.json`` and every size it lists. Other sizes take boxes of ``region / size`` canvas pixels, averaged
-from the finest level no finer than the box.
+from the level at least twice finer than the box (so the level pixels cut by a box's edge, taken as
+uniform, weigh little: >= 41 dB PSNR against the exact area average on the awkward test wall, noise and all).
 
 Outputs are bounded by ``MAX_WIDTH``, ``MAX_HEIGHT`` and ``MAX_AREA`` (published in info.json) and the
 level pixels read for one answer by ``MAX_WINDOW`` (a distorted ``w,h`` reads a coarser level instead).
@@ -124,9 +125,12 @@ def plan_request(geometry: Geometry, req: IiifImageRequest) -> Plan:
     ow, oh = resolve_size(req.size, w, h)
     fx, fy = _grid_factor(x, w, ow, g.width, g.top), _grid_factor(y, h, oh, g.height, g.top)
     step_x, step_y = fx or w / ow, fy or h / oh
-    factor = 1
-    while factor < (1 << g.top) and factor * 2 <= min(step_x, step_y) + 1e-9:
-        factor *= 2
+    if fx is not None and fx == fy:
+        factor = fx  # both axes on one level's grid: its pixels, exactly
+    else:  # a level twice finer than the boxes: the cut pixels at their edges weigh little (tests/iiif/test_spec.py)
+        factor = 1
+        while factor < (1 << g.top) and factor * 4 <= min(step_x, step_y) + 1e-9:
+            factor *= 2
     while factor < (1 << g.top) and (w / factor + 2) * (h / factor + 2) > MAX_WINDOW:
         factor *= 2
     return Plan(x, y, w, h, ow, oh, g.top - int(math.log2(factor)), step_x, step_y)
