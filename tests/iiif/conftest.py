@@ -49,6 +49,17 @@ def publish_validation_image(root: Path) -> tuple[int, int]:
 
 
 @pytest.fixture(scope="session")
+def awkward_root(tmp_path_factory) -> Path:
+    """A node root holding the awkward wall (tests/tiler/awkward_wall.py) as dataset "awkward"."""
+    from tests.tiler.awkward_wall import make_awkward_wall
+
+    base = tmp_path_factory.mktemp("iiif-awkward")
+    make_awkward_wall(base / "src")
+    publish_local(base / "src", DatasetDir(base / "node", "awkward"))
+    return base / "node"
+
+
+@pytest.fixture(scope="session")
 def validation_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("iiif") / "node"
     publish_validation_image(root)
@@ -66,3 +77,23 @@ def iiif_server(validation_root, tmp_path_factory):
     wait_for(lambda: http_ok(server.url + "/readyz"), 30, "the validation image loaded")
     yield server
     process.stop()
+
+
+@pytest.fixture
+def proxied_server(validation_root, s3_bucket, tmp_path):
+    """The validation image on a node at 127.0.0.2, registered in SeaweedFS, behind ``tile-proxy`` on 127.0.0.1
+    (the node trusts the proxy's forwarding headers: loopback is trusted by default)."""
+    from tests.proxy.conftest import Proxies
+
+    port = free_port("127.0.0.2")
+    process = start_tiler_serve(validation_root, IDENTIFIER, "127.0.0.2", port, tmp_path / "node.log",
+                                "--workers", "1", "--bucket", s3_bucket.name, "--advertise", "127.0.0.2",
+                                env=s3_bucket.env)
+    proxies = Proxies(s3_bucket, tmp_path)
+    try:
+        proxy = proxies.start()
+        proxy.wait_live({f"127.0.0.2:{port}"}, timeout=30)
+        yield Server("127.0.0.1", proxy.port, proxy.process)
+    finally:
+        proxies.stop_all()
+        process.stop()

@@ -15,24 +15,13 @@ import pytest
 from PIL import Image
 from starlette.testclient import TestClient
 
-from gigaformat.layout import DatasetDir
 from tests.processes import wait_for
-from tests.tiler.awkward_wall import make_awkward_wall
 from tiler.app import build_app
 from tiler.iiif_documents import IMAGE_CONTEXT
-from tiler.local_publish import publish_local
 from tiler.settings import ServeSettings
 
 BASE = "/iiif/3/awkward"
 WIDTH, HEIGHT = 1531, 1002  # the awkward wall: 4 levels, no power of two anywhere
-
-
-@pytest.fixture(scope="module")
-def root(tmp_path_factory):
-    base = tmp_path_factory.mktemp("iiif-spec")
-    make_awkward_wall(base / "src")
-    publish_local(base / "src", DatasetDir(base / "node", "awkward"))
-    return base / "node"
 
 
 @contextlib.contextmanager
@@ -45,8 +34,8 @@ def make_client(root, peer: str = "testclient", **settings) -> Iterator[TestClie
 
 
 @pytest.fixture(scope="module")
-def client(root):
-    with make_client(root) as test_client:
+def client(awkward_root):
+    with make_client(awkward_root) as test_client:
         yield test_client
 
 
@@ -320,20 +309,20 @@ def _id(client: TestClient, headers: dict) -> str:
 FORWARDED = {"X-Forwarded-Host": "tiles.example.com", "X-Forwarded-Proto": "https"}
 
 
-def test_ids_follow_the_host_header_and_ignore_forwarding_from_untrusted_peers(root):
+def test_ids_follow_the_host_header_and_ignore_forwarding_from_untrusted_peers(awkward_root):
     """Issue: X-Forwarded-Proto was honoured from 127.0.0.1 whatever the configuration."""
-    with make_client(root, peer="203.0.113.9") as client:
+    with make_client(awkward_root, peer="203.0.113.9") as client:
         assert _id(client, {"Host": "node.example:8080"}) == "http://node.example:8080/iiif/3/awkward"
         assert _id(client, {"Host": "node.example", **FORWARDED}) == "http://node.example/iiif/3/awkward"
         assert _id(client, {"Host": "node.example", "Forwarded": "host=evil.example;proto=https"}) == \
             "http://node.example/iiif/3/awkward"
-    with make_client(root, peer="127.0.0.1", trusted_proxies="") as client:
+    with make_client(awkward_root, peer="127.0.0.1", trusted_proxies="") as client:
         assert _id(client, {"Host": "node.example", **FORWARDED}) == "http://node.example/iiif/3/awkward"
 
 
-def test_ids_follow_forwarding_headers_from_trusted_proxies(root):
+def test_ids_follow_forwarding_headers_from_trusted_proxies(awkward_root):
     """Issue: ids ignored X-Forwarded-Host and Forwarded."""
-    with make_client(root, peer="10.1.2.3", trusted_proxies="10.0.0.0/8") as client:
+    with make_client(awkward_root, peer="10.1.2.3", trusted_proxies="10.0.0.0/8") as client:
         assert _id(client, {"Host": "node", **FORWARDED}) == "https://tiles.example.com/iiif/3/awkward"
         assert _id(client, {"Host": "node", **FORWARDED, "X-Forwarded-Prefix": "/wall"}) == \
             "https://tiles.example.com/wall/iiif/3/awkward"
@@ -347,8 +336,8 @@ def test_ids_follow_forwarding_headers_from_trusted_proxies(root):
             == "http://node/iiif/3/awkward"
 
 
-def test_a_configured_public_url_wins(root):
-    with make_client(root, peer="10.1.2.3", trusted_proxies="10.0.0.0/8",
+def test_a_configured_public_url_wins(awkward_root):
+    with make_client(awkward_root, peer="10.1.2.3", trusted_proxies="10.0.0.0/8",
                      public_url="https://wall.example.org/deep") as client:
         assert _id(client, {"Host": "node", **FORWARDED}) == "https://wall.example.org/deep/iiif/3/awkward"
         redirect = client.get(BASE)
