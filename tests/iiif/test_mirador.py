@@ -72,6 +72,5 @@ def test_mirador_on_another_origin_opens_the_manifest_and_loads_tiles(browser, i
         assert seen.get(manifest) == 200 and seen.get(f"{iiif_server.url}/iiif/3/{IDENTIFIER}/info.json") == 200
         assert not [p for p in problems if "CORS" in p or "blocked" in p], problems
         assert all(status == 200 for _, status in images), images
-        page.wait_for_timeout(3000); page.screenshot(path="/tmp/mirador.png"); print(images[:6])
     finally:
         context.close()
