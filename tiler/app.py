@@ -126,15 +126,12 @@ class IiifPool:
         with contextlib.suppress(OSError, AttributeError):  # Linux: a thread's nice value is its own
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), cls.NICE)
 
-    def _call(self, func, args):
-        try:
-            return func(*args)
-        finally:
-            with self._lock:
-                self.waiting -= 1
-                idle = self.waiting == 0
-            if idle:
-                malloc.trim()
+    def _done(self, future) -> None:
+        with self._lock:
+            self.waiting -= 1
+            idle = self.waiting == 0
+        if idle and not future.cancelled():  # in the worker thread that ran it: never on the event loop
+            malloc.trim()
 
     async def run(self, func, *args):
         with self._lock:
@@ -143,11 +140,12 @@ class IiifPool:
                 raise Busy("IIIF queue is full; retry shortly")
             self.waiting += 1
         try:
-            future = self.executor.submit(self._call, func, args)
+            future = self.executor.submit(func, *args)
         except BaseException:
             with self._lock:
                 self.waiting -= 1
             raise
+        future.add_done_callback(self._done)  # also when the client left and the render never started
         return await asyncio.wrap_future(future)
 
     def close(self) -> None:
