@@ -210,7 +210,7 @@ class Upstream:
             elapsed = time.perf_counter() - started
             self.metrics.upstream_seconds.observe(elapsed)
             backend.latencies.append(elapsed)
-            if status >= 500:
+            if status >= 500 and status != 501:  # 501: a valid request for a feature not offered; an answer
                 self.metrics.upstream.labels("http_5xx").inc()
                 if status != 503:  # 503 is a busy node, not a broken one
                     self.registry.eject(backend, f"answered {status}")
