@@ -66,6 +66,7 @@ log = logging.getLogger(__name__)
 IMMUTABLE = "public, max-age=31536000, immutable"
 SHORT = "public, max-age=60"
 VIEWER_DIR = Path(__file__).parent / "viewer"
+IIIF_CACHE_ENTRY = 256 << 10  # the largest IIIF answer kept in the IIIF cache
 
 # The one place an error becomes a status; the first matching type wins (subclasses before their bases).
 STATUS_CODES: tuple[tuple[type[Exception], int], ...] = (
@@ -164,7 +165,9 @@ class TileService:
         self.pool = RenderPool(settings.render_threads, settings.max_queue)
         self.cache = TileCache(settings.cache_mb << 20)
         self.iiif_pool = IiifPool(settings.iiif_threads, settings.iiif_max_queue)
-        self.iiif_cache = TileCache(settings.iiif_cache_mb << 20)
+        # IIIF tiles and thumbnails, which viewers ask for again; a large one-off answer would evict hundreds
+        # of them and keep a burst's memory (issue 17), so it is not kept
+        self.iiif_cache = TileCache(settings.iiif_cache_mb << 20, IIIF_CACHE_ENTRY)
         self.trusted = parse_networks(settings.trusted_proxies)
 
     def _render(self, ds: LoadedDataset, z: int, x: int, y: int, fmt: str, crop: tuple[int, int] | None) -> bytes:

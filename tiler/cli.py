@@ -123,7 +123,7 @@ def _add_serve(add) -> None:
     flag(p, "ttl-seconds", int, 30, help="registration lifetime; renewed every third of it")
     flag(p, "iiif-threads", int, 1, help="IIIF renders at once per worker (a pool of their own, beneath tiles)")
     flag(p, "iiif-max-queue", int, 16, help="IIIF requests waiting per worker beyond which requests get 503")
-    flag(p, "iiif-cache-mb", int, 32, help="encoded IIIF answers cached per worker, MB")
+    flag(p, "iiif-cache-mb", int, 32, help="encoded IIIF answers (each at most 256 KB) cached per worker, MB")
     flag(p, "public-url", default="", help="base URL the world reaches this service at, for the ids of IIIF "
          "documents, e.g. https://tiles.example.com (default: from the request and trusted proxies' headers)")
     flag(p, "trusted-proxies", default=LOOPBACK, help="comma-separated addresses/networks whose Forwarded and "

@@ -49,6 +49,9 @@ def test_an_iiif_answer_is_encoded_once(awkward_root):
         again = client.get(f"{BASE}/100,100,300,300/150,150/0/default.jpg")  # the same canonical request
         assert first.content == again.content and len(calls) == 1
         assert client.get(f"{BASE}/100,100,300,300/150,/0/gray.jpg").status_code == 200 and len(calls) == 2
+        for _ in range(2):  # a large answer is not kept: it would evict many small ones (and keep a burst's memory)
+            assert len(client.get(f"{BASE}/full/max/0/default.png").content) > 256 << 10
+        assert len(calls) == 4
 
 
 def test_the_allocator_takes_the_fixed_mmap_threshold():
