@@ -281,6 +281,17 @@ class TileService:
         metrics.RENDER_SECONDS.labels("iiif").observe(time.perf_counter() - started)
         return data
 
+    @staticmethod
+    def _stored_tile(ds: LoadedDataset, plan: Plan, req: IiifImageRequest) -> bytes | None:
+        """The stored JPEG of the whole interior tile a request names as it is, else None."""
+        g = ds.geometry
+        size, f = g.tile_size, g.factor(plan.z)
+        if (req.fmt != "jpg" or req.quality not in ("default", "color") or req.mirror or req.rotation
+                or (plan.out_width, plan.out_height, plan.width, plan.height) != (size, size, size * f, size * f)
+                or plan.x % (size * f) or plan.y % (size * f)):
+            return None
+        return ds.stored_tile(plan.z, plan.x // (size * f), plan.y // (size * f))
+
     async def iiif_image(self, request: Request, ds: LoadedDataset, req: IiifImageRequest, base: str) -> Response:
         plan = plan_request(ds.geometry, req)  # every fault of the URL is answered before any 304
         cells = ds.cells[plan.y // CELL_SIZE:-(-(plan.y + plan.height) // CELL_SIZE),
@@ -294,6 +305,9 @@ class TileService:
                    "Link": f'<{canonical}>;rel="canonical", <{PROFILE_URL}>;rel="profile"'}
         if _etag_matches(request, etag):
             return Response(status_code=304, headers=headers)
+        stored = self._stored_tile(ds, plan, req)
+        if stored is not None:  # exactly a stored tile: the bytes /tiles/ serves
+            return Response(stored, media_type=media_type(req.fmt), headers=headers)
         key = (ds.name, version, plan, rotation, req.quality, req.fmt)
         data = self.iiif_cache.get(key)
         metrics.CACHE.labels("iiif_hit" if data is not None else "iiif_miss").inc()

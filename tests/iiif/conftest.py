@@ -60,6 +60,17 @@ def awkward_root(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def awkward_pyramid_root(tmp_path_factory) -> Path:
+    """The awkward wall in the pyramid layout (every level stored or derived from stored tiles)."""
+    from tests.tiler.awkward_wall import make_awkward_wall
+
+    base = tmp_path_factory.mktemp("iiif-awkward-pyramid")
+    make_awkward_wall(base / "src")
+    publish_local(base / "src", DatasetDir(base / "node", "awkward"), store="pyramid")
+    return base / "node"
+
+
+@pytest.fixture(scope="session")
 def validation_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("iiif") / "node"
     publish_validation_image(root)

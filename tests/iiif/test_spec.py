@@ -168,8 +168,16 @@ def test_image_answers_link_their_canonical_url_and_profile(client):
 # --- one resampling definition: the pixels of /tiles/ at every scale --------------------------------------------
 
 
-def test_every_iiif_tile_at_every_scale_factor_is_the_tiles_pixels(client):
+@pytest.fixture(scope="module")
+def pyramid_client(awkward_pyramid_root):
+    with make_client(awkward_pyramid_root) as test_client:
+        yield test_client
+
+
+@pytest.mark.parametrize("layout", ["chains", "pyramid"])
+def test_every_iiif_tile_at_every_scale_factor_is_the_tiles_pixels(request, layout):
     """Issue: coarse IIIF tiles at non-power-of-two scales differed from /tiles/ (level 0: max 105)."""
+    client = request.getfixturevalue("client" if layout == "chains" else "pyramid_client")
     info = client.get(f"{BASE}/info.json").json()
     tile = info["tiles"][0]["width"]
     factors = info["tiles"][0]["scaleFactors"]
@@ -185,6 +193,22 @@ def test_every_iiif_tile_at_every_scale_factor_is_the_tiles_pixels(client):
                 iiif = image(client.get(f"{BASE}/{x},{y},{w},{h}/{size}/0/default.png"))
                 ours = image(client.get(f"/tiles/awkward/{z}/{tx}/{ty}.png"))[:iiif.shape[0], :iiif.shape[1]]
                 assert iiif.shape == ours.shape and np.array_equal(iiif, ours), (z, tx, ty)
+
+
+def test_a_stored_tile_asked_as_it_is_is_the_bytes_tiles_serves(pyramid_client):
+    """Where a level is stored as JPEG tiles, the IIIF request of one whole tile answers its stored bytes."""
+    info = pyramid_client.get(f"{BASE}/info.json").json()
+    top = len(info["tiles"][0]["scaleFactors"]) - 1
+    same = 0
+    for z in range(top + 1):
+        span = 256 << (top - z)
+        for ty in range(HEIGHT // span):
+            for tx in range(WIDTH // span):
+                iiif = pyramid_client.get(f"{BASE}/{tx * span},{ty * span},{span},{span}/256,256/0/default.jpg")
+                tile = pyramid_client.get(f"/tiles/awkward/{z}/{tx}/{ty}.jpg")
+                assert iiif.status_code == tile.status_code == 200
+                same += iiif.content == tile.content
+    assert same >= 6  # the 1:1 level's 15 whole tiles are stored; derived levels are rendered
 
 
 def test_every_listed_size_is_the_level_the_tiles_hold(client):
