@@ -81,7 +81,8 @@ def region_plan(g: Geometry, z: int, rng: random.Random) -> str:
 def measure_regions_http(settings: IiifBenchSettings, root: Path, children: Children) -> dict:
     g = walls.wall_geometry(root)
     rng = random.Random(settings.seed + 1)
-    server, base = start_tiler_serve(children, root, "iiif-region.log", workers=1)
+    # the IIIF cache off: a level smaller than 1024 px has one region only, which would be a cache hit after once
+    server, base = start_tiler_serve(children, root, "iiif-region.log", workers=1, extra=("--iiif-cache-mb", "0"))
     levels = {}
     try:
         with httpx.Client(base_url=base, timeout=60) as client:
