@@ -13,7 +13,8 @@ import pytest
 
 from tests.iiif.conftest import IDENTIFIER
 from tests.processes import free_port, wait_for
-from tests.viewer.test_viewer import CHROMIUM, CHROMIUM_ARGS, VIEWPORT, browser  # noqa: F401 (fixture)
+from tests.viewer.conftest import browser  # noqa: F401 (fixture)
+from tests.viewer.pages import VIEWPORT
 
 REPO = Path(__file__).resolve().parents[2]
 MIRADOR = REPO / "node_modules" / "mirador" / "dist" / "mirador.min.js"
