@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 VIEWER_VENDOR := tiler/viewer/vendor/openseadragon
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: venv viewer browser promtool test test-demo demo demo-update demo-stop lint clean bench
+.PHONY: venv viewer browser promtool iiif-image test test-demo demo demo-update demo-stop lint clean bench
 
 venv: $(STAMP)
 
@@ -33,7 +33,20 @@ promtool:
 	command -v promtool >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 	  apt-get install -y -qq --no-install-recommends prometheus)
 
-test: venv viewer browser promtool
+# The official IIIF validator's test image (tests/iiif/): only its data file, from the iiif-validator-ng wheel
+# (whose code does not import on Python 3.11; the validator itself is iiif-validator, in the test extra).
+IIIF_IMAGE := $(VENV)/share/iiif/validation_image.png
+iiif-image: $(IIIF_IMAGE)
+
+$(IIIF_IMAGE): $(STAMP)
+	rm -rf $(VENV)/share/iiif && mkdir -p $(VENV)/share/iiif/wheel
+	$(BIN)/python -m pip download --quiet --no-deps -d $(VENV)/share/iiif/wheel iiif-validator-ng==0.1.0
+	$(BIN)/python -c "import glob, sys, zipfile; w = glob.glob(sys.argv[1] + '/*.whl')[0]; \
+	  open(sys.argv[2], 'wb').write(zipfile.ZipFile(w).read('iiif_validator/validation_image.png'))" \
+	  $(VENV)/share/iiif/wheel $@
+	rm -rf $(VENV)/share/iiif/wheel
+
+test: venv viewer browser promtool iiif-image
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

@@ -123,8 +123,9 @@ def memory_of(pid: int) -> dict:
             name = Path(f"/proc/{each}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")[:120]
         except OSError:
             name = "?"
-        rows.append({"pid": each, "cmd": name.strip(), **{k.lower() + "_mb": fields.get(k, 0) * 1024 / 1e6
-                                                          for k in ("Rss", "Pss", "Pss_Anon", "Pss_File")}})
+        fields_mb = {k.lower() + "_mb": fields.get(k, 0) * 1024 / 1e6
+                     for k in ("Rss", "Pss", "Pss_Anon", "Pss_File", "Anonymous")}
+        rows.append({"pid": each, "cmd": name.strip(), **fields_mb})
     return {"rss_mb": sum(r["rss_mb"] for r in rows), "pss_mb": sum(r["pss_mb"] for r in rows),
             "pss_anon_mb": sum(r["pss_anon_mb"] for r in rows), "pss_file_mb": sum(r["pss_file_mb"] for r in rows),
             "processes": rows}

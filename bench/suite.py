@@ -51,6 +51,7 @@ STEPS = (
     Step("render", 240, 1500),
     Step("iipsrv", 120, 400),
     Step("proxy", 120, 400),
+    Step("iiif", 150, 420),
     Step("publish", 120, 400),
     Step("boxlink", 180, 1300),
     Step("coldstart", 150, 700),

@@ -27,7 +27,7 @@ from proxy.fleet import FleetHistory
 from proxy.memory import MemoryCache
 from proxy.metrics import ProxyMetrics
 from proxy.registry import Registry, iso_time, make_s3_client
-from proxy.responses import send_error, send_text, status_of
+from proxy.responses import send_error, send_preflight, send_text, status_of
 from proxy.settings import ProxySettings
 from proxy.target import check_target, is_versioned
 from proxy.tiles import Outcome, TileService
@@ -93,10 +93,12 @@ class ProxyApp:
         outcome: Outcome | None = None
         try:
             target = check_target(raw_path, scope["query_string"])
-            if method != "GET" and not head:
-                raise MethodNotAllowed(f"method {method} not allowed: only GET and HEAD are served")
-            endpoint = self.operator.get(path)
-            if endpoint is not None:
+            if method == "OPTIONS":
+                requested = next((v for n, v in scope["headers"] if n == b"access-control-request-headers"), b"")
+                outcome = Outcome(204, "-", await send_preflight(send, requested))
+            elif method != "GET" and not head:
+                raise MethodNotAllowed(f"method {method} not allowed: only GET, HEAD and OPTIONS are served")
+            elif (endpoint := self.operator.get(path)) is not None:
                 outcome = Outcome(200, "-", await endpoint(send, head))
             else:
                 if_none_match = b""
@@ -104,7 +106,7 @@ class ProxyApp:
                     if name == b"if-none-match":
                         if_none_match = value
                 outcome = await self.tiles.serve(send, target, path, is_versioned(scope["query_string"]), head,
-                                                 if_none_match)
+                                                 if_none_match, scope)
                 if outcome is None:
                     outcome = await self._viewer(scope, receive, send, path)
         except ProxyError as exc:

@@ -22,7 +22,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 MAGIC = b"GTC1\n"
-REPLAYED = (b"content-type", b"cache-control", b"etag", b"x-tile-version")
+REPLAYED = (b"content-type", b"cache-control", b"etag", b"x-tile-version", b"last-modified", b"link")
+CORS = [(b"access-control-allow-origin", b"*"),
+        (b"access-control-expose-headers", b"ETag, Last-Modified, Link, X-Tile-Version, X-Cache, Retry-After")]
 _NEVER = ("no-store", "no-cache", "private")
 
 
@@ -61,7 +63,8 @@ class Entry:
         for name, value in self.headers:
             if name == b"etag":
                 self.etag = value
-        self.hit_headers = [*self.headers, (b"content-length", str(len(self.body)).encode()), (b"x-cache", b"HIT")]
+        self.hit_headers = [*self.headers, *CORS, (b"content-length", str(len(self.body)).encode()),
+                            (b"x-cache", b"HIT")]
 
     @property
     def size(self) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from gigaformat.errors import GigatileError
+from proxy.entry import CORS
 from proxy.errors import BadTarget, MethodNotAllowed, NoBackend, NoRoute, TargetTooLong
 
 # The one place an error becomes a status; the first matching type wins (subclasses before their bases).
@@ -33,7 +34,7 @@ async def send_text(send, status: int, text: str, head: bool = False,
                     content_type: bytes = b"text/plain; charset=utf-8") -> int:
     body = text.encode()
     headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode()),
-               (b"cache-control", b"no-store")]
+               (b"cache-control", b"no-store"), *CORS]
     await send_response(send, status, headers, body, head)
     return len(body)
 
@@ -41,6 +42,20 @@ async def send_text(send, status: int, text: str, head: bool = False,
 async def send_error(send, exc: GigatileError, head: bool = False) -> int:
     """A one-line reason, never cached, with the status ``STATUS_CODES`` gives it."""
     return await send_text(send, status_of(exc), str(exc) + "\n", head)
+
+
+PREFLIGHT = [*CORS, (b"access-control-allow-methods", b"GET, HEAD, OPTIONS"), (b"access-control-max-age", b"86400"),
+             (b"allow", b"GET, HEAD, OPTIONS"), (b"content-length", b"0")]
+
+
+async def send_preflight(send, requested_headers: bytes) -> int:
+    """204 to a CORS preflight (any path: everything here is public and uncredentialed)."""
+    headers = PREFLIGHT
+    if requested_headers and all(c in b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_, "
+                                 for c in requested_headers):
+        headers = [*PREFLIGHT, (b"access-control-allow-headers", requested_headers)]
+    await send_response(send, 204, headers, b"", True)
+    return 0
 
 
 def etag_matches(if_none_match: bytes, etag: bytes) -> bool:

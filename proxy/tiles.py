@@ -9,9 +9,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from gigaformat.forwarding import forwarding_headers
 from proxy.cache import DiskCache, name_of
 from proxy.coalesce import Coalescer
-from proxy.entry import Entry, lifetime, make_entry
+from proxy.entry import CORS, Entry, lifetime, make_entry
 from proxy.errors import NoBackend
 from proxy.memory import MemoryCache
 from proxy.metrics import ProxyMetrics
@@ -51,8 +52,9 @@ class TileService:
         self.hits = self.misses = self.stale = 0
 
     async def serve(self, send, target: bytes, path: str, versioned: bool, head: bool,
-                    if_none_match: bytes) -> Outcome | None:
-        """Answer ``target``; None when it is neither cached nor under a claimed route (not ours)."""
+                    if_none_match: bytes, scope: dict | None = None) -> Outcome | None:
+        """Answer ``target``; None when it is neither cached nor under a claimed route (not ours). A miss goes
+        to the backend with the forwarding headers of ``scope`` (the client, scheme and Host it used)."""
         now = time.time()
         entry = self.memory.get(target)
         if entry is not None and now < entry.expires:
@@ -67,8 +69,11 @@ class TileService:
                 self.memory.put(found)
                 return await self._replay(send, found, b"HIT", now, head, if_none_match)
             stale = found or stale
+        extra = forwarded(scope) if scope is not None else b""
+        # IIIF documents carry ids built from the forwarded origin and answer by Accept: never shared across them
+        key = (name, extra) if path.startswith("/iiif/") else name
         try:
-            flight = await self.coalescer.run(name, lambda: self._fetch(target, path))
+            flight = await self.coalescer.run(key, lambda: self._fetch(target, path, extra))
         except NoBackend:
             if stale is not None and not versioned:
                 return await self._replay(send, stale, b"STALE", time.time(), head, if_none_match)
@@ -84,13 +89,14 @@ class TileService:
             outcome.backend = flight.fetched.backend
             return outcome
         fetched = flight.fetched
-        headers = [*fetched.headers, (b"content-length", str(len(fetched.body)).encode()), (b"x-cache", b"MISS")]
+        headers = [*fetched.headers, *CORS, (b"content-length", str(len(fetched.body)).encode()),
+                   (b"x-cache", b"MISS")]
         await send_response(send, fetched.status, headers, fetched.body, head)
         self.metrics.requests.labels(str(fetched.status), "MISS").inc()
         return Outcome(fetched.status, "MISS", len(fetched.body), fetched.backend)
 
-    async def _fetch(self, target: bytes, path: str) -> Flight:
-        fetched = await self.upstream.fetch(target, path)
+    async def _fetch(self, target: bytes, path: str, extra: bytes) -> Flight:
+        fetched = await self.upstream.fetch(target, path, extra)
         if fetched.status != 200:
             return Flight(fetched, None)
         cache_control = next((v for n, v in fetched.headers if n == b"cache-control"), b"")
@@ -133,3 +139,19 @@ class TileService:
             "hit_rate": round(self.hits / served, 4) if served else None,
             "coalesced": self.coalescer.shared, "in_flight": len(self.coalescer),
         }
+
+
+def forwarded(scope: dict) -> bytes:
+    """The header lines a backend gets about the client: who it is, the scheme and Host it used, what it
+    accepts (``Accept`` picks the media type of IIIF documents)."""
+    host = accept = b""
+    for name, value in scope["headers"]:
+        if name == b"host":
+            host = value
+        elif name == b"accept":
+            accept = value
+    client = (scope.get("client") or ("",))[0]
+    lines = forwarding_headers(client, scope.get("scheme", "http"), host.decode("latin-1"))
+    if accept and len(accept) <= 256 and all(32 <= c < 127 for c in accept):
+        lines += b"Accept: " + accept + b"\r\n"
+    return lines

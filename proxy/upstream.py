@@ -21,7 +21,8 @@ from proxy.registry import Registry
 
 log = logging.getLogger(__name__)
 
-PASSED = (b"content-type", b"cache-control", b"etag", b"x-tile-version", b"retry-after")
+PASSED = (b"content-type", b"cache-control", b"etag", b"x-tile-version", b"retry-after", b"last-modified", b"link",
+          b"location", b"vary")
 STREAM_LIMIT = 256 << 10  # read buffer; also the longest response head accepted
 MAX_BODY = 32 << 20       # a tile is tens of kB; anything this big is not one
 MAX_IDLE = 64             # kept-alive connections per backend
@@ -108,13 +109,15 @@ class Pool:
         self.read_timeout = read_timeout
         self._idle: dict[str, deque[_Connection]] = {}
 
-    async def get(self, backend_id: str, base_url: str, target: bytes) -> tuple[int, dict[bytes, bytes], bytes]:
-        """GET ``target``; a kept-alive connection the backend closed meanwhile is retried once on a new one.
+    async def get(self, backend_id: str, base_url: str, target: bytes,
+                  extra: bytes = b"") -> tuple[int, dict[bytes, bytes], bytes]:
+        """GET ``target`` (``extra``: more header lines, each ending in CRLF); a kept-alive connection the
+        backend closed meanwhile is retried once on a new one.
 
         Raises UpstreamFailure (or OSError, TimeoutError) when the backend cannot answer.
         """
         request = b"GET " + target + b" HTTP/1.1\r\nHost: " + backend_id.encode() + \
-            b"\r\nAccept-Encoding: identity\r\nUser-Agent: tile-proxy\r\n\r\n"
+            b"\r\nAccept-Encoding: identity\r\nUser-Agent: tile-proxy\r\n" + extra + b"\r\n"
         connection = self._take(backend_id)
         while True:
             if connection is None:
@@ -180,8 +183,9 @@ class Upstream:
         self.metrics = metrics
         self.max_attempts = max(1, max_attempts)
 
-    async def fetch(self, target: bytes, path: str) -> Fetched:
-        """GET ``target`` from the backend owning it, or the next ones when it fails (connection, 5xx).
+    async def fetch(self, target: bytes, path: str, extra: bytes = b"") -> Fetched:
+        """GET ``target`` from the backend owning it, or the next ones when it fails (connection, 5xx);
+        ``extra`` header lines go with it (the forwarding headers).
 
         Raises NoBackend with the reason when no backend is live or none could answer.
         """
@@ -196,7 +200,7 @@ class Upstream:
             backend.stats["requests"] += 1
             started = time.perf_counter()
             try:
-                status, headers, body = await self.pool.get(backend_id, backend.base_url, target)
+                status, headers, body = await self.pool.get(backend_id, backend.base_url, target, extra)
             except (UpstreamFailure, OSError, TimeoutError) as exc:
                 reason = f"{exc.__class__.__name__}: {exc}" if not isinstance(exc, UpstreamFailure) else str(exc)
                 self.metrics.upstream.labels("error").inc()
@@ -206,7 +210,7 @@ class Upstream:
             elapsed = time.perf_counter() - started
             self.metrics.upstream_seconds.observe(elapsed)
             backend.latencies.append(elapsed)
-            if status >= 500:
+            if status >= 500 and status != 501:  # 501: a valid request for a feature not offered; an answer
                 self.metrics.upstream.labels("http_5xx").inc()
                 if status != 503:  # 503 is a busy node, not a broken one
                     self.registry.eject(backend, f"answered {status}")

@@ -10,7 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from email.utils import formatdate
 from pathlib import Path
 
 import anyio
@@ -22,12 +26,26 @@ from starlette.staticfiles import StaticFiles
 
 from gigaformat import deepzoom
 from gigaformat.errors import FormatError, GigatileError
-from tiler import metrics
+from gigaformat.forwarding import Origin, parse_networks, public_origin
+from gigaformat.levels import CELL_SIZE
+from tiler import malloc, metrics
 from tiler.catalog import Catalog
+from tiler.cors import CorsMiddleware
 from tiler.dataset import LoadedDataset
 from tiler.encode import encode_tile, media_type
-from tiler.errors import BadRequest, Busy, CorruptData, NotFound, NotReady, PathTooLong
-from tiler.iiif import info_document, parse_iiif_path, plan_and_render
+from tiler.errors import BadRequest, Busy, CorruptData, NotFound, NotImplementedFeature, NotReady, PathTooLong
+from tiler.iiif_documents import (
+    IMAGE_CONTEXT,
+    PRESENTATION_CONTEXT,
+    PROFILE_URL,
+    encode_document,
+    info_document,
+    json_media_type,
+    manifest_document,
+    service_id,
+)
+from tiler.iiif_parse import IiifBaseRequest, IiifImageRequest, IiifInfoRequest, parse_iiif_path
+from tiler.iiif_plan import Plan, finish, plan_request, render_plan
 from tiler.settings import ServeSettings
 from tiler.tile_cache import TileCache
 from tiler.tile_request import (
@@ -48,10 +66,12 @@ log = logging.getLogger(__name__)
 IMMUTABLE = "public, max-age=31536000, immutable"
 SHORT = "public, max-age=60"
 VIEWER_DIR = Path(__file__).parent / "viewer"
+IIIF_CACHE_ENTRY = 256 << 10  # the largest IIIF answer kept in the IIIF cache
 
 # The one place an error becomes a status; the first matching type wins (subclasses before their bases).
 STATUS_CODES: tuple[tuple[type[Exception], int], ...] = (
     (PathTooLong, 414),
+    (NotImplementedFeature, 501),
     (BadRequest, 400),
     (NotFound, 404),
     (NotReady, 503),
@@ -89,6 +109,50 @@ class RenderPool:
             metrics.RENDER_QUEUE.dec()
 
 
+class IiifPool:
+    """IIIF renders in threads of their own (``threads``, at a lower CPU priority than tile renders, so a
+    IIIF burst never starves tiles), ``max_queue`` waiting, else 503. When the pool falls idle the
+    allocator's free memory is handed back (``tiler.malloc``)."""
+
+    NICE = 10
+
+    def __init__(self, threads: int, max_queue: int):
+        self.executor = ThreadPoolExecutor(threads, thread_name_prefix="iiif", initializer=self._lower_priority)
+        self.max_queue = max_queue
+        self.waiting = 0
+        self._lock = threading.Lock()
+
+    @classmethod
+    def _lower_priority(cls) -> None:
+        with contextlib.suppress(OSError, AttributeError):  # Linux: a thread's nice value is its own
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), cls.NICE)
+
+    def _done(self, future) -> None:
+        with self._lock:
+            self.waiting -= 1
+            idle = self.waiting == 0
+        if idle and not future.cancelled():  # in the worker thread that ran it: never on the event loop
+            malloc.trim()
+
+    async def run(self, func, *args):
+        with self._lock:
+            if self.waiting >= self.max_queue:
+                metrics.OVERLOADED.inc()
+                raise Busy("IIIF queue is full; retry shortly")
+            self.waiting += 1
+        try:
+            future = self.executor.submit(func, *args)
+        except BaseException:
+            with self._lock:
+                self.waiting -= 1
+            raise
+        future.add_done_callback(self._done)  # also when the client left and the render never started
+        return await asyncio.wrap_future(future)
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+
 def _etag_matches(request: Request, etag: str) -> bool:
     header = request.headers.get("if-none-match", "")
     return any(tag.strip() in (etag, "*", f"W/{etag}") for tag in header.split(","))
@@ -100,6 +164,11 @@ class TileService:
         self.catalog = catalog
         self.pool = RenderPool(settings.render_threads, settings.max_queue)
         self.cache = TileCache(settings.cache_mb << 20)
+        self.iiif_pool = IiifPool(settings.iiif_threads, settings.iiif_max_queue)
+        # IIIF tiles and thumbnails, which viewers ask for again; a large one-off answer would evict hundreds
+        # of them and keep a burst's memory (issue 17), so it is not kept
+        self.iiif_cache = TileCache(settings.iiif_cache_mb << 20, IIIF_CACHE_ENTRY)
+        self.trusted = parse_networks(settings.trusted_proxies)
 
     def _render(self, ds: LoadedDataset, z: int, x: int, y: int, fmt: str, crop: tuple[int, int] | None) -> bytes:
         started = time.perf_counter()
@@ -172,22 +241,80 @@ class TileService:
         return Response(data, media_type=media_type(req.fmt),
                         headers={"Cache-Control": IMMUTABLE if req.version == version else SHORT})
 
+    # -- IIIF ------------------------------------------------------------------------------------
+
+    def base_url(self, request: Request) -> str:
+        """The public base URL of this service: ``--public-url``, else the request's, as trusted proxies say."""
+        if self.settings.public_url:
+            return self.settings.public_url
+        host = request.headers.get("host", "") or f"{self.settings.host}:{self.settings.port}"
+        seen = Origin(request.url.scheme, host)
+        peer = request.client.host if request.client else ""
+        return public_origin(peer, seen, request.headers, self.trusted).base_url
+
     async def iiif(self, request: Request) -> Response:
-        path = request.path_params["path"]
-        if "/" not in path and path:
-            return RedirectResponse(f"{request.url.path}/info.json", status_code=303)
-        parsed = parse_iiif_path(path)
+        parsed = parse_iiif_path(request.path_params["path"])
         ds = self.catalog.get(parsed.dataset)
-        if isinstance(parsed, InfoRequest):
-            base = str(request.base_url).rstrip("/")
-            return JSONResponse(info_document(ds, base), media_type="application/ld+json",
-                                headers={"Cache-Control": "no-cache"})
-        etag = f'"{ds.name}-g{ds.generation}"'
+        base = self.base_url(request)
+        if isinstance(parsed, IiifBaseRequest):
+            return RedirectResponse(f"{service_id(base, ds.name)}/info.json", status_code=303,
+                                    headers={"Cache-Control": "no-cache"})
+        if isinstance(parsed, IiifInfoRequest):
+            doc, context = info_document(ds.geometry, ds.name, base), IMAGE_CONTEXT
+        elif isinstance(parsed, IiifImageRequest):
+            return await self.iiif_image(request, ds, parsed, base)
+        else:
+            doc, context = manifest_document(ds.geometry, ds.name, ds.generation, base), PRESENTATION_CONTEXT
+        body, etag = encode_document(doc)
+        headers = {"ETag": etag, "Last-Modified": formatdate(ds.loaded_at, usegmt=True), "Cache-Control": "no-cache",
+                   "Vary": "Accept"}
         if _etag_matches(request, etag):
-            return Response(status_code=304, headers={"ETag": etag, "Cache-Control": SHORT})
-        data = await self.pool.run(lambda: encode_tile(plan_and_render(ds, parsed), parsed.fmt,
-                                                       self.settings.jpeg_quality))
-        return Response(data, media_type=media_type(parsed.fmt), headers={"ETag": etag, "Cache-Control": SHORT})
+            return Response(status_code=304, headers=headers)
+        return Response(body, media_type=json_media_type(request.headers.get("accept", ""), context),
+                        headers=headers)
+
+    def _render_iiif(self, ds: LoadedDataset, plan: Plan, req: IiifImageRequest) -> bytes:
+        started = time.perf_counter()
+        pixels = finish(render_plan(plan, ds.geometry, ds.render_level_window), req.mirror, req.rotation,
+                        req.quality)
+        data = encode_tile(pixels, req.fmt, self.settings.jpeg_quality)
+        metrics.RENDER_SECONDS.labels("iiif").observe(time.perf_counter() - started)
+        return data
+
+    @staticmethod
+    def _stored_tile(ds: LoadedDataset, plan: Plan, req: IiifImageRequest) -> bytes | None:
+        """The stored JPEG of the whole interior tile a request names as it is, else None."""
+        g = ds.geometry
+        size, f = g.tile_size, g.factor(plan.z)
+        if (req.fmt != "jpg" or req.quality not in ("default", "color") or req.mirror or req.rotation
+                or (plan.out_width, plan.out_height, plan.width, plan.height) != (size, size, size * f, size * f)
+                or plan.x % (size * f) or plan.y % (size * f)):
+            return None
+        return ds.stored_tile(plan.z, plan.x // (size * f), plan.y // (size * f))
+
+    async def iiif_image(self, request: Request, ds: LoadedDataset, req: IiifImageRequest, base: str) -> Response:
+        plan = plan_request(ds.geometry, req)  # every fault of the URL is answered before any 304
+        cells = ds.cells[plan.y // CELL_SIZE:-(-(plan.y + plan.height) // CELL_SIZE),
+                         plan.x // CELL_SIZE:-(-(plan.x + plan.width) // CELL_SIZE)]
+        version = int(cells.max()) if cells.size else ds.generation
+        quality = f"-q{self.settings.jpeg_quality}" if req.fmt in ("jpg", "webp") else ""
+        etag = f'"{ds.name}-v{version}{quality}"'
+        rotation = f"{'!' if req.mirror else ''}{req.rotation}"
+        canonical = f"{service_id(base, ds.name)}/{plan.canonical}/{rotation}/{req.quality}.{req.fmt}"
+        headers = {"ETag": etag, "Cache-Control": SHORT,
+                   "Link": f'<{canonical}>;rel="canonical", <{PROFILE_URL}>;rel="profile"'}
+        if _etag_matches(request, etag):
+            return Response(status_code=304, headers=headers)
+        stored = self._stored_tile(ds, plan, req)
+        if stored is not None:  # exactly a stored tile: the bytes /tiles/ serves
+            return Response(stored, media_type=media_type(req.fmt), headers=headers)
+        key = (ds.name, version, plan, rotation, req.quality, req.fmt)
+        data = self.iiif_cache.get(key)
+        metrics.CACHE.labels("iiif_hit" if data is not None else "iiif_miss").inc()
+        if data is None:
+            data = await self.iiif_pool.run(self._render_iiif, ds, plan, req)
+            self.iiif_cache.put(key, data)
+        return Response(data, media_type=media_type(req.fmt), headers=headers)
 
 
 def _error(route: str, exc: GigatileError) -> Response:
@@ -195,7 +322,7 @@ def _error(route: str, exc: GigatileError) -> Response:
     headers = {"Cache-Control": "no-store"}
     if status in RETRY_STATUSES:
         headers["Retry-After"] = "1"
-    if status >= 500 and status not in RETRY_STATUSES:
+    if status >= 500 and status not in RETRY_STATUSES and status != 501:  # 501: a feature not offered
         log.error("request failed route=%s status=%d error=%r", route, status, str(exc))
     metrics.REQUESTS.labels(route, str(status)).inc()
     return PlainTextResponse(str(exc) + "\n", status_code=status, headers=headers)
@@ -212,7 +339,7 @@ def _guarded(route: str, handler):
     return endpoint
 
 
-def build_app(settings: ServeSettings, catalog: Catalog | None = None) -> Starlette:
+def build_app(settings: ServeSettings, catalog: Catalog | None = None) -> CorsMiddleware:
     catalog = catalog or Catalog(settings.root, settings.datasets)
     service = TileService(settings, catalog)
     metrics.watch_disk(settings.root)
@@ -247,6 +374,7 @@ def build_app(settings: ServeSettings, catalog: Catalog | None = None) -> Starle
             yield
         finally:
             task.cancel()
+            service.iiif_pool.close()
 
     routes = [
         Route("/healthz", healthz), Route("/readyz", readyz), Route("/metrics", metrics_endpoint),
@@ -258,9 +386,10 @@ def build_app(settings: ServeSettings, catalog: Catalog | None = None) -> Starle
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.catalog = catalog
     app.state.service = service
-    return app
+    return CorsMiddleware(app)
 
 
-def create_app() -> Starlette:
+def create_app() -> CorsMiddleware:
     """Factory for uvicorn workers: settings come from the CLI through the environment."""
+    malloc.fix_mmap_threshold()
     return build_app(ServeSettings.from_env())

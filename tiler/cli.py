@@ -7,6 +7,7 @@ endpoint, credentials and region come from AWS's own chain (AWS_ENDPOINT_URL_S3 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -16,6 +17,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 
 from gigaformat import commandline
 from gigaformat.commandline import flag
+from gigaformat.forwarding import LOOPBACK, parse_networks
 from tiler.errors import TilerError
 
 console = Console(stderr=True, soft_wrap=True)  # never fold messages: scripts grep them
@@ -119,6 +121,13 @@ def _add_serve(add) -> None:
     flag(p, "advertise", default="", help="address written in the registration (default: --host)")
     flag(p, "instance-id", default="", help="instance id written in the registration")
     flag(p, "ttl-seconds", int, 30, help="registration lifetime; renewed every third of it")
+    flag(p, "iiif-threads", int, 1, help="IIIF renders at once per worker (a pool of their own, beneath tiles)")
+    flag(p, "iiif-max-queue", int, 16, help="IIIF requests waiting per worker beyond which requests get 503")
+    flag(p, "iiif-cache-mb", int, 32, help="encoded IIIF answers (each at most 256 KB) cached per worker, MB")
+    flag(p, "public-url", default="", help="base URL the world reaches this service at, for the ids of IIIF "
+         "documents, e.g. https://tiles.example.com (default: from the request and trusted proxies' headers)")
+    flag(p, "trusted-proxies", default=LOOPBACK, help="comma-separated addresses/networks whose Forwarded and "
+         "X-Forwarded-* headers are believed")
     p.set_defaults(run=_run_serve)
 
 
@@ -128,13 +137,22 @@ def _run_serve(args: argparse.Namespace) -> int:
 
     if not 1 <= args.jpeg_quality <= 100:
         raise TilerError("--jpeg-quality must be 1-100")
+    try:
+        parse_networks(args.trusted_proxies)
+    except ValueError as exc:
+        raise TilerError(f"--trusted-proxies: {exc}") from None
+    public_url = args.public_url.rstrip("/")
+    if public_url and not re.match(r"^https?://[^/?#\s]+(/[^?#\s]*)?$", public_url):
+        raise TilerError(f"--public-url {args.public_url!r}: use http(s)://host[:port][/prefix]")
     datasets = tuple(d.strip() for d in args.datasets.split(",") if d.strip())
     settings = ServeSettings(root=args.root.resolve(), datasets=datasets, host=args.host, port=args.port,
                              workers=max(1, args.workers), render_threads=max(1, args.render_threads),
                              max_queue=max(1, args.max_queue), jpeg_quality=args.jpeg_quality,
                              cache_mb=max(0, args.cache_mb), reload_seconds=args.reload_seconds,
                              bucket=args.bucket, advertise=args.advertise, instance_id=args.instance_id,
-                             ttl_seconds=args.ttl_seconds)
+                             ttl_seconds=args.ttl_seconds, iiif_threads=max(1, args.iiif_threads),
+                             iiif_max_queue=max(1, args.iiif_max_queue), iiif_cache_mb=max(0, args.iiif_cache_mb),
+                             public_url=public_url, trusted_proxies=args.trusted_proxies)
     _say_where(settings)
     serve(settings)
     return 0

@@ -6,6 +6,7 @@ pages); a loaded generation never changes, and a newer one is loaded beside it a
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from pathlib import Path
@@ -15,7 +16,7 @@ import numpy as np
 from gigaformat.itemsdb import ITEMS_INDEX_NAME
 from gigaformat.layout import DatasetDir
 from gigaformat.levels import CELL_SIZE, Geometry
-from gigaformat.state import State
+from gigaformat.state import STATE_NAME, State
 from gigaformat.tiles import TileCodec
 from tiler.compose import MipStore, Window, render_window
 from tiler.encode import encode_tile
@@ -68,6 +69,7 @@ class LoadedDataset:
         self.lazy = remote is not None  # some packs may still be arriving: their tiles come from S3
         self.cells = np.asarray(state.cells, dtype=np.int64).reshape(self.geometry.cell_counts()[::-1])
         self.items = len(ordered)
+        self.loaded_at = time.time()  # Last-Modified of its documents; open() uses the state file's time
 
     @classmethod
     def open(cls, folder: DatasetDir) -> LoadedDataset:
@@ -75,6 +77,8 @@ class LoadedDataset:
         started = time.monotonic()
         state = folder.load_current_state()
         loaded = cls(state, folder.objects, items_index=folder.generation_dir(state.generation) / ITEMS_INDEX_NAME)
+        with contextlib.suppress(OSError):
+            loaded.loaded_at = (folder.generation_dir(state.generation) / STATE_NAME).stat().st_mtime
         log.info("loaded dataset=%s generation=%d items=%d seconds=%.2f", loaded.name, loaded.generation,
                  loaded.items, time.monotonic() - started)
         return loaded

@@ -25,6 +25,10 @@ class PathTooLong(BadRequest):
     """A request path longer than any valid one."""
 
 
+class NotImplementedFeature(BadRequest):
+    """A valid request for a feature this server does not offer (IIIF: upscaling, arbitrary rotation, tif)."""
+
+
 class NotFound(TilerError):
     """No such dataset, level, tile or path."""
 

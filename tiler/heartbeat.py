@@ -15,6 +15,8 @@ from gigaformat.s3 import describe, make_client
 
 log = logging.getLogger(__name__)
 
+ROUTES = ["/tiles/*", "/iiif/*"]  # what this node serves through tile-proxy
+
 
 class Heartbeat(threading.Thread):
     def __init__(self, bucket: str, address: str, port: int, check_url: str, instance_id: str = "",
@@ -24,8 +26,8 @@ class Heartbeat(threading.Thread):
         self.check_url = check_url
         self.client = client or make_client()
         now = utc_now_iso()
-        self.record = Registration(address=address, port=port, instance_id=instance_id, started=now,
-                                   heartbeat=now, ttl_seconds=ttl_seconds)
+        self.record = Registration(address=address, port=port, routes=list(ROUTES), instance_id=instance_id,
+                                   started=now, heartbeat=now, ttl_seconds=ttl_seconds)
         self.stopping = threading.Event()
         self.registered = False
 

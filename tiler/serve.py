@@ -48,6 +48,7 @@ def serve(settings: ServeSettings) -> None:
         try:
             uvicorn.run("tiler.app:create_app", factory=True, host=settings.host, port=settings.port,
                         workers=settings.workers, log_level="warning", access_log=False,
+                        proxy_headers=False,  # the app reads forwarding headers itself, from trusted peers only
                         log_config=worker_logging(logging.getLogger().getEffectiveLevel()),
                         timeout_graceful_shutdown=5)
         finally:

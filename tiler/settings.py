@@ -7,6 +7,8 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from gigaformat.forwarding import LOOPBACK
+
 ENV_KEY = "GIGATILE_SERVE_SETTINGS"  # how the CLI hands settings to worker processes
 
 
@@ -27,6 +29,11 @@ class ServeSettings:
     instance_id: str = ""
     ttl_seconds: int = 30
     viewer: bool = True
+    iiif_threads: int = 1             # IIIF renders at once per worker (their own pool, below tiles in priority)
+    iiif_max_queue: int = 16          # IIIF requests waiting per worker beyond this get 503 + Retry-After
+    iiif_cache_mb: int = 32           # encoded IIIF answers cached per worker
+    public_url: str = ""              # base URL of the ids in IIIF documents (default: from the request)
+    trusted_proxies: str = LOOPBACK   # addresses whose Forwarded / X-Forwarded-* headers are believed
     extra: dict = field(default_factory=dict)
 
     def to_env(self) -> str:

@@ -8,8 +8,11 @@ from collections.abc import Hashable
 
 
 class TileCache:
-    def __init__(self, max_bytes: int):
+    """At most ``max_bytes`` of entries, each at most ``max_entry`` bytes (default: any that fits)."""
+
+    def __init__(self, max_bytes: int, max_entry: int | None = None):
         self.max_bytes = max_bytes
+        self.max_entry = max_bytes if max_entry is None else min(max_entry, max_bytes)
         self.nbytes = 0
         self._entries: OrderedDict[Hashable, bytes] = OrderedDict()
         self._lock = threading.Lock()
@@ -22,7 +25,7 @@ class TileCache:
             return found
 
     def put(self, key: Hashable, data: bytes) -> None:
-        if len(data) > self.max_bytes:
+        if len(data) > self.max_entry:
             return
         with self._lock:
             old = self._entries.pop(key, None)

@@ -48,7 +48,7 @@ def test_a_local_launch_replicates_the_wall_and_serves_correct_tiles_at_its_regi
     wait_or_show(node, lambda: node.registration() is not None, 90, "the node's registration")
     record = node.registration()
     assert (record["address"], record["port"], record["datasets"]) == (node.address, node.port, {DATASET: 1})
-    assert record["instance_id"] == node.record["instance_id"] and record["routes"] == ["/tiles/*"]
+    assert record["instance_id"] == node.record["instance_id"] and record["routes"] == ["/tiles/*", "/iiif/*"]
 
     assert node.status()["kernels"] == "release" and (node.layout.current.resolve() / ".warmed").is_file()
     assert "warmup" not in node.status()["phases"]  # nothing left to compile

@@ -229,3 +229,39 @@ def test_traversal_and_absurd_urls_are_refused_before_any_backend_or_disk(nodes,
     assert node.tile_requests() == served
     assert not any(f.is_file() for f in (proxy.cache_dir / "objects").rglob("*"))
     assert os.listdir(proxy.cache_dir / "tmp") == []
+
+
+def test_cors_on_every_answer_and_preflights_answered_here(nodes, proxies):
+    """Viewers on other origins (OpenSeadragon, Mirador) read tiles and IIIF through the proxy."""
+    node = nodes.start("127.0.0.2")
+    proxy = proxies.start()
+    proxy.wait_live({node.id})
+    origin = {"Origin": "http://viewer.example"}
+    for path in ("/tiles/covers/0/0/0.jpg?v=1", "/tiles/covers/0/0/0.jpg?v=1", "/tiles/covers/info.json",
+                 "/iiif/3/covers/info.json", "/iiif/3/covers/full/64,/0/default.jpg", "/tiles/nope/x",
+                 "/proxy/status"):
+        response = httpx.get(proxy.url + path, headers=origin)
+        assert response.headers["access-control-allow-origin"] == "*", (path, response.status_code)
+    preflight = httpx.options(proxy.url + "/iiif/3/covers/info.json",
+                              headers={**origin, "Access-Control-Request-Method": "GET",
+                                       "Access-Control-Request-Headers": "if-none-match"})
+    assert preflight.status_code == 204 and "GET" in preflight.headers["access-control-allow-methods"]
+    assert preflight.headers["access-control-allow-headers"] == "if-none-match"
+
+
+def test_iiif_through_the_proxy_names_the_proxy_and_negotiates(nodes, proxies):
+    node = nodes.start("127.0.0.2")
+    proxy = proxies.start()
+    proxy.wait_live({node.id})
+    info = httpx.get(proxy.url + "/iiif/3/covers/info.json")
+    assert info.json()["id"] == proxy.url + "/iiif/3/covers" and info.headers["etag"]
+    assert httpx.get(node.url + "/iiif/3/covers/info.json").json()["id"] == node.url + "/iiif/3/covers"
+    other = httpx.get(proxy.url + "/iiif/3/covers/info.json", headers={"Host": "wall.example"})
+    assert other.json()["id"] == "http://wall.example/iiif/3/covers"
+    ld = httpx.get(proxy.url + "/iiif/3/covers/info.json", headers={"Accept": "application/ld+json"})
+    assert ld.headers["content-type"].startswith("application/ld+json")
+    redirect = httpx.get(proxy.url + "/iiif/3/covers")
+    assert redirect.status_code == 303 and redirect.headers["location"] == proxy.url + "/iiif/3/covers/info.json"
+    image = httpx.get(proxy.url + "/iiif/3/covers/full/64,/0/default.jpg")
+    assert image.status_code == 200 and 'rel="canonical"' in image.headers["link"]
+    assert httpx.get(proxy.url + "/iiif/3/covers/full/max/45/default.jpg").status_code == 501

@@ -41,3 +41,15 @@ def test_good_targets_pass_unchanged():
     assert check_target(b"/", b"") == b"/"
     assert check_target(b"/tiles/covers.dzi", b"") == b"/tiles/covers.dzi"
     assert is_versioned(b"v=7") and is_versioned(b"x=1&v=2") and not is_versioned(b"") and not is_versioned(b"vv=1")
+
+
+def test_escapes_of_plain_characters_are_decoded_and_the_result_checked():
+    """The validator's id_escaped (``%2D`` for ``-``) is the same URL; an escaped slash or dot-dot is not let by."""
+    assert check_target(b"/iiif/3/a%2Db/full/max/0/default.jpg", b"") == b"/iiif/3/a-b/full/max/0/default.jpg"
+    assert check_target(b"/iiif/3/a/full/%5Emax/0/default.jpg", b"") == b"/iiif/3/a/full/^max/0/default.jpg"
+    assert check_target(b"/iiif/3/a/full/!100,100/90/default.jpg", b"") == b"/iiif/3/a/full/!100,100/90/default.jpg"
+    for path in (b"/iiif/3/a%2Fb/info.json", b"/iiif/3/%2e%2e/%2E%2E/x", b"/iiif/3/a%00/info.json",
+                 b"/iiif/3/a%25/info.json", b"/iiif/3/a%zz/info.json", b"/iiif/3/%5B/info.json"):
+        with pytest.raises(ProxyError) as caught:
+            check_target(path, b"")
+        assert status_of(caught.value) == 400, path

@@ -47,15 +47,6 @@ BAD_REQUESTS = [
     ("/tiles/awkward_files/40/0_0.jpg", 404),
     ("/tiles/awkward_files/2/5_0.jpg", 404),
     ("/tiles/awkward_files/11/0_0.tif", 400),
-    ("/iiif/3/awkward/full/max/0/default.tif", 400),
-    ("/iiif/3/awkward/full/max/45/default.jpg", 400),
-    ("/iiif/3/awkward/full/9999,/0/default.jpg", 400),
-    ("/iiif/3/awkward/0,0,0,0/max/0/default.jpg", 400),
-    ("/iiif/3/awkward/5000,0,10,10/max/0/default.jpg", 400),
-    ("/iiif/3/awkward/full/max/0/sepia.jpg", 400),
-    ("/iiif/3/awkward/full/,/0/default.jpg", 400),
-    ("/iiif/3/awkward/full", 400),
-    ("/iiif/3/nope/info.json", 404),
 ]
 
 
