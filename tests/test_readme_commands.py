@@ -50,6 +50,9 @@ SKIPPED = {
                                                                                    "profile); tests/bootstrap/"
                                                                                    "test_launch.py drives it "
                                                                                    "against moto",
+    "infra/README.md: scripts/deploy_stack.sh deploy": "AWS only: creates or updates a CloudFormation stack in an "
+                                                       "AWS account; tests/infra/test_stack.py deploys the "
+                                                       "template to moto",
     "proxy/README.md: tile-proxy run --bucket gigatile --cache-dir /var/cache": "production only: port 80 on every "
                                                                                 "address and /var/cache (root); "
                                                                                 "make demo runs tile-proxy on "

@@ -225,7 +225,7 @@ def scale_in_local(root: Path, grace: float = 60.0) -> LocalNode:
     if pid_alive(record.node_pid):
         print(f"warning: node-bootstrap pid {record.node_pid} did not leave in {grace:.0f} s; stopping it",
               file=sys.stderr)
-    return stop_local(root)
+    return stop_local(root)[0]
 
 
 def _end_orphans(layout: NodeLayout) -> None:
