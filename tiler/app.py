@@ -35,16 +35,25 @@ from tiler.dataset import LoadedDataset
 from tiler.encode import encode_tile, media_type
 from tiler.errors import BadRequest, Busy, CorruptData, NotFound, NotImplementedFeature, NotReady, PathTooLong
 from tiler.iiif_documents import (
+    ANNOTATIONS_PER_PAGE,
     IMAGE_CONTEXT,
     PRESENTATION_CONTEXT,
     PROFILE_URL,
+    annotation_collection,
+    annotation_page,
     encode_document,
     info_document,
     json_media_type,
     manifest_document,
     service_id,
 )
-from tiler.iiif_parse import IiifBaseRequest, IiifImageRequest, IiifInfoRequest, parse_iiif_path
+from tiler.iiif_parse import (
+    IiifAnnotationsRequest,
+    IiifBaseRequest,
+    IiifImageRequest,
+    IiifInfoRequest,
+    parse_iiif_path,
+)
 from tiler.iiif_plan import Plan, finish, plan_request, render_plan
 from tiler.settings import ServeSettings
 from tiler.tile_cache import TileCache
@@ -263,8 +272,12 @@ class TileService:
             doc, context = info_document(ds.geometry, ds.name, base), IMAGE_CONTEXT
         elif isinstance(parsed, IiifImageRequest):
             return await self.iiif_image(request, ds, parsed, base)
+        elif isinstance(parsed, IiifAnnotationsRequest):
+            doc = await self.iiif_pool.run(self.annotations_document, ds, parsed.page, base)
+            context = PRESENTATION_CONTEXT
         else:
-            doc, context = manifest_document(ds.geometry, ds.name, ds.generation, base), PRESENTATION_CONTEXT
+            doc = manifest_document(ds.geometry, ds.name, ds.generation, base, len(ds.catalog.ids))
+            context = PRESENTATION_CONTEXT
         body, etag = encode_document(doc)
         headers = {"ETag": etag, "Last-Modified": formatdate(ds.loaded_at, usegmt=True), "Cache-Control": "no-cache",
                    "Vary": "Accept"}
@@ -272,6 +285,19 @@ class TileService:
             return Response(status_code=304, headers=headers)
         return Response(body, media_type=json_media_type(request.headers.get("accept", ""), context),
                         headers=headers)
+
+    @staticmethod
+    def annotations_document(ds: LoadedDataset, page: int | None, base: str) -> dict:
+        """The items' annotation collection (``page`` None), or one page of it; NotFound past the last."""
+        total = len(ds.catalog.ids)
+        if page is None:
+            return annotation_collection(ds.name, base, total)
+        start = page * ANNOTATIONS_PER_PAGE
+        if start >= max(total, 1):
+            raise NotFound(f"no annotation page {page}: {ds.name} has {total} items, "
+                           f"{ANNOTATIONS_PER_PAGE} a page")
+        positions = list(range(start, min(total, start + ANNOTATIONS_PER_PAGE)))
+        return annotation_page(ds.name, base, page, ds.catalog.describe(positions), total)
 
     def _render_iiif(self, ds: LoadedDataset, plan: Plan, req: IiifImageRequest) -> bytes:
         started = time.perf_counter()

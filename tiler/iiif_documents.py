@@ -1,4 +1,5 @@
-"""IIIF documents of a dataset: the Image API 3.0 ``info.json`` and the Presentation 3.0 manifest.
+"""IIIF documents of a dataset: the Image API 3.0 ``info.json``, the Presentation 3.0 manifest, and the items
+as W3C annotations of its canvas (pages of ``ANNOTATIONS_PER_PAGE`` in drawing order, in one collection).
 
 Both carry absolute ``id``s built from the public base URL (``--public-url``, or what the request and
 trusted proxies say: ``gigaformat.forwarding``). The manifest is built with ``iiif-prezi3`` (imported on
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from urllib.parse import quote
 
 from gigaformat.levels import Geometry
 from tiler.encode import FORMATS
@@ -19,6 +21,10 @@ PRESENTATION_CONTEXT = "http://iiif.io/api/presentation/3/context.json"
 PROFILE = "level2"
 PROFILE_URL = "http://iiif.io/api/image/3/level2.json"
 EXTRA_FEATURES = ["mirroring", "canonicalLinkHeader", "profileLinkHeader"]
+ANNOTATIONS_PER_PAGE = 500      # ~100 KB of JSON a page
+MANIFEST_ANNOTATION_ITEMS = 10_000  # up to this many items the canvas lists every page; beyond, a viewer would
+                                    # fetch them all at once, so only the collection (annotations.json) has them
+MOTIVATION = "commenting"       # what Mirador's annotation panel lists (it shows commenting and tagging only)
 
 
 def service_id(base_url: str, dataset: str) -> str:
@@ -45,23 +51,86 @@ def info_document(geometry: Geometry, dataset: str, base_url: str) -> dict:
     }
 
 
-def manifest_document(geometry: Geometry, dataset: str, generation: int, base_url: str) -> dict:
-    """A Presentation 3.0 manifest: one canvas the size of the wall, painted by the dataset's image service."""
-    from iiif_prezi3 import Annotation, AnnotationBody, AnnotationPage, Canvas, Manifest, ServiceV3
+def canvas_id(base_url: str, dataset: str) -> str:
+    return f"{service_id(base_url, dataset)}/canvas/1"
+
+
+def page_count(items: int) -> int:
+    return max(1, -(-items // ANNOTATIONS_PER_PAGE))
+
+
+def page_id(base_url: str, dataset: str, page: int) -> str:
+    return f"{service_id(base_url, dataset)}/annotations/{page}.json"
+
+
+def collection_id(base_url: str, dataset: str) -> str:
+    return f"{service_id(base_url, dataset)}/annotations.json"
+
+
+def manifest_document(geometry: Geometry, dataset: str, generation: int, base_url: str, items: int) -> dict:
+    """A Presentation 3.0 manifest: one canvas the size of the wall, painted by the dataset's image service;
+    its ``annotations`` are the pages of the items' annotations when there are at most
+    ``MANIFEST_ANNOTATION_ITEMS``."""
+    from iiif_prezi3 import Annotation, AnnotationBody, AnnotationPage, AnnotationPageRef, Canvas, Manifest, ServiceV3
 
     service = service_id(base_url, dataset)
-    canvas_id = f"{service}/canvas/1"
+    canvas_id_ = canvas_id(base_url, dataset)
     body = AnnotationBody(id=f"{service}/full/max/0/default.jpg", type="Image", format="image/jpeg",
                           width=geometry.width, height=geometry.height,
                           service=[ServiceV3(id=service, type="ImageService3", profile=PROFILE)])
-    painting = Annotation(id=f"{canvas_id}/painting", type="Annotation", motivation="painting", body=body,
-                          target=canvas_id)
-    canvas = Canvas(id=canvas_id, label={"none": [dataset]}, width=geometry.width, height=geometry.height,
-                    items=[AnnotationPage(id=f"{canvas_id}/page", type="AnnotationPage", items=[painting])])
+    painting = Annotation(id=f"{canvas_id_}/painting", type="Annotation", motivation="painting", body=body,
+                          target=canvas_id_)
+    listed = range(page_count(items)) if 0 < items <= MANIFEST_ANNOTATION_ITEMS else range(0)
+    pages = [AnnotationPageRef(id=page_id(base_url, dataset, n), type="AnnotationPage") for n in listed] or None
+    canvas = Canvas(id=canvas_id_, label={"none": [dataset]}, width=geometry.width, height=geometry.height,
+                    items=[AnnotationPage(id=f"{canvas_id_}/page", type="AnnotationPage", items=[painting])],
+                    annotations=pages)
     manifest = Manifest(id=f"{service}/manifest.json", label={"none": [dataset]},
                         summary={"none": [f"gigatile dataset {dataset}, generation {generation}"]},
                         items=[canvas])
     return json.loads(manifest.jsonld())
+
+
+def annotation_collection(dataset: str, base_url: str, items: int) -> dict:
+    """The W3C annotation collection of the items: how many, and the first and last page."""
+    from iiif_prezi3 import AnnotationCollection, AnnotationPageRef
+
+    last = page_count(items) - 1
+    collection = AnnotationCollection(
+        id=collection_id(base_url, dataset), type="AnnotationCollection", label={"none": [f"{dataset}: items"]},
+        total=items, first=AnnotationPageRef(id=page_id(base_url, dataset, 0), type="AnnotationPage"),
+        last=AnnotationPageRef(id=page_id(base_url, dataset, last), type="AnnotationPage"))
+    doc = json.loads(collection.jsonld())
+    doc.pop("items", None)  # the pages hold the items; iiif-prezi3 writes an empty list
+    return doc
+
+
+def item_text(item: dict) -> str:
+    """What an annotation says of an item: its title and author where it has them, else its id."""
+    meta = item["meta"]
+    words = [meta[c] for c in ("title", "author") if meta.get(c)]
+    return " — ".join(words) if words else item["id"]
+
+
+def annotation_page(dataset: str, base_url: str, page: int, items: list[dict], total: int) -> dict:
+    """Page ``page`` of the items' annotations: each item ``commenting`` its rectangle of the canvas."""
+    from iiif_prezi3 import Annotation, AnnotationCollectionRef, AnnotationPage, AnnotationPageRef, TextualBody
+
+    target = canvas_id(base_url, dataset)
+    service = service_id(base_url, dataset)
+    annotations = [
+        Annotation(id=f"{service}/annotations/item/{quote(item['id'], safe='')}", type="Annotation",
+                   motivation=MOTIVATION, label={"none": [item["id"]]},
+                   body=TextualBody(type="TextualBody", value=item_text(item), format="text/plain"),
+                   target=f"{target}#xywh={item['x']},{item['y']},{item['width']},{item['height']}")
+        for item in items]
+    last = page_count(total) - 1
+    ref = lambda n: AnnotationPageRef(id=page_id(base_url, dataset, n), type="AnnotationPage")  # noqa: E731
+    doc = AnnotationPage(id=page_id(base_url, dataset, page), type="AnnotationPage", items=annotations,
+                         partOf=[AnnotationCollectionRef(id=collection_id(base_url, dataset),
+                                                         type="AnnotationCollection")],
+                         next=ref(page + 1) if page < last else None, prev=ref(page - 1) if page > 0 else None)
+    return json.loads(doc.jsonld())
 
 
 def encode_document(doc: dict) -> tuple[bytes, str]:

@@ -59,6 +59,15 @@ class IiifManifestRequest:
 
 
 @dataclass(frozen=True)
+class IiifAnnotationsRequest:
+    """``/iiif/3/<id>/annotations.json`` (the collection of the items' annotation pages: ``page`` None) or
+    ``/iiif/3/<id>/annotations/<page>.json``."""
+
+    dataset: str
+    page: int | None
+
+
+@dataclass(frozen=True)
 class IiifBaseRequest:
     """The image's base URI (``/iiif/3/<id>``): answered by a redirect to its info.json."""
 
@@ -76,7 +85,8 @@ class IiifImageRequest:
     fmt: str
 
 
-IiifRequest = IiifInfoRequest | IiifManifestRequest | IiifBaseRequest | IiifImageRequest
+IiifRequest = IiifInfoRequest | IiifManifestRequest | IiifAnnotationsRequest | IiifBaseRequest | IiifImageRequest
+_PAGE = re.compile(r"^(0|[1-9][0-9]{0,6})\.json$")
 
 
 def parse_iiif_path(path: str) -> IiifRequest:
@@ -84,6 +94,10 @@ def parse_iiif_path(path: str) -> IiifRequest:
     if len(path) > MAX_PATH:
         raise PathTooLong(f"path longer than {MAX_PATH} characters")
     parts = path.split("/")
+    if len(parts) == 3 and is_dataset_name(parts[0]) and parts[1] == "annotations":
+        if not (m := _PAGE.match(parts[2])):
+            raise NotFound(f"no annotation page {parts[2][:32]!r}: pages are 0.json, 1.json, ...")
+        return IiifAnnotationsRequest(parts[0], int(m[1]))
     if not is_dataset_name(parts[0]) or len(parts) not in (1, 2, 5):
         shown = "/".join(parts[:-4]) if len(parts) > 5 else parts[0]
         raise NotFound(f"unknown IIIF identifier {shown[:64]!r}")
@@ -94,8 +108,10 @@ def parse_iiif_path(path: str) -> IiifRequest:
             return IiifInfoRequest(parts[0])
         if parts[1] == "manifest.json":
             return IiifManifestRequest(parts[0])
-        raise NotFound(f"no {parts[1][:32]!r} under /iiif/3/{parts[0]}/: use info.json, manifest.json or "
-                       "{region}/{size}/{rotation}/{quality}.{format}")
+        if parts[1] == "annotations.json":
+            return IiifAnnotationsRequest(parts[0], None)
+        raise NotFound(f"no {parts[1][:32]!r} under /iiif/3/{parts[0]}/: use info.json, manifest.json, "
+                       "annotations.json or {region}/{size}/{rotation}/{quality}.{format}")
     _, region, size, rotation, last = parts
     quality, dot, fmt = last.rpartition(".")
     if not dot:

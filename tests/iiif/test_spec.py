@@ -385,3 +385,42 @@ def test_the_manifest_is_a_valid_presentation_3_document_painted_by_the_image_se
     assert body["service"][0] == {"id": "http://testserver/iiif/3/awkward", "type": "ImageService3",
                                   "profile": "level2"}
     assert client.get(body["id"].removeprefix("http://testserver")).status_code == 200
+
+
+def test_the_items_are_w3c_annotations_of_the_canvas_in_pages_of_one_collection(client):
+    """Issue 16, point 4: once items carry metadata, the items as a W3C annotation page of the canvas."""
+    from iiif_prezi3 import AnnotationPage
+
+    canvas = client.get(f"{BASE}/manifest.json").json()["items"][0]
+    collection = client.get(f"{BASE}/annotations.json").json()
+    assert collection["type"] == "AnnotationCollection" and collection["first"] == canvas["annotations"][0]
+    pages, url = [], collection["first"]["id"]
+    while url:
+        page = client.get(url.removeprefix("http://testserver")).json()
+        AnnotationPage(**{k: v for k, v in page.items() if k != "@context"})  # pydantic validates the model
+        assert page["partOf"][0]["id"] == collection["id"]
+        pages.append(page)
+        url = page.get("next", {}).get("id")
+    assert [p["id"] for p in pages] == [ref["id"] for ref in canvas["annotations"]]
+    assert pages[-1]["id"] == collection["last"]["id"]
+    annotations = [a for page in pages for a in page["items"]]
+    assert len(annotations) == collection["total"] > 0
+    for annotation in annotations[:40]:
+        item = client.get(f"/tiles/awkward/items/{annotation['label']['none'][0]}").json()
+        assert annotation["motivation"] == "commenting"
+        assert annotation["target"] == (f"{canvas['id']}#xywh={item['x']},{item['y']},{item['width']},"
+                                        f"{item['height']}")
+    last = int(collection["last"]["id"].rsplit("/", 1)[1].removesuffix(".json"))
+    for bad in (f"{last + 1}.json", "01.json", "x.json", "-1.json", "0.jsonx"):
+        assert client.get(f"{BASE}/annotations/{bad}").status_code == 404, bad
+
+
+def test_a_wall_of_many_items_lists_its_annotation_pages_only_in_the_collection():
+    """Beyond MANIFEST_ANNOTATION_ITEMS a viewer opening the manifest would fetch every page at once."""
+    from gigaformat.levels import Geometry
+    from tiler.iiif_documents import ANNOTATIONS_PER_PAGE, MANIFEST_ANNOTATION_ITEMS, manifest_document
+
+    g = Geometry(WIDTH, HEIGHT)
+    assert "annotations" not in manifest_document(g, "a", 1, "http://h", MANIFEST_ANNOTATION_ITEMS + 1)["items"][0]
+    assert len(manifest_document(g, "a", 1, "http://h", MANIFEST_ANNOTATION_ITEMS)["items"][0]["annotations"]) == \
+        -(-MANIFEST_ANNOTATION_ITEMS // ANNOTATIONS_PER_PAGE)
