@@ -176,12 +176,14 @@ class ItemsIndex:
 
     def meta(self, ids: list[str]) -> dict[str, dict]:
         """The metadata of each of ``ids`` that the index holds."""
-        if not ids:
-            return {}
-        query = self.tantivy.Query.term_set_query(self.schema, "id", list(ids))
-        found = self.searcher.search(query, len(ids), count=False)
-        docs = (self.searcher.doc(address) for _, address in found.hits)
-        return {doc["id"][0]: json.loads(doc["doc"][0]) for doc in docs}
+        # one term query per id: ~10 us each, where a term-set query costs ~0.2 ms for one id and more than
+        # the loop up to 500 (measured on 100,000 items)
+        term = self.tantivy.Query.term_query
+        found = {}
+        for item_id in ids:
+            for _, address in self.searcher.search(term(self.schema, "id", item_id), 1, count=False).hits:
+                found[item_id] = json.loads(self.searcher.doc(address)["doc"][0])
+        return found
 
     def search(self, words: list[str], filters: Iterable[tuple[str, str]], limit: int, offset: int
                ) -> tuple[int, list[str]]:
