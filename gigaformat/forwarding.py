@@ -46,6 +46,18 @@ def parse_networks(text: str) -> tuple[Network, ...]:
     return tuple(networks)
 
 
+_PUBLIC_URL = re.compile(r"^https?://[^/?#\s]+(/[^?#\s]*)?$")
+
+
+def public_base_url(text: str) -> str:
+    """A configured public base URL (``--public-url``), without its trailing slash ('' for none); ValueError
+    when it is not ``http(s)://host[:port][/prefix]``."""
+    url = text.strip().rstrip("/")
+    if url and not _PUBLIC_URL.match(url):
+        raise ValueError(f"{text!r}: use http(s)://host[:port][/prefix]")
+    return url
+
+
 def _ip(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
         return ipaddress.ip_address(address.strip("[]"))

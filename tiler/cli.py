@@ -7,7 +7,6 @@ endpoint, credentials and region come from AWS's own chain (AWS_ENDPOINT_URL_S3 
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -17,7 +16,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 
 from gigaformat import commandline
 from gigaformat.commandline import flag
-from gigaformat.forwarding import LOOPBACK, parse_networks
+from gigaformat.forwarding import LOOPBACK, parse_networks, public_base_url
 from tiler.errors import TilerError
 
 console = Console(stderr=True, soft_wrap=True)  # never fold messages: scripts grep them
@@ -141,9 +140,10 @@ def _run_serve(args: argparse.Namespace) -> int:
         parse_networks(args.trusted_proxies)
     except ValueError as exc:
         raise TilerError(f"--trusted-proxies: {exc}") from None
-    public_url = args.public_url.rstrip("/")
-    if public_url and not re.match(r"^https?://[^/?#\s]+(/[^?#\s]*)?$", public_url):
-        raise TilerError(f"--public-url {args.public_url!r}: use http(s)://host[:port][/prefix]")
+    try:
+        public_url = public_base_url(args.public_url)
+    except ValueError as exc:
+        raise TilerError(f"--public-url {exc}") from None
     datasets = tuple(d.strip() for d in args.datasets.split(",") if d.strip())
     settings = ServeSettings(root=args.root.resolve(), datasets=datasets, host=args.host, port=args.port,
                              workers=max(1, args.workers), render_threads=max(1, args.render_threads),

@@ -43,6 +43,10 @@ def add_node_flags(parser: argparse.ArgumentParser) -> None:
     node.add_argument("--no-self-update", action="store_true", help="do not run a fresher bootstrap from S3")
     node.add_argument("--no-warmup", action="store_true", help="do not pre-compile a new release's kernels")
     flag(node, "log-level", str.upper, "INFO", choices=commandline.LOG_LEVELS, help="the node's log level")
+    node.add_argument("--trusted-proxies", default="", help="networks of the tile-proxies in front of the node, "
+                      "whose forwarding headers make the IIIF ids (default: loopback only)")
+    node.add_argument("--public-url", default="", help="the public base URL of the IIIF ids, e.g. the CDN's "
+                      "https://tiles.example.com (default: from the request, as trusted proxies tell it)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,7 +85,8 @@ def config_from(args: argparse.Namespace, root: Path, s3_endpoint_url: str) -> N
                       channel=args.channel, root=str(root), workers=args.workers, ttl_seconds=args.ttl_seconds,
                       sync_interval=args.sync_interval, s3_endpoint_url=s3_endpoint_url,
                       self_update=not args.no_self_update, warmup=not args.no_warmup,
-                      log_level=args.log_level.upper())
+                      log_level=args.log_level.upper(), trusted_proxies=args.trusted_proxies,
+                      public_url=args.public_url)
 
 
 def _local(args: argparse.Namespace) -> int:

@@ -15,7 +15,7 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import boto3
@@ -125,7 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     fleet.add_argument("--image-id", help="an image with node-bootstrap (bootstrap/README.md)")
     fleet.add_argument("--vpc-id", help="the VPC of the nodes, proxies and load balancer")
     fleet.add_argument("--subnet-id", action="append", dest="subnet_ids", default=[], help="repeatable")
-    fleet.add_argument("--vpc-cidr", default="10.0.0.0/8", help="the nodes' network (tile-proxy --allow-net)")
+    fleet.add_argument("--vpc-cidr", default="10.0.0.0/8",
+                       help="the nodes' network (tile-proxy --allow-net; the nodes' --trusted-proxies unless given)")
     fleet.add_argument("--node-type", default="c6i.large", help="render node instance type")
     fleet.add_argument("--node-min", type=int, default=2, help="fewest render nodes")
     fleet.add_argument("--node-max", type=int, default=10, help="most render nodes")
@@ -143,6 +144,8 @@ def _run(args: argparse.Namespace) -> int:
         if not getattr(args, name):
             raise BootstrapError(f"--{name.replace('_', '-')} is required")
     config = config_from(args, args.root or Path("/srv/gigatile"), args.s3_endpoint_url or "")
+    if not config.trusted_proxies:  # the tile-proxies are in the VPC: their forwarding headers make the IIIF ids
+        config = replace(config, trusted_proxies=args.vpc_cidr)
     fleet = Fleet(image_id=args.image_id, vpc_id=args.vpc_id, subnet_ids=tuple(args.subnet_ids),
                   vpc_cidr=args.vpc_cidr, node_type=args.node_type, node_min=args.node_min,
                   node_max=args.node_max, node_desired=args.node_count, cpu_target=args.cpu_target,

@@ -59,6 +59,10 @@ def child_specs(config: NodeConfig, identity: InstanceIdentity, layout: NodeLayo
               "--port", str(config.port), "--workers", str(config.workers), "--bucket", config.bucket,
               "--advertise", identity.local_ipv4, "--instance-id", identity.instance_id,
               "--ttl-seconds", str(config.ttl_seconds), "--reload-seconds", str(RELOAD_SECONDS)]
+    if config.trusted_proxies:
+        render += ["--trusted-proxies", config.trusted_proxies]
+    if config.public_url:
+        render += ["--public-url", config.public_url]
     boxlink = [str(layout.current_bin("boxlink")), "run", "--root", root, "--bucket", config.bucket,
                "--interval", str(config.sync_interval), "--instance-id", identity.instance_id,
                "--log-level", config.log_level]

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from bootstrap.errors import BootstrapError
+from gigaformat.forwarding import parse_networks, public_base_url
 
 FORMAT_VERSION = 1
 MARKER = "# gigatile-node: "
@@ -47,6 +48,8 @@ class NodeConfig:
     self_update: bool = True       # fetch s3://bucket/bootstrap/current.json and re-execute a newer bootstrap
     warmup: bool = True            # compile a new release's render kernels beside the first sync
     log_level: str = "INFO"
+    trusted_proxies: str = ""      # networks whose X-Forwarded-*/Forwarded tiler serve believes; "" = loopback
+    public_url: str = ""           # base URL of IIIF ids (e.g. the CDN's https://...); "" = from the request
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -55,13 +58,14 @@ class NodeConfig:
         """The JSON document (empty optional strings left out)."""
         doc: dict[str, Any] = {"gigatile": FORMAT_VERSION}
         for key, value in asdict(self).items():
-            if value == "" and key in ("bind", "s3_endpoint_url", "region"):
+            if value == "" and key in OPTIONAL_STRINGS:
                 continue
             doc[key] = list(value) if isinstance(value, tuple) else value
         return doc
 
 
 KNOWN_KEYS = tuple(f.name for f in fields(NodeConfig))
+OPTIONAL_STRINGS = ("bind", "s3_endpoint_url", "region", "trusted_proxies", "public_url")  # left out when ""
 
 
 def _fail(key: str, value: Any, want: str) -> BootstrapError:
@@ -97,6 +101,14 @@ def _validate(c: NodeConfig) -> None:
     for key in ("self_update", "warmup"):
         if not isinstance(getattr(c, key), bool):
             raise _fail(key, getattr(c, key), "true or false")
+    for key, check in (("trusted_proxies", parse_networks), ("public_url", public_base_url)):
+        value = getattr(c, key)
+        try:
+            if not isinstance(value, str):
+                raise ValueError("not a string")
+            check(value)
+        except ValueError as exc:
+            raise _fail(key, value, f"{exc}") from None
     if c.log_level not in _LOG_LEVELS:
         raise _fail("log_level", c.log_level, " ".join(_LOG_LEVELS))
 

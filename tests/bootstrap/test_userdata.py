@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -21,7 +22,8 @@ def test_a_minimal_document_gets_the_defaults():
 def test_every_style_round_trips(style):
     config = NodeConfig(bucket="zoomii-tiles", datasets=("covers", "spines"), port=80, channel="canary",
                         root="/data/node", workers=4, ttl_seconds=12, sync_interval=0.5, bind="0.0.0.0",
-                        s3_endpoint_url="http://10.0.0.5:8333", region="eu-west-1", self_update=False)
+                        s3_endpoint_url="http://10.0.0.5:8333", region="eu-west-1", self_update=False,
+                        trusted_proxies="10.0.0.0/16,::1/128", public_url="https://tiles.example.com/wall")
     text = render_user_data(config, style)
     assert parse_user_data(text.encode()) == config
     first = text.splitlines()[0]
@@ -59,6 +61,9 @@ def test_cloud_config_runs_node_bootstrap_once_and_stays_yaml():
     (b'{"gigatile": 1, "bucket": "zoomii-tiles", "sync_interval": 0}', "sync_interval=0"),
     (b'{"gigatile": 1, "bucket": "zoomii-tiles", "self_update": "yes"}', "true or false"),
     (b'{"gigatile": 1, "bucket": "zoomii-tiles", "s3_endpoint_url": "s3.local"}', "http(s)://"),
+    (b'{"gigatile": 1, "bucket": "zoomii-tiles", "trusted_proxies": "10.0.0.0/99"}', "not an IP address or network"),
+    (b'{"gigatile": 1, "bucket": "zoomii-tiles", "trusted_proxies": 10}', "trusted_proxies=10 is not valid"),
+    (b'{"gigatile": 1, "bucket": "zoomii-tiles", "public_url": "tiles.example.com"}', "http(s)://host"),
 ])
 def test_bad_user_data_is_refused_with_a_clear_message(raw, message):
     with pytest.raises(BootstrapError) as caught:
@@ -70,6 +75,23 @@ def test_documents_carry_their_version_and_nothing_empty():
     doc = json.loads(render_user_data(NodeConfig(bucket="zoomii-tiles")))
     assert doc["gigatile"] == FORMAT_VERSION
     assert "s3_endpoint_url" not in doc and "bind" not in doc and doc["datasets"] == ["covers"]
+    assert "trusted_proxies" not in doc and "public_url" not in doc
+
+
+def test_the_render_server_is_told_its_trusted_proxies_and_public_url():
+    from bootstrap.node.imds import InstanceIdentity
+    from bootstrap.node.lifecycle import child_specs
+    from gigaformat.layout import NodeLayout
+
+    identity = InstanceIdentity(instance_id="i-1", local_ipv4="10.0.1.5", region="eu-west-1",
+                                availability_zone="eu-west-1a", instance_type="c6i.large", hostname="ip-10-0-1-5")
+    layout = NodeLayout(Path("/srv/gigatile"))
+    plain = child_specs(NodeConfig(bucket="zoomii-tiles"), identity, layout, {})[0].argv
+    assert "--trusted-proxies" not in plain and "--public-url" not in plain  # tiler serve's defaults: loopback
+    told = child_specs(NodeConfig(bucket="zoomii-tiles", trusted_proxies="10.0.0.0/16",
+                                  public_url="https://tiles.example.com"), identity, layout, {})[0].argv
+    assert told[told.index("--trusted-proxies") + 1] == "10.0.0.0/16"
+    assert told[told.index("--public-url") + 1] == "https://tiles.example.com"
 
 
 def test_user_data_larger_than_ec2_allows_is_refused():

@@ -130,7 +130,9 @@ def test_the_stack_deploys_and_creates_the_fleet(moto):
     assert data["MetadataOptions"]["HttpTokens"] == "required"
     assert data["InstanceType"] == "c6i.xlarge" and data["ImageId"] == ami
     user_data = base64.b64decode(data["UserData"]).decode()
-    assert user_data == render_user_data(NodeConfig(bucket=BUCKET, datasets=("covers",)))
+    # the tile-proxies in the VPC are the nodes' trusted proxies (their forwarding headers make the IIIF ids)
+    assert user_data == render_user_data(NodeConfig(bucket=BUCKET, datasets=("covers",),
+                                                    trusted_proxies="172.31.0.0/16"))  # deploy's --vpc-cidr
     assert parse_user_data(user_data).bucket == BUCKET
 
     # the groups: nodes sized as asked, proxies behind the load balancer's target group
