@@ -31,6 +31,7 @@ ITEMS_ARCHIVE_NAME = "items.index.tar"  # the snapshot's object
 NOT_INDEXED = ("url",)  # columns kept and filterable but not in the full-text index
 FOLDED = "folded"  # the tokenizer of ``text``: words, lowercase, ASCII-folded
 WRITER_HEAP = 128 << 20
+MIN_PREFIX = 3  # the last word of a query also matches as a word's start from this many characters
 Meta = Mapping[str, str]
 
 
@@ -187,13 +188,19 @@ class ItemsIndex:
 
     def search(self, words: list[str], filters: Iterable[tuple[str, str]], limit: int, offset: int
                ) -> tuple[int, list[str]]:
-        """(matches, ids best first): items holding every word (as a word or a word's start) and every
-        ``column = value``."""
+        """(matches, ids best first): items holding every word and every ``column = value``; the last word
+        also as a word's start once it has ``MIN_PREFIX`` characters (search as you type: "prefix last").
+
+        Only the last word expands: on 2,232,920 items a prefix of each word of a whole title cost p50 6.6 ms
+        where prefix-last costs 2.1 ms, and a short prefix ("a", "th") unites thousands of words' postings."""
         q = self.tantivy.Query
         occur = self.tantivy.Occur
         clauses = []
-        for word in words:
+        for n, word in enumerate(words):
             exact = q.term_query(self.schema, "text", word)
+            if n < len(words) - 1 or len(word) < MIN_PREFIX:
+                clauses.append((occur.Must, exact))
+                continue
             start = q.regex_query(self.schema, "text", _regex_escape(word) + ".*")
             clauses.append((occur.Must, q.boolean_query([(occur.Should, q.boost_query(exact, 2.0)),
                                                          (occur.Should, start)])))
