@@ -32,6 +32,8 @@ NOT_INDEXED = ("url",)  # columns kept and filterable but not in the full-text i
 FOLDED = "folded"  # the tokenizer of ``text``: words, lowercase, ASCII-folded
 WRITER_HEAP = 128 << 20
 MIN_PREFIX = 3  # the last word of a query also matches as a word's start from this many characters
+PREFIX_EXPANSIONS = 32  # ... as one of its this many most frequent completions
+COMMON_SHARE = 0.05  # ... unless the word itself is in this share of the items (typed whole)
 Meta = Mapping[str, str]
 
 
@@ -189,25 +191,31 @@ class ItemsIndex:
     def search(self, words: list[str], filters: Iterable[tuple[str, str]], limit: int, offset: int
                ) -> tuple[int, list[str]]:
         """(matches, ids best first): items holding every word and every ``column = value``; the last word
-        also as a word's start once it has ``MIN_PREFIX`` characters (search as you type: "prefix last").
-
-        Only the last word expands: on 2,232,920 items a prefix of each word of a whole title cost p50 6.6 ms
-        where prefix-last costs 2.1 ms, and a short prefix ("a", "th") unites thousands of words' postings."""
+        also as a word's start (search as you type: "prefix last"), see ``_last_word``."""
         q = self.tantivy.Query
         occur = self.tantivy.Occur
-        clauses = []
-        for n, word in enumerate(words):
-            exact = q.term_query(self.schema, "text", word)
-            if n < len(words) - 1 or len(word) < MIN_PREFIX:
-                clauses.append((occur.Must, exact))
-                continue
-            start = q.regex_query(self.schema, "text", _regex_escape(word) + ".*")
-            clauses.append((occur.Must, q.boolean_query([(occur.Should, q.boost_query(exact, 2.0)),
-                                                         (occur.Should, start)])))
+        clauses = [(occur.Must, q.term_query(self.schema, "text", word)) for word in words[:-1]]
+        clauses += [(occur.Must, self._last_word(words[-1]))] if words else []
         clauses += [(occur.Must, q.term_query(self.schema, f"m_{name}", value)) for name, value in filters]
         result = self.searcher.search(q.boolean_query(clauses), limit, count=True, offset=offset)
         return result.count, [self.searcher.doc(address)["id"][0] for _, address in result.hits]
 
+    def _last_word(self, word: str):
+        """The word, or any of its ``PREFIX_EXPANSIONS`` most frequent completions (the word itself ranked
+        twice as high) once it has ``MIN_PREFIX`` characters and is not itself in ``COMMON_SHARE`` of the
+        items.
 
-def _regex_escape(word: str) -> str:
-    return "".join(c if c.isalnum() else "\\" + c for c in word)
+        Measured on 2,232,920 items: "the" is in 1.3 M of them, and expanding it (to "theo", 250,000 more)
+        cost 30 ms where the word alone costs 8 ms; expanding every word of a whole title cost p50 6.6 ms
+        where prefix-last costs 2.1 ms. Completions as term queries rank by BM25 like the word itself."""
+        q = self.tantivy.Query
+        exact = q.term_query(self.schema, "text", word)
+        if len(word) < MIN_PREFIX or self.searcher.doc_freq("text", word) >= COMMON_SHARE * self.searcher.num_docs:
+            return exact
+        completions = [term for term, _ in self.searcher.terms_with_prefix("text", word, limit=PREFIX_EXPANSIONS)
+                       if term != word]
+        if not completions:
+            return exact
+        occur = self.tantivy.Occur
+        return q.boolean_query([(occur.Should, q.boost_query(exact, 2.0)),
+                                *((occur.Should, q.term_query(self.schema, "text", term)) for term in completions)])
