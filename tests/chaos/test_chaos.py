@@ -12,21 +12,26 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import threading
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
+from bootstrap.node.status import pid_alive
 from boxlink.apply import DISK_HEADROOM
+from gigaformat.clock import parse_iso
 from gigaformat.layout import DatasetDir
-from gigaformat.manifest import dataset_prefix
+from gigaformat.manifest import dataset_prefix, manifest_key
 from gigaformat.s3 import read_manifest
-from tests.chaos.cluster import DATASET, Cluster, sigkill
+from tests.boxlink.walls import copy_wall, small_edit
+from tests.chaos.cluster import DATASET, Cluster, free_loopback, launch, sigkill
 from tests.chaos.load import Reference, pixel_digest
 from tests.chaos.scheduler import Checks, Report, Scenario, run
-from tests.processes import BIN, wait_for
+from tests.processes import BIN, Process, wait_for
 from tiler.dataset import LoadedDataset
 from tiler.encode import encode_tile
 
@@ -210,3 +215,206 @@ def test_a_full_disk_under_a_node_data_dir(cluster: Cluster, reference: Referenc
     assert report.failed == 0, report
     assert all(found[k] for k in ("too small: refused", "ENOSPC mid-download: refused",
                                   "replicated once the space is back")), found
+
+
+# --- the rest of make chaos (slow) --------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_the_proxy_sigkilled_and_restarted(cluster: Cluster, reference: Reference, chaos_results: Path):
+    """tile-proxy SIGKILLed and started again on its port and disk cache: requests meanwhile are refused
+    (connection errors, counted); none is answered wrong, and it serves again within seconds."""
+
+    def inject() -> Checks:
+        killed = time.monotonic()
+        cluster.proxy.process.signal(signal.SIGKILL)
+        cluster.proxy.process.stop()
+        cluster.proxy.start()
+        return {"restarted after seconds": round(time.monotonic() - killed, 2)}
+
+    report = run(Scenario("proxy-sigkill", "SIGKILL of tile-proxy, then a restart on the same port and cache", inject,
+                          cluster.healthy, requests=600), cluster, reference, chaos_results)
+    assert_bar(report)
+    assert set(report.failures_by_status) <= {"ConnectError", "ReadError", "RemoteProtocolError"}, report
+
+
+@pytest.mark.slow
+def test_seaweedfs_stopped_and_restarted(cluster: Cluster, reference: Reference, chaos_results: Path):
+    """S3 gone for 8 s (more than two heartbeat TTLs: no node can renew): the proxy keeps the last known
+    records, the nodes serve from disk; once S3 is back every node renews and the proxy lists again."""
+    state: Checks = {}
+
+    def inject() -> Checks:
+        stopped = time.monotonic()
+        cluster.server.stop()
+        time.sleep(8)
+        state["proxy saw the outage"] = bool(cluster.proxy.status()["registry"]["error"])
+        cluster.server.start()  # the same ports and data
+        state["outage seconds"], state["back_at"] = round(time.monotonic() - stopped, 1), time.time()
+        return state
+
+    def recovered() -> bool:
+        beats = [n.registration() for n in cluster.nodes]
+        return (not cluster.proxy.status()["registry"]["error"] and cluster.healthy()
+                and all(b and parse_iso(b["heartbeat"]).timestamp() >= int(state["back_at"]) for b in beats))
+
+    report = run(Scenario("seaweedfs-restart", "SeaweedFS stopped for 8 s, then started again", inject, recovered,
+                          requests=900), cluster, reference, chaos_results)
+    state.pop("back_at")
+    assert_bar(report)
+    assert report.failed == 0 and state["proxy saw the outage"], report
+
+
+@pytest.mark.slow
+def test_a_publish_killed_between_its_packs_and_its_manifest(cluster: Cluster, reference: Reference,
+                                                             chaos_results: Path):
+    """``tiler publish`` of an edited wall SIGKILLed once its first new object is in S3, before the manifest:
+    the manifest is unchanged and every node keeps serving the published generation's pixels."""
+    client, bucket = cluster.bucket.client, cluster.bucket.name
+    prefix = dataset_prefix(DATASET)
+    found: Checks = {}
+
+    def keys() -> set[str]:
+        pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        return {o["Key"] for page in pages for o in page.get("Contents", [])}
+
+    def inject() -> Checks:
+        edited = copy_wall(cluster.wall, cluster.work / "edited")
+        small_edit(edited)
+        manifest = client.get_object(Bucket=bucket, Key=manifest_key(DATASET))["Body"].read()
+        before = keys()
+        publisher = Process([str(BIN / "tiler"), "publish", str(edited), "--dataset", DATASET, "--bucket", bucket],
+                            cluster.work / "interrupted-publish.log", cluster.bucket.env)
+        try:
+            wait_for(lambda: keys() - before or not publisher.alive(), 120, "the publish's first object",
+                     interval=0.005)
+            found["publisher alive when killed"] = publisher.alive()
+            publisher.signal(signal.SIGKILL)
+        finally:
+            publisher.stop()
+        found["objects left by the killed publish"] = len(keys() - before)
+        found["manifest unchanged"] = client.get_object(Bucket=bucket, Key=manifest_key(DATASET))["Body"].read() \
+            == manifest
+        generation = read_manifest(client, bucket, DATASET).generation
+        found["nodes on the published generation"] = all(
+            httpx.get(f"{n.url}/tiles/{DATASET}/info.json", timeout=5).json()["generation"] == generation
+            for n in cluster.nodes)
+        return found
+
+    report = run(Scenario("interrupted-publish", "tiler publish SIGKILLed between its packs and its manifest", inject,
+                          cluster.healthy, requests=300), cluster, reference, chaos_results)
+    assert_bar(report)
+    assert report.failed == 0, report
+    assert found["publisher alive when killed"] and found["manifest unchanged"], found
+    assert found["nodes on the published generation"], found
+
+
+def boxlink_pauses(node, point: str) -> int:
+    """How many times the node's boxlink has stopped at the debug pause ``point`` (its logs)."""
+    return sum(p.read_text(errors="replace").count(f"debug pause point={point}")
+               for p in node.layout.log_dir.glob("boxlink*.log"))
+
+
+@pytest.mark.slow
+def test_boxlink_sigkilled_in_every_phase(cluster: Cluster, reference: Reference, chaos_results: Path):
+    """A third node joins while its boxlink is SIGKILLed in every phase of its first pass (downloading,
+    staged before the switch, switched before ``synch.down``) and once idle; the supervisor restarts it each
+    time and the node comes up serving the reference's pixels, taking its share of the load."""
+    address, port = free_loopback(max(int(n.address.rsplit(".", 1)[1]) for n in cluster.nodes) + 1)
+    found: Checks = {}
+    joined: list = []
+
+    def kill_boxlink(node, phase: str, reached) -> None:
+        wait_for(lambda: reached() or not pid_alive(node.record["node_pid"]), 120, f"boxlink {phase}",
+                 interval=0.002)
+        pid = node.child("boxlink").get("pid")
+        found[f"killed {phase}"] = bool(pid and sigkill([pid]))
+        wait_for(lambda: node.child("boxlink").get("pid") not in (None, pid), 60, f"boxlink restarted after {phase}")
+
+    def inject() -> Checks:
+        node = launch(cluster.work / "node-boxlink", cluster.bucket, address, port,
+                      {"GIGATILE_DEBUG_PAUSE": "before-switch=2,before-down=2"})
+        joined.append(node)
+        folder = node.layout.dataset(DATASET)
+        kill_boxlink(node, "downloading", lambda: any(folder.objects.rglob("*.part")))
+        seen = boxlink_pauses(node, "before-switch")
+        kill_boxlink(node, "before the switch", lambda: boxlink_pauses(node, "before-switch") > seen)
+        seen = boxlink_pauses(node, "before-down")
+        kill_boxlink(node, "before synch.down", lambda: boxlink_pauses(node, "before-down") > seen)
+        wait_for(lambda: folder.down_generation() is not None, 60, "synch.down")
+        kill_boxlink(node, "idle", lambda: True)
+        cluster.nodes.append(node)
+        found["restarts"] = node.child("boxlink").get("restarts")
+        return found
+
+    try:
+        report = run(Scenario("boxlink-sigkill", "SIGKILL of a joining node's boxlink while downloading, before the "
+                              "switch, before synch.down and idle", inject, cluster.healthy, requests=900),
+                     cluster, reference, chaos_results)
+        served = {row["id"]: row["requests"] for row in cluster.proxy.status()["backends"]}
+    finally:
+        for node in joined:
+            cluster.stop_node(node)
+            if node in cluster.nodes:
+                cluster.nodes.remove(node)
+    assert_bar(report)
+    assert report.failed == 0, report
+    assert all(v for k, v in found.items() if k.startswith("killed")), found
+    assert served.get(f"{address}:{port}", 0) > 0, served
+
+
+FAKETIME = next(Path("/usr/lib").glob("*/faketime/libfaketime.so.1"), Path("/usr/lib/faketime/libfaketime.so.1"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("skew", ["-120", "+120"], ids=["behind", "ahead"])
+def test_a_node_with_a_skewed_clock(cluster: Cluster, reference: Reference, chaos_results: Path, skew: str):
+    """A node whose clock is two minutes off (libfaketime over the whole node). Behind: its heartbeats look
+    stale, so it never takes traffic, and its record is not swept (S3's LastModified is young). Ahead: its
+    heartbeats look fresh; it takes its share, and SIGKILLed, it is ejected by the health checks (its
+    record would look fresh for two more minutes) at the node-kill bar."""
+    if not FAKETIME.is_file():
+        pytest.skip(f"libfaketime is not installed ({FAKETIME}; make chaos installs Debian's faketime)")
+    env = {"LD_PRELOAD": str(FAKETIME), "FAKETIME": skew}  # monotonic shifted too: with it real, sleeps fail
+    address, port = free_loopback(max(int(n.address.rsplit(".", 1)[1]) for n in cluster.nodes) + 1)
+    node_id = f"{address}:{port}"
+    found: Checks = {}
+    joined: list = []
+
+    def state() -> str:
+        return next((r["state"] for r in cluster.proxy.status()["backends"] if r.get("id") == node_id), "absent")
+
+    def inject() -> Checks:
+        node = launch(cluster.work / f"node-skew{skew}", cluster.bucket, address, port, env)
+        joined.append(node)
+        wait_for(lambda: node.registration() is not None, 120, "the skewed node registered")
+        found["heartbeat lag seconds"] = round(time.time() - parse_iso(node.registration()["heartbeat"]).timestamp())
+        if skew.startswith("-"):
+            states = set()
+            for _ in range(20):
+                states.add(state())
+                time.sleep(0.25)
+            found["proxy states seen"] = sorted(states)
+            found["record kept"] = node.registration() is not None
+        else:
+            wait_for(lambda: state() == "live", 30, "the node ahead live")
+            time.sleep(2)  # takes its share of the load
+            found["killed processes"] = len(sigkill(node.pids()))
+            wait_for(lambda: state() != "live", 15, "the node ahead ejected")
+            found["state after the kill"] = state()
+        return found
+
+    try:
+        report = run(Scenario(f"skewed-clock-{'behind' if skew.startswith('-') else 'ahead'}",
+                              f"a third node with its clock {skew} s off" + ("" if skew.startswith("-") else
+                                                                           ", then SIGKILLed"),
+                              inject, lambda: cluster.proxy.live() == cluster.node_ids(), requests=900),
+                     cluster, reference, chaos_results)
+    finally:
+        for node in joined:
+            cluster.stop_node(node)
+    assert_bar(report, nodes_killed=0 if skew.startswith("-") else 1)
+    if skew.startswith("-"):
+        assert report.failed == 0 and found["proxy states seen"] == ["stale"] and found["record kept"], found
+    else:
+        assert found["state after the kill"] in ("unhealthy", "stale"), found
