@@ -415,6 +415,8 @@ def test_a_node_with_a_skewed_clock(cluster: Cluster, reference: Reference, chao
             cluster.stop_node(node)
     assert_bar(report, nodes_killed=0 if skew.startswith("-") else 1)
     if skew.startswith("-"):
-        assert report.failed == 0 and found["proxy states seen"] == ["stale"] and found["record kept"], found
+        states = set(found["proxy states seen"])  # "absent" until the proxy's next poll reads the record
+        assert report.failed == 0 and "stale" in states and states <= {"absent", "stale"} and found["record kept"], \
+            found
     else:
         assert found["state after the kill"] in ("unhealthy", "stale"), found
