@@ -349,7 +349,7 @@ def test_boxlink_sigkilled_in_every_phase(cluster: Cluster, reference: Reference
 
     try:
         report = run(Scenario("boxlink-sigkill", "SIGKILL of a joining node's boxlink while downloading, before the "
-                              "switch, before synch.down and idle", inject, cluster.healthy, requests=900),
+                              "switch, before synch.down and idle", inject, cluster.healthy, requests=1800),
                      cluster, reference, chaos_results)
         served = {row["id"]: row["requests"] for row in cluster.proxy.status()["backends"]}
     finally:
@@ -367,15 +367,15 @@ FAKETIME = next(Path("/usr/lib").glob("*/faketime/libfaketime.so.1"), Path("/usr
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("skew", ["-120", "+120"], ids=["behind", "ahead"])
-def test_a_node_with_a_skewed_clock(cluster: Cluster, reference: Reference, chaos_results: Path, skew: str):
-    """A node whose clock is two minutes off (libfaketime over the whole node). Behind: its heartbeats look
-    stale, so it never takes traffic, and its record is not swept (S3's LastModified is young). Ahead: its
-    heartbeats look fresh; it takes its share, and SIGKILLed, it is ejected by the health checks (its
-    record would look fresh for two more minutes) at the node-kill bar."""
+def test_a_node_with_its_clock_behind(cluster: Cluster, reference: Reference, chaos_results: Path):
+    """A node whose clock is two minutes behind (libfaketime over the whole node): its heartbeats look stale, so
+    it never takes traffic, and its record is not swept (S3's LastModified is young).
+
+    Only behind: with the clock ahead, libfaketime shifts the monotonic clock too (faking the wall clock alone
+    breaks ``time.sleep``), so a node's timed waits end two minutes late, which is the instrument's fault and
+    not a clock skew any node sees."""
     if not FAKETIME.is_file():
         pytest.skip(f"libfaketime is not installed ({FAKETIME}; make chaos installs Debian's faketime)")
-    env = {"LD_PRELOAD": str(FAKETIME), "FAKETIME": skew}  # monotonic shifted too: with it real, sleeps fail
     address, port = free_loopback(max(int(n.address.rsplit(".", 1)[1]) for n in cluster.nodes) + 1)
     node_id = f"{address}:{port}"
     found: Checks = {}
@@ -385,38 +385,26 @@ def test_a_node_with_a_skewed_clock(cluster: Cluster, reference: Reference, chao
         return next((r["state"] for r in cluster.proxy.status()["backends"] if r.get("id") == node_id), "absent")
 
     def inject() -> Checks:
-        node = launch(cluster.work / f"node-skew{skew}", cluster.bucket, address, port, env)
+        node = launch(cluster.work / "node-skewed", cluster.bucket, address, port,
+                      {"LD_PRELOAD": str(FAKETIME), "FAKETIME": "-120"})
         joined.append(node)
         wait_for(lambda: node.registration() is not None, 120, "the skewed node registered")
         found["heartbeat lag seconds"] = round(time.time() - parse_iso(node.registration()["heartbeat"]).timestamp())
-        if skew.startswith("-"):
-            states = set()
-            for _ in range(20):
-                states.add(state())
-                time.sleep(0.25)
-            found["proxy states seen"] = sorted(states)
-            found["record kept"] = node.registration() is not None
-        else:
-            wait_for(lambda: state() == "live", 30, "the node ahead live")
-            time.sleep(2)  # takes its share of the load
-            found["killed processes"] = len(sigkill(node.pids()))
-            wait_for(lambda: state() != "live", 15, "the node ahead ejected")
-            found["state after the kill"] = state()
+        states = set()
+        for _ in range(20):
+            states.add(state())
+            time.sleep(0.25)
+        found["proxy states seen"] = sorted(states)
+        found["record kept"] = node.registration() is not None
         return found
 
     try:
-        report = run(Scenario(f"skewed-clock-{'behind' if skew.startswith('-') else 'ahead'}",
-                              f"a third node with its clock {skew} s off" + ("" if skew.startswith("-") else
-                                                                           ", then SIGKILLed"),
-                              inject, lambda: cluster.proxy.live() == cluster.node_ids(), requests=900),
+        report = run(Scenario("skewed-clock-behind", "a third node with its clock 120 s behind", inject,
+                              lambda: cluster.proxy.live() == cluster.node_ids(), requests=900),
                      cluster, reference, chaos_results)
     finally:
         for node in joined:
             cluster.stop_node(node)
-    assert_bar(report, nodes_killed=0 if skew.startswith("-") else 1)
-    if skew.startswith("-"):
-        states = set(found["proxy states seen"])  # "absent" until the proxy's next poll reads the record
-        assert report.failed == 0 and "stale" in states and states <= {"absent", "stale"} and found["record kept"], \
-            found
-    else:
-        assert found["state after the kill"] in ("unhealthy", "stale"), found
+    assert_bar(report)
+    states = set(found["proxy states seen"])  # "absent" until the proxy's next poll reads the record
+    assert report.failed == 0 and "stale" in states and states <= {"absent", "stale"} and found["record kept"], found
