@@ -41,7 +41,7 @@ def test_no_request_through_tile_proxy_gets_a_5xx(nodes, proxies):
     proxy.wait_live({node.id})
     wait_for(lambda: http_ok(proxy.url + "/tiles/covers/info.json"), 10, "the node behind the proxy")
 
-    @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+    @settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
     @given(METHOD, RAW_TARGET)
     def check(method: bytes, target: bytes) -> None:
         status = raw_status(proxy.port, method, target)

@@ -121,7 +121,7 @@ def test_fuzzed_sources_publish_or_are_refused_in_one_line(s3_env, tmp_path):
     def manifest() -> bytes:
         return client.get_object(Bucket=bucket, Key=manifest_key(DS))["Body"].read()
 
-    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+    @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
     @given(sources())
     def check(source: dict) -> None:
         before = manifest()

@@ -61,7 +61,7 @@ def test_no_tiles_url_gets_a_5xx(awkward_node):
     with TestClient(build_app(config)) as client:
         wait_for(lambda: client.get("/readyz").status_code == 200, 30, "the dataset loaded")
 
-        @settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+        @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
         @given(tile_urls())
         def check(url: str) -> None:
             response = client.get(url)
