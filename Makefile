@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 VIEWER_VENDOR := tiler/viewer/vendor/openseadragon
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: venv viewer browser promtool iiif-image test test-demo demo demo-update demo-stop lint clean bench
+.PHONY: venv viewer browser promtool faketime iiif-image test test-demo chaos demo demo-update demo-stop lint clean bench
 
 venv: $(STAMP)
 
@@ -33,6 +33,11 @@ promtool:
 	command -v promtool >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 	  apt-get install -y -qq --no-install-recommends prometheus)
 
+# Debian's libfaketime for the chaos suite's skewed-clock scenario (a node's whole process tree off by minutes).
+faketime:
+	ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1 || (apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends faketime)
+
 # The official IIIF validator's test image (tests/iiif/): only its data file, from the iiif-validator-ng wheel
 # (whose code does not import on Python 3.11; the validator itself is iiif-validator, in the test extra).
 IIIF_IMAGE := $(VENV)/share/iiif/validation_image.png
@@ -58,6 +63,12 @@ demo: venv viewer
 # machine) with headless Chromium: slow, so not in `make test` (tests/viewer/test_walkthrough.py).
 test-demo: venv viewer browser
 	$(BIN)/python -m pytest -m slow tests/viewer/test_walkthrough.py $(PYTEST_ARGS)
+
+# The chaos suite (tests/chaos/): a local cluster under bounded, pixel-checked load while faults are injected one
+# at a time; a JSON and a Markdown report per scenario in build/chaos/ (GIGATILE_CHAOS_RESULTS=DIR for another).
+# Its reduced run (a node SIGKILLed, corrupted objects, a full disk) is part of `make test`.
+chaos: venv faketime
+	$(BIN)/python -m pytest -m "slow or not slow" tests/chaos $(PYTEST_ARGS)
 
 # With a demo running (in another terminal): change a few covers where the viewer opens, publish the diff.
 demo-update: venv

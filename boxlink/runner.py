@@ -55,8 +55,11 @@ class Node:
         except BoxlinkError as exc:
             if not isinstance(exc, Cancelled):
                 failures = int(read_status(folder).get("failures", 0)) + 1
-                update_status(folder, last_error=str(exc), last_error_at=utc_now_iso(), failures=failures,
-                              requests=self.counter.snapshot())
+                try:
+                    update_status(folder, last_error=str(exc), last_error_at=utc_now_iso(), failures=failures,
+                                  requests=self.counter.snapshot())
+                except OSError as recording:  # a full disk: the pass's own error is the one to report
+                    log.warning("status not recorded dataset=%s error=%s", dataset, recording)
             raise
 
     def _pass(self, folder: DatasetDir) -> SyncResult:

@@ -8,14 +8,18 @@ import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 from botocore.exceptions import BotoCoreError, ClientError
 
+from bootstrap.release.kernels import build_kernels
+from bootstrap.release.publisher import build_wheel
 from localcloud.seaweedfs import SeaweedS3
 
 log = logging.getLogger(__name__)
+REPO = Path(__file__).resolve().parents[1]
 
 
 # --- S3: one real SeaweedFS server per session, a fresh bucket per test ---------------------------------------
@@ -75,3 +79,18 @@ def s3_env(s3_bucket: S3Bucket, s3_server: SeaweedS3, monkeypatch: pytest.Monkey
     for key in OVERRIDING_AWS_VARIABLES:
         monkeypatch.delenv(key, raising=False)
     return s3_bucket
+
+
+# --- releases: this project's wheel and its render kernels, built once per session ------------------------
+
+
+@pytest.fixture(scope="session")
+def project_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This project's wheel, built once per session the way ``node-bootstrap release`` builds it."""
+    return build_wheel(REPO, tmp_path_factory.mktemp("wheel"))
+
+
+@pytest.fixture(scope="session")
+def project_kernels(project_wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel's render kernels compiled for this machine (runs tiler.warmup in a scratch install)."""
+    return build_kernels(project_wheel, tmp_path_factory.mktemp("kernels"))

@@ -59,6 +59,8 @@ SKIPPED = {
                                                                                 "127.0.0.1:8000",
     "proxy/README.md: .venv/bin/python -m bench.": "a benchmark: minutes of full load on the shared cores, with "
                                                    "nginx and wrk from Debian (make bench installs them)",
+    "README.md: make chaos": "the chaos suite: minutes of faults under load on a cluster of its own (make test "
+                             "runs its reduced part, tests/chaos/)",
     "bench/README.md: make bench": "benchmarks: 4-8 minutes of full load on the shared cores (run by hand)",
     "bench/README.md: .venv/bin/python -m bench.": "a benchmark: minutes of full load on the shared cores",
 }

@@ -1,5 +1,5 @@
-"""Fixtures of the bootstrap tests: a moto EC2 server, this project's wheel (built once), a release of it
-in the test bucket, a small published wall, and local nodes launched with scripts/ec2_render.sh."""
+"""Fixtures of the bootstrap tests: a moto EC2 server, a release of this project's wheel (built once, in
+tests/conftest.py) in the test bucket, a small published wall, and local nodes launched with scripts/ec2_render.sh."""
 
 from __future__ import annotations
 
@@ -16,8 +16,7 @@ import pytest
 from bootstrap.launch.imds_emulator import ImdsServer, InstanceMetadata
 from bootstrap.node.status import pid_alive, read_status
 from bootstrap.node.userdata import NodeConfig, render_user_data
-from bootstrap.release.kernels import build_kernels
-from bootstrap.release.publisher import Released, build_wheel, publish_release
+from bootstrap.release.publisher import Released, publish_release
 from gigaformat.layout import NodeLayout
 from tests.processes import BIN, Process, free_port, http_ok, wait_for
 from tiler.generate import generate_wall
@@ -54,18 +53,6 @@ def moto_ec2(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
 
 
 # --- releases ----------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def project_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """This project's wheel, built once per session the way ``node-bootstrap release`` builds it."""
-    return build_wheel(REPO, tmp_path_factory.mktemp("wheel"))
-
-
-@pytest.fixture(scope="session")
-def project_kernels(project_wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The wheel's render kernels compiled for this machine (runs tiler.warmup in a scratch install)."""
-    return build_kernels(project_wheel, tmp_path_factory.mktemp("kernels"))
 
 
 @pytest.fixture

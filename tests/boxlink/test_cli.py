@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -121,10 +120,8 @@ def test_run_follows_a_new_diff_and_stops_cleanly_on_sigterm(s3_bucket, wall, tm
         wait_for(lambda: read_status(folder).get("not_modified", 0) >= 2, 10, "polls answered 304")
         small_edit(wall)
         publish_source(wall, s3_bucket)
-        published = time.monotonic()
         wait_for(lambda: folder.down_generation() == 2 or not run.alive(), 10, "generation 2")
-        latency = time.monotonic() - published
-        assert folder.current_generation() == 2 and latency < 3.0, latency
+        assert folder.current_generation() == 2  # how soon: bench/boxlink.py's diff_to_down_seconds
 
         status = boxlink(s3_bucket.env, "status", "--root", str(root), "--json")
         table = boxlink(s3_bucket.env, "status", "--root", str(root))

@@ -31,8 +31,9 @@ def test_absurd_lengths_are_414():
 
 @pytest.mark.parametrize("query", [b"v=%2e", b"v=1\x00", b"v=1#x", b"v=<script>", b"v=1\\"])
 def test_bad_queries_are_400(query):
-    with pytest.raises(ProxyError):
+    with pytest.raises(ProxyError) as caught:
         check_target(b"/tiles/covers/0/0/0.jpg", query)
+    assert status_of(caught.value) == 400
 
 
 def test_good_targets_pass_unchanged():
