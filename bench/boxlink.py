@@ -33,10 +33,11 @@ from pathlib import Path
 
 from bench.bars import bar, format_bars
 from bench.machine import find_tool, load_average, machine, tool_version
-from bench.processes import run_and_report
+from bench.processes import Children, run_and_report
 from bench.progress import console
 from bench.results import RESULTS_DIR, WORK_DIR, write_results
 from bench.tables import format_table
+from bench.walls import WallSpec
 from gigaformat.layout import DatasetDir
 from gigaformat.s3 import make_client, read_manifest
 from localcloud.seaweedfs import SeaweedS3
@@ -55,6 +56,7 @@ class BoxlinkBenchSettings:
     gigapixels: float = 2.0
     unique: int = 800          # distinct covers (each ~1.6 MB of mips): 2 Gpx x 800 is ~1.2 GB published
     seed: int = 5
+    distinct_wall: WallSpec | None = WallSpec(2.0, True)  # issue 14: a wall of distinct covers beside it
     rounds: int = 3
     latency_samples: int = 5
     max_seconds: float = 1200  # the whole run
@@ -121,10 +123,10 @@ def folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
-def commands(tool: str, dest: Path, endpoint: str) -> list[str]:
-    prefix = f"s3://{BUCKET}/data/{DATASET}/"
+def commands(tool: str, dest: Path, endpoint: str, dataset: str = DATASET) -> list[str]:
+    prefix = f"s3://{BUCKET}/data/{dataset}/"
     if tool == "boxlink":
-        return [str(find_tool("boxlink")), "sync", "--root", str(dest), "--dataset", DATASET, "--bucket", BUCKET,
+        return [str(find_tool("boxlink")), "sync", "--root", str(dest), "--dataset", dataset, "--bucket", BUCKET,
                 "--log-level", "WARNING"]
     if tool == "aws s3 sync":
         return [str(find_tool("aws")), "s3", "sync", prefix, str(dest), "--endpoint-url", endpoint,
@@ -152,10 +154,10 @@ def settle(limit: float, quiet: float = 25.0) -> float | None:
 
 
 def throughput(work: Path, env: dict[str, str], endpoint: str, published: int, pack_bytes: int,
-               settings: BoxlinkBenchSettings, left) -> list[Run]:
+               settings: BoxlinkBenchSettings, left, dataset: str = DATASET) -> list[Run]:
     warm = work / "warm-up"  # one untimed read of the prefix first: no tool pays for the server's first reads
     warm.mkdir()
-    timed(commands("s5cmd", warm, endpoint), env, left())
+    timed(commands("s5cmd", warm, endpoint, dataset), env, left())
     shutil.rmtree(warm, ignore_errors=True)
     runs = []
     for number in range(settings.rounds):
@@ -167,12 +169,12 @@ def throughput(work: Path, env: dict[str, str], endpoint: str, published: int, p
             shutil.rmtree(dest, ignore_errors=True)
             dest.mkdir()
             os.sync()  # start clean: no tool pays for the dirty pages another left behind
-            seconds, user, system, rss = timed(commands(tool, dest, endpoint), env, left())
+            seconds, user, system, rss = timed(commands(tool, dest, endpoint, dataset), env, left())
             flushed = time.monotonic()
             os.sync()
             flush = time.monotonic() - flushed
             if tool == "boxlink":  # the packs stay; the index documents are folded into the generation's state
-                folder = DatasetDir(dest, DATASET)
+                folder = DatasetDir(dest, dataset)
                 complete = folder.down_generation() == 1 and folder_bytes(folder.objects) == pack_bytes
             else:
                 complete = folder_bytes(dest) == published
@@ -180,7 +182,7 @@ def throughput(work: Path, env: dict[str, str], endpoint: str, published: int, p
                 raise RuntimeError(f"{tool} did not bring the whole prefix into {dest}")
             run = Run(tool, number + 1, seconds, user, system, rss, published, flush)
             runs.append(run)
-            console.log(f"round {number + 1} {tool:<12} {seconds:7.2f} s {run.mb_per_second:7.0f} MB/s "
+            console.log(f"{dataset} round {number + 1} {tool:<12} {seconds:7.2f} s {run.mb_per_second:7.0f} MB/s "
                         f"(+{flush:4.2f} s to disk) cpu {user:4.1f} user + {system:4.1f} sys, rss {rss:5.0f} MB")
             shutil.rmtree(dest, ignore_errors=True)
     return runs
@@ -249,20 +251,53 @@ def summarize_runs(runs: list[Run], latencies: list[float], published: int) -> d
             "diff_to_down_seconds": latencies}
 
 
+def s5cmd_bar(name: str, f: dict) -> dict:
+    """Issue 14's bar: boxlink's durable MB/s (bytes on disk / (whole process + the `sync` after it)) beside
+    s5cmd's, measured the same way (s5cmd leaves its bytes in the page cache; boxlink fsyncs each object)."""
+    durable, mbs = f["median_durable_mb_per_second"], f["median_mb_per_second"]
+    return bar(f"{name} wall: boxlink sync durable MB/s, verifying every byte (median of {f['rounds']})",
+               durable["boxlink"], "MB/s", 1.0, at_least=True, anchor="s5cmd", anchor_figure=durable["s5cmd"],
+               key="boxlink.sync-s5cmd", group=name,
+               note=f"{f['bytes'] / 1e6:,.0f} MB; process time alone: {mbs['boxlink']:.0f} vs {mbs['s5cmd']:.0f} "
+                    f"MB/s ({mbs['boxlink'] / mbs['s5cmd']:.2f}×)")
+
+
 def collect_bars(doc: dict) -> list[dict]:
     f, gb = doc["figures"], doc["figures"]["bytes"] / 1e9
-    note = None if gb >= 1.0 else f"{gb:.2f} GB (quick), not ≥ 1 GB"
+    note = None if gb >= 1.0 else f"{gb:.2f} GB, not ≥ 1 GB"
     rounds = f["rounds"]
     mbs = f["median_mb_per_second"]
     bars = [bar(f"boxlink sync MB/s, verifying every byte (median of {rounds})", mbs["boxlink"], "MB/s", 1.0,
                 at_least=True, anchor="aws s3 sync", anchor_figure=mbs["aws s3 sync"], key="boxlink.sync", note=note),
-            bar("boxlink sync MB/s beside s5cmd (no verification)", mbs["boxlink"], "MB/s", None, anchor="s5cmd",
-                anchor_figure=mbs["s5cmd"], key="boxlink.sync-s5cmd", note=note)]
+            s5cmd_bar(doc["wall"]["name"], f)]
+    if "distinct" in doc:
+        bars.append(s5cmd_bar(doc["distinct"]["wall"]["name"], doc["distinct"]["figures"]))
     if f["diff_to_down_seconds"]:
         samples = f["diff_to_down_seconds"]
         bars.append(bar(f"diff publish -> synch.down, worst of {len(samples)}", max(samples), "s", 3.0,
                         key="boxlink.diff-to-down", note=f"median {statistics.median(samples):.2f} s"))
     return bars
+
+
+def distinct_throughput(settings: BoxlinkBenchSettings, work: Path, env: dict[str, str], endpoint: str, client,
+                        left) -> dict:
+    """The same rounds on the bench's wall of distinct covers (cached under ``work``), published as its own
+    dataset (untimed)."""
+    spec, dataset = settings.distinct_wall, "distinct"
+    with Children(settings.work / "boxlink-logs") as children:
+        spec.prepare(settings.work, children)
+    source = spec.folder(settings.work) / "source"
+    with console.status(f"publishing the {spec.name} wall (untimed)"):
+        result = publish(source, dataset, BUCKET, client)
+    manifest = read_manifest(client, BUCKET, dataset)
+    objects = [o for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=f"data/{dataset}/")
+               for o in page.get("Contents", [])]
+    published = sum(o["Size"] for o in objects)
+    pack_bytes = sum(o.size for o in manifest.objects().values() if o.key.endswith(".bin"))
+    console.log(f"{spec.name} wall: {len(objects)} objects, {published / 1e9:.2f} GB in {result.seconds:.0f} s")
+    runs = throughput(work, env, endpoint, published, pack_bytes, settings, left, dataset)
+    return {"wall": {"name": spec.name, "objects": len(objects), "bytes": published, "publish_seconds": result.seconds},
+            "figures": summarize_runs(runs, [], published), "load_average": load_average()}
 
 
 def run(settings: BoxlinkBenchSettings) -> dict:
@@ -292,12 +327,15 @@ def run(settings: BoxlinkBenchSettings) -> dict:
             manifest = read_manifest(client, BUCKET, DATASET)
             listing = client.list_objects_v2(Bucket=BUCKET, Prefix=f"data/{DATASET}/")["Contents"]
             published = sum(o["Size"] for o in listing)  # what all three move: the objects and the manifest
-            doc["wall"] = {"width": summary.width, "height": summary.height, "items": summary.items,
-                           "objects": len(listing), "bytes": published, "publish_seconds": result.seconds}
+            doc["wall"] = {"name": f"{settings.gigapixels:g}-Gpx {settings.unique}-cover", "width": summary.width,
+                           "height": summary.height, "items": summary.items, "objects": len(listing),
+                           "bytes": published, "publish_seconds": result.seconds}
             console.log(f"published {len(listing)} objects, {published / 1e9:.2f} GB in {result.seconds:.0f} s")
             pack_bytes = sum(o.size for o in manifest.objects().values() if o.key.endswith(".bin"))
             doc["load_average_sync"] = load_average()
             runs = throughput(work, env, server.endpoint_url, published, pack_bytes, settings, left)
+            if settings.distinct_wall is not None:
+                doc["distinct"] = distinct_throughput(settings, work, env, server.endpoint_url, client, left)
             doc["load_average_latency"] = load_average()
             latencies = latency(work, wall, env, client, settings.latency_samples, timeout=min(left(), 120))
     doc["figures"] = summarize_runs(runs, latencies, published)
@@ -320,6 +358,10 @@ def print_report(doc: dict) -> None:
           "(durable: until the bytes are on disk, the tool's time + a `sync` right after it)")
     print(format_table(("tool", "MB/s", "vs aws", "durable MB/s", "vs aws", "cpu s", "peak RSS MB",
                         "verifies sha256"), rows))
+    if "distinct" in doc:
+        d = doc["distinct"]["figures"]
+        print(f"{doc['distinct']['wall']['name']} wall: {d['bytes'] / 1e9:.2f} GB; durable MB/s "
+              + ", ".join(f"{tool} {v:.0f}" for tool, v in d["median_durable_mb_per_second"].items()))
     print("\n" + format_bars(doc["bars"]))
     if "results_file" in doc:
         print(f"results: {doc['results_file']}")

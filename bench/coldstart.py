@@ -17,6 +17,7 @@ Writes ``bench/results/<timestamp>-coldstart.json``.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import shutil
@@ -25,10 +26,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import httpx
+import numpy as np
+from PIL import Image
 
 from bench import walls
 from bench.bars import bar, format_bars
@@ -37,7 +41,10 @@ from bench.processes import Children, run_and_report
 from bench.progress import console
 from bench.results import RESULTS_DIR, WORK_DIR, write_results
 from bench.tables import format_table
+from bench.walls import WallSpec
+from gigaformat.layout import DatasetDir
 from localcloud.seaweedfs import SeaweedS3
+from tiler.dataset import LoadedDataset
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = VENV_BIN
@@ -45,6 +52,8 @@ EC2_RENDER = REPO / "scripts" / "ec2_render.sh"
 BUCKET = "coldstart"
 DATASET = "covers"
 BAR_SECONDS = 20.0
+DISTINCT_BAR_SECONDS = 5.0
+ExpectedTile = Callable[[int, int, int], bytes]
 
 
 def _status(url: str) -> int | None:
@@ -62,11 +71,26 @@ def run_step(args: list[str], env: dict[str, str], what: str) -> float:
     return time.monotonic() - started
 
 
-def one_launch(work: Path, env: dict[str, str], client, warmup: bool, number: int) -> dict:
-    """Launch a node, wait for its first tile, stop it; return the timeline (seconds from launch)."""
+def tile_is_correct(got: bytes, expected: bytes) -> bool:
+    """The same bytes, or (another encoder's run) the same decoded pixels."""
+    if got == expected:
+        return True
+    try:
+        ours, theirs = (np.asarray(Image.open(io.BytesIO(b)).convert("RGB")) for b in (got, expected))
+    except OSError:
+        return False
+    return ours.shape == theirs.shape and bool(np.array_equal(ours, theirs))
+
+
+def one_launch(work: Path, env: dict[str, str], client, warmup: bool, number: int, dataset: str = DATASET,
+               expected: ExpectedTile | None = None, replicated_timeout: float = 900) -> dict:
+    """Launch a node, wait for its first tile, stop it; return the timeline (seconds from launch). A node that
+    starts lazily (serving before its packs are all down) is stopped only once ``synch.down`` is written, so
+    that the time to fully replicated is measured too. ``expected`` (a function of the tile's (z, x, y))
+    gives the correct bytes of a tile, which the first tile must be."""
     root = work / f"node-{number}"
     shutil.rmtree(root, ignore_errors=True)
-    args = [str(EC2_RENDER), "--local", "--json", "--bucket", BUCKET, "--root", str(root)]
+    args = [str(EC2_RENDER), "--local", "--json", "--bucket", BUCKET, "--root", str(root), "--dataset", dataset]
     if not warmup:
         args.append("--no-warmup")
     load_before = os.getloadavg()[0]
@@ -93,9 +117,9 @@ def one_launch(work: Path, env: dict[str, str], client, warmup: bool, number: in
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"no registration within 600 s; see {root}/data/log") from None
                 time.sleep(0.02)
-        info = httpx.get(f"http://{doc['address']}:{doc['port']}/tiles/{DATASET}/info.json", timeout=120).json()
+        info = httpx.get(f"http://{doc['address']}:{doc['port']}/tiles/{dataset}/info.json", timeout=120).json()
         top, col, row = info["levels"] - 1, info["width"] // 512, info["height"] // 512  # mid-canvas, 1:1
-        base = f"http://{doc['address']}:{doc['port']}/tiles/{DATASET}/{top}"
+        base = f"http://{doc['address']}:{doc['port']}/tiles/{dataset}/{top}"
         tile_url = f"{base}/{col}/{row}.jpg"
         refused = []  # answers other than 200 from the registered node before its first tile (should be none)
         while (response := httpx.get(tile_url, timeout=120)).status_code != 200:
@@ -104,6 +128,8 @@ def one_launch(work: Path, env: dict[str, str], client, warmup: bool, number: in
                 raise RuntimeError(f"first tile {tile_url}: HTTP {response.status_code}: {response.text[:300]}")
             time.sleep(0.05)
         first_tile = time.time()
+        correct = None if expected is None else tile_is_correct(response.content, expected(top, col, row))
+        lazy_at_first_tile = not (root / "data" / dataset / "synch.down").exists()
         more = []
         for dx in range(1, 6):  # the next tiles, for what a warm node answers in
             began = time.perf_counter()
@@ -116,17 +142,25 @@ def one_launch(work: Path, env: dict[str, str], client, warmup: bool, number: in
                 and time.monotonic() < wait_until:
             time.sleep(0.2)
             status = json.loads((root / "run" / "status.json").read_text())
+        down_file = root / "data" / dataset / "synch.down"
+        wait_until = time.monotonic() + replicated_timeout
+        while not down_file.exists():  # a lazy start: fully replicated later
+            if time.monotonic() > wait_until:
+                raise RuntimeError(f"not fully replicated {replicated_timeout:.0f} s after the first tile; see "
+                                   f"{root}/data/log")
+            time.sleep(0.1)
+        replicated_bytes = sum(p.stat().st_size for p in (root / "data" / dataset).rglob("*") if p.is_file())
     finally:
         subprocess.run([str(EC2_RENDER), "--local", "--stop", str(root)], env=env, capture_output=True, timeout=120)
     phases = status["phases"]
-    down = json.loads((root / "data" / DATASET / "synch.down").read_text())["time"]
+    down = json.loads(down_file.read_text())["time"]
     loaded = loaded or registered
     boxlink_log = root / "data" / "log" / "boxlink.log"
     fetched = next((line for line in boxlink_log.read_text().splitlines() if " fetched dataset=" in line), "")
     marks = {"bootstrap": phases["self_update"], "update": phases["update"], "children": phases["children"],
              "sync": down, "load": loaded, "register": registered, "first tile": first_tile}
     timeline, previous = {}, launched
-    for name, at in marks.items():
+    for name, at in sorted(marks.items(), key=lambda mark: mark[1]):  # a lazy start syncs after its first tile
         timeline[name] = {"at": at - launched, "phase": at - previous}
         previous = at
     return {"root": str(root), "address": record["address"], "release": status.get("release"),
@@ -135,25 +169,51 @@ def one_launch(work: Path, env: dict[str, str], client, warmup: bool, number: in
             "timeline": timeline, "total_seconds": first_tile - launched,
             "warmup_done_at": phases["warmup"] - launched if "warmup" in phases else None,
             "boxlink_fetch": fetched.split(" INFO ", 1)[-1], "next_tiles_ms": more,
-            "tile_bytes": len(response.content), "refused_before_first_tile": refused}
+            "tile_bytes": len(response.content), "refused_before_first_tile": refused, "dataset": dataset,
+            "first_tile_correct": correct, "lazy_at_first_tile": lazy_at_first_tile,
+            "replicated_seconds": down - launched, "replicated_bytes": replicated_bytes}
 
 
 @dataclass(frozen=True)
 class ColdstartBenchSettings:
     work: Path = WORK_DIR
-    gigapixels: float = 46.0
+    gigapixels: float = 46.0  # the default wall (issue 5's bar)
+    # issue 14: walls of distinct covers, the second with >= 10x the first's published bytes (lazy start)
+    distinct_walls: tuple[WallSpec, ...] = (WallSpec(2.0, True), WallSpec(20.0, True))
     seed: int = 1
     runs: int = 3
+    distinct_runs: int = 1  # launches per distinct wall (each waits for the node to be fully replicated)
     warmup: bool = True     # the node warms its kernels (when the release ships none)
     kernels: bool = True    # the release ships kernels compiled here
     results_dir: Path | None = RESULTS_DIR
 
     def quick(self) -> ColdstartBenchSettings:
-        return replace(self, runs=1)
+        return replace(self, runs=1, distinct_walls=QUICK_DISTINCT_WALLS)
+
+
+QUICK_DISTINCT_WALLS = (WallSpec(0.2, True), WallSpec(2.0, True))  # the same ratio, in the quick run's time
+
+
+def distinct_dataset(number: int) -> str:
+    return f"distinct{number}"
+
+
+def expected_tiles(root: Path):
+    """(z, x, y) -> the bytes a node must answer for a JPEG tile of the wall published locally in ``root``
+    (the build is deterministic: the same source gives the same stored tiles)."""
+    ds = LoadedDataset.open(DatasetDir(root, walls.DATASET))
+    return lambda z, x, y: ds.tile_bytes(z, x, y, "jpg", 85)
+
+
+def published_bytes(client, dataset: str) -> int:
+    paginator = client.get_paginator("list_objects_v2")
+    return sum(o["Size"] for page in paginator.paginate(Bucket=BUCKET, Prefix=f"data/{dataset}/")
+               for o in page.get("Contents", []))
 
 
 def run(settings: ColdstartBenchSettings) -> dict:
-    """Publish the bench's wall and a release to a fresh local S3 (untimed), then ``runs`` timed launches."""
+    """Publish the bench's walls and a release to a fresh local S3 (untimed), then the timed launches: ``runs``
+    of the default wall, ``distinct_runs`` of each distinct wall."""
     settings.work.mkdir(parents=True, exist_ok=True)
     doc: dict = {"bench": "coldstart", "issue": 5, "settings": {k: str(v) for k, v in asdict(settings).items()},
                  "machine": machine()}
@@ -161,19 +221,24 @@ def run(settings: ColdstartBenchSettings) -> dict:
             Children(settings.work / "coldstart-logs") as children:
         work = Path(tmp)
         walls.prepare_wall(settings.work, settings.gigapixels, children, settings.seed)
-        source = walls.wall_folder(settings.work, settings.gigapixels, settings.seed) / "source"
+        sources = {DATASET: walls.wall_folder(settings.work, settings.gigapixels, settings.seed) / "source"}
+        distinct_roots = {}
+        for n, spec in enumerate(settings.distinct_walls):
+            distinct_roots[distinct_dataset(n)] = spec.prepare(settings.work, children, settings.seed)
+            sources[distinct_dataset(n)] = spec.folder(settings.work, settings.seed) / "source"
         (work / "s3").mkdir()
         with SeaweedS3(work / "s3") as server:
             server.create_bucket(BUCKET)
             env = {**os.environ, **server.env(), "GIGATILE_BUCKET": BUCKET}
             env.pop("AWS_PROFILE", None)
-            with console.status("publishing the wall and a release (untimed)"):
-                setup = {
-                    "publish": run_step([BIN / "tiler", "publish", source, "--bucket", BUCKET, "--dataset", DATASET],
-                                        env, "tiler publish"),
-                    "release": run_step([BIN / "node-bootstrap", "release", "--bucket", BUCKET,
-                                         *([] if settings.kernels else ["--no-kernels"])], env, "release"),
-                }
+            setup = {}
+            with console.status("publishing the walls and a release (untimed)"):
+                for dataset, source in sources.items():
+                    setup[f"publish {dataset}"] = run_step(
+                        [BIN / "tiler", "publish", source, "--bucket", BUCKET, "--dataset", dataset], env,
+                        f"tiler publish {dataset}")
+                setup["release"] = run_step([BIN / "node-bootstrap", "release", "--bucket", BUCKET,
+                                             *([] if settings.kernels else ["--no-kernels"])], env, "release")
             console.log("setup (untimed): " + ", ".join(f"{k} {v:.1f} s" for k, v in setup.items()))
             client = server.client()
             runs = []
@@ -181,15 +246,55 @@ def run(settings: ColdstartBenchSettings) -> dict:
                 with console.status(f"launch {n + 1}/{settings.runs}"):
                     runs.append(one_launch(work, env, client, settings.warmup, n))
                 console.log(f"launch {n + 1}: first tile after {runs[-1]['total_seconds']:.2f} s")
+            distinct = {}
+            for n, spec in enumerate(settings.distinct_walls):
+                dataset = distinct_dataset(n)
+                expected = expected_tiles(distinct_roots[dataset])
+                launches = []
+                for k in range(settings.distinct_runs):
+                    with console.status(f"{spec.name} wall: launch {k + 1}/{settings.distinct_runs}"):
+                        launches.append(one_launch(work, env, client, settings.warmup, 100 * (n + 1) + k, dataset,
+                                                   expected))
+                    console.log(f"{spec.name} wall, launch {k + 1}: first tile after "
+                                f"{launches[-1]['total_seconds']:.2f} s (correct: {launches[-1]['first_tile_correct']}"
+                                f"), fully replicated after {launches[-1]['replicated_seconds']:.2f} s")
+                distinct[spec.name] = {"dataset": dataset, "published_bytes": published_bytes(client, dataset),
+                                       "runs": launches}
     totals = [r["total_seconds"] for r in runs]
-    doc.update(setup_seconds=setup, runs=runs, median_seconds=statistics.median(totals),
+    doc.update(setup_seconds=setup, runs=runs, median_seconds=statistics.median(totals), distinct=distinct,
                load_average_end=load_average())
-    doc["bars"] = [bar(f"launch -> first tile of a registered node (median of {len(runs)})", doc["median_seconds"],
-                       "s", BAR_SECONDS, key="coldstart.first-tile",
-                       note=f"worst {max(totals):.2f} s; Zoomii: 3 h full copy, 3 min lazy EBS")]
+    doc["bars"] = collect_bars(doc)
     if settings.results_dir is not None:
         doc["results_file"] = str(write_results("coldstart", doc, settings.results_dir))
     return doc
+
+
+def collect_bars(doc: dict) -> list[dict]:
+    totals = [r["total_seconds"] for r in doc["runs"]]
+    bars = [bar(f"launch -> first tile of a registered node (median of {len(totals)})", doc["median_seconds"],
+                "s", BAR_SECONDS, key="coldstart.first-tile",
+                note=f"worst {max(totals):.2f} s; Zoomii: 3 h full copy, 3 min lazy EBS")]
+    walls_ = list(doc.get("distinct", {}).items())
+    smallest = walls_[0][1]["published_bytes"] if walls_ else 0
+    for name, wall in walls_:
+        first = statistics.median(r["total_seconds"] for r in wall["runs"])
+        replicated = statistics.median(r["replicated_seconds"] for r in wall["runs"])
+        published = wall["published_bytes"]
+        size = f"{published / 1e6:,.0f} MB published ({published / smallest:.1f}× the first)"
+        bars.append(bar(f"{name} wall: launch -> first correct tile", first, "s", DISTINCT_BAR_SECONDS,
+                        key="coldstart.first-tile-distinct", group=name,
+                        note=f"{size}; fully replicated after {replicated:.1f} s; lazy at the first tile: "
+                             f"{all(r['lazy_at_first_tile'] for r in wall['runs'])}"))
+        bars.append(bar(f"{name} wall: launch -> fully replicated (synch.down)", replicated, "s", None,
+                        key="coldstart.replicated", group=name, note=size))
+        wrong = sum(not r["first_tile_correct"] for r in wall["runs"])
+        bars.append(bar(f"{name} wall: first tiles not the published bytes", wrong, "tiles", 0,
+                        key="coldstart.first-tile-correct", kind="check", group=name))
+    if len(walls_) > 1:
+        ratio = walls_[-1][1]["published_bytes"] / smallest
+        bars.append(bar(f"published bytes, {walls_[-1][0]} wall / {walls_[0][0]} wall", ratio, "×", 10.0,
+                        at_least=True, key="coldstart.size-ratio", kind="check"))
+    return bars
 
 
 def print_report(doc: dict) -> None:
@@ -210,6 +315,15 @@ def print_report(doc: dict) -> None:
               f"{', '.join(f'{ms:.0f}' for ms in run['next_tiles_ms'])} ms"
               + (f"; BEFORE IT, {len(run['refused_before_first_tile'])} answers "
                  f"{sorted(set(run['refused_before_first_tile']))}" if run["refused_before_first_tile"] else ""))
+    rows = [(name, f"{wall['published_bytes'] / 1e6:,.0f}", k + 1, f"{r['total_seconds']:.2f}",
+             "yes" if r["first_tile_correct"] else "NO", "yes" if r["lazy_at_first_tile"] else "no",
+             f"{r['replicated_seconds']:.2f}", f"{r['replicated_bytes'] / 1e6:,.0f}",
+             " ".join(f"{m}@{t['at']:.1f}" for m, t in r["timeline"].items()))
+            for name, wall in doc.get("distinct", {}).items() for k, r in enumerate(wall["runs"])]
+    if rows:
+        print("\nwalls of distinct covers (lazy start: the node serves before its packs are all down)")
+        print(format_table(("wall", "published MB", "launch", "first correct tile s", "correct", "lazy then",
+                            "fully replicated s", "node MB", "timeline (s from launch)"), rows))
     print("\n" + format_bars(doc["bars"]))
     if "results_file" in doc:
         print(f"results: {doc['results_file']}")

@@ -41,6 +41,7 @@ from bench.progress import console
 from bench.results import RESULTS_DIR, WORK_DIR, write_results
 from bench.tables import format_table
 from bench.tileserver import start_tiler_serve
+from bench.walls import WallSpec
 from gigaformat.layout import DatasetDir
 from gigaformat.levels import Geometry
 from tiler.dataset import LoadedDataset
@@ -51,7 +52,8 @@ SIDES = ("tiler serve", "iipsrv")
 @dataclass(frozen=True)
 class IipsrvBenchSettings:
     work: Path = WORK_DIR
-    gigapixels: float = 1.0
+    # the all-distinct wall (issue 14's bar: >= 1.5x iipsrv) and the default 1-Gpx wall (issue 3's aim)
+    walls: tuple[WallSpec, ...] = (WallSpec(2.0, True), WallSpec(1.0))
     seed: int = 1
     jpeg_quality: int = 85
     connections: int = 16
@@ -63,7 +65,7 @@ class IipsrvBenchSettings:
     results_dir: Path | None = RESULTS_DIR
 
     def quick(self) -> IipsrvBenchSettings:
-        return replace(self, seconds=4.0, warmup_seconds=1.0, rounds=1, sanity_tiles=12)
+        return replace(self, walls=self.walls[:1], seconds=4.0, warmup_seconds=1.0, rounds=1, sanity_tiles=12)
 
 
 def dz_max_level(g: Geometry) -> int:
@@ -157,6 +159,50 @@ def memcached_listening() -> bool:
         return sock.connect_ex(("127.0.0.1", 11211)) == 0
 
 
+def measure_wall(s: IipsrvBenchSettings, children: Children, tmp: Path, spec: WallSpec) -> dict:
+    """Both servers on one wall: the sanity check, then the loads at the deepest and the 1:4 level."""
+    root = spec.prepare(s.work, children, s.seed)
+    ds = LoadedDataset.open(DatasetDir(root, walls.DATASET))
+    g = ds.geometry
+    flat = walls.flatten_wall(ds, root.parent)
+    tif = walls.pyramid_tiff(flat, children, s.jpeg_quality)
+    del ds
+    doc: dict = {"canvas": {"width": g.width, "height": g.height, "tiff": str(tif), "tiff_bytes": tif.stat().st_size}}
+    deepest = dz_max_level(g)
+    levels = {"deepest": (deepest, g.top), "1:4": (deepest - 2, g.top - 2)}
+    server, ours = start_tiler_serve(children, root, f"serve-iipsrv-{spec}.log", 2,
+                                     extra=("--cache-mb", "0", "--jpeg-quality", str(s.jpeg_quality)))
+    folder = tmp / str(spec)
+    folder.mkdir(mode=0o755)
+    iips, nginx, theirs = start_iipsrv(children, folder, s.iipsrv_processes, s.jpeg_quality, cache_mb=0)
+    bases = {"tiler serve": ours, "iipsrv": theirs}
+    try:
+        doc["sanity"] = {name: sanity_check(bases, level, level_tiles(g, z, s.sanity_tiles, s.seed + 7, True), tif)
+                         for name, (level, z) in levels.items()}
+        for name, (level, z) in levels.items():
+            cols, rows = g.tile_counts(z)
+            doc["sanity"][name]["last_tile"] = corner_sizes(bases, level, (cols - 1, rows - 1), tif)
+        for name, check in doc["sanity"].items():
+            console.log(f"{spec.name} sanity {name}: {check['tiles'] - check['mismatched']} of {check['tiles']} "
+                        f"paths give JPEGs of the same size on both sides {check['sizes'][:3]}; PSNR min "
+                        f"{check['psnr_db_min']:.1f} dB")
+        doc["levels"] = {}
+        for name, (level, z) in levels.items():
+            tiles = level_tiles(g, z, 100_000, s.seed)
+            warm = level_tiles(g, z, 5_000, s.seed + 1)
+            doc["levels"][name] = measure_level(s, children, bases, folder / "load", f"{spec}-{name}", level, tiles,
+                                                warm, tif)
+        doc["memory"] = [memory_row(f"tiler serve --workers 2 (iipsrv comparison, {spec.name})", "after the loads",
+                                    server.pid),
+                         *(memory_row(f"iipsrv process {i + 1} ({spec.name})", "after the loads", p.pid)
+                           for i, p in enumerate(iips)),
+                         memory_row(f"nginx in front of iipsrv ({spec.name})", "after the loads", nginx.pid)]
+    finally:
+        stop_iipsrv(children, iips, nginx)
+        children.stop(server)
+    return doc
+
+
 def run(settings: IipsrvBenchSettings) -> dict:
     s = settings
     doc: dict = {"bench": "iipsrv", "issue": 8, "settings": {k: str(v) for k, v in asdict(s).items()},
@@ -165,47 +211,17 @@ def run(settings: IipsrvBenchSettings) -> dict:
                                                                          "iipimage-server"]),
                                                  "nginx": tool_version(["nginx", "-v"]),
                                                  "wrk": tool_version(["wrk", "--version"])},
-                 "memcached_listening": memcached_listening()}
+                 "memcached_listening": memcached_listening(), "walls": {}}
     s.work.mkdir(parents=True, exist_ok=True)
     with Children(s.work / "iipsrv-logs") as children, \
             tempfile.TemporaryDirectory(prefix="iipsrv-bench-", dir=s.work) as tmp_name:
         tmp = Path(tmp_name)
         tmp.chmod(0o755)  # nginx's workers run as an unprivileged user
-        root = walls.prepare_wall(s.work, s.gigapixels, children, s.seed)
-        ds = LoadedDataset.open(DatasetDir(root, walls.DATASET))
-        g = ds.geometry
-        flat = walls.flatten_wall(ds, root.parent)
-        tif = walls.pyramid_tiff(flat, children, s.jpeg_quality)
-        del ds
-        doc["canvas"] = {"width": g.width, "height": g.height, "tiff": str(tif), "tiff_bytes": tif.stat().st_size}
-        deepest = dz_max_level(g)
-        levels = {"deepest": (deepest, g.top), "1:4": (deepest - 2, g.top - 2)}
-        server, ours = start_tiler_serve(children, root, "serve-iipsrv.log", 2,
-                                         extra=("--cache-mb", "0", "--jpeg-quality", str(s.jpeg_quality)))
-        iips, nginx, theirs = start_iipsrv(children, tmp, s.iipsrv_processes, s.jpeg_quality, cache_mb=0)
-        bases = {"tiler serve": ours, "iipsrv": theirs}
-        try:
-            doc["sanity"] = {name: sanity_check(bases, level, level_tiles(g, z, s.sanity_tiles, s.seed + 7, True),
-                                                tif) for name, (level, z) in levels.items()}
-            for name, (level, z) in levels.items():
-                cols, rows = g.tile_counts(z)
-                doc["sanity"][name]["last_tile"] = corner_sizes(bases, level, (cols - 1, rows - 1), tif)
-            for name, check in doc["sanity"].items():
-                console.log(f"sanity {name}: {check['tiles'] - check['mismatched']} of {check['tiles']} paths give "
-                            f"JPEGs of the same size on both sides {check['sizes'][:3]}; PSNR min "
-                            f"{check['psnr_db_min']:.1f} dB")
-            doc["levels"] = {}
-            for name, (level, z) in levels.items():
-                tiles = level_tiles(g, z, 100_000, s.seed)
-                warm = level_tiles(g, z, 5_000, s.seed + 1)
-                doc["levels"][name] = measure_level(s, children, bases, tmp / "load", name, level, tiles, warm, tif)
-            doc["memory"] = [memory_row("tiler serve --workers 2 (iipsrv comparison)", "after the loads",
-                                        server.pid),
-                             *(memory_row(f"iipsrv process {i + 1}", "after the loads", p.pid)
-                               for i, p in enumerate(iips)),
-                             memory_row("nginx in front of iipsrv", "after the loads", nginx.pid)]
-        finally:
-            stop_iipsrv(children, iips, nginx)
+        for spec in s.walls:
+            doc["walls"][spec.name] = measure_wall(s, children, tmp, spec)
+    first = next(iter(doc["walls"].values()))
+    doc.update(canvas=first["canvas"], levels=first["levels"], sanity=first["sanity"],  # the plots' panels
+               memory=[row for wall in doc["walls"].values() for row in wall["memory"]])
     doc["load_average_end"] = load_average()
     doc["bars"] = collect_bars(doc)
     if s.results_dir is not None:
@@ -215,36 +231,40 @@ def run(settings: IipsrvBenchSettings) -> dict:
 
 def collect_bars(doc: dict) -> list[dict]:
     bars = []
-    for name, lv in doc["levels"].items():
-        best = lv["best"]
-        bars.append(bar(f"random tiles at the {name} level (DeepZoom {lv['level']}), 2 workers",
-                        best["tiler serve"]["requests_per_s"], "requests/s", 1.0, at_least=True,
-                        anchor="iipsrv", anchor_figure=best["iipsrv"]["requests_per_s"], key="iipsrv.throughput",
-                        kind="aim"))
-    bad = sum(r["non200"] + r["socket_errors"] + r["timeouts"] for lv in doc["levels"].values()
-              for results in lv["rounds"].values() for r in results)
+    for wall_name, wall in doc["walls"].items():
+        for name, lv in wall["levels"].items():
+            best = lv["best"]
+            what = f"{wall_name}: random tiles at the {name} level (DeepZoom {lv['level']}), 2 workers"
+            ours, theirs = best["tiler serve"]["requests_per_s"], best["iipsrv"]["requests_per_s"]
+            bars.append(bar(what, ours, "requests/s", 1.0, at_least=True, anchor="iipsrv", anchor_figure=theirs,
+                            key="iipsrv.throughput", kind="aim"))
+            if "distinct" in wall_name:
+                bars.append(bar(what, ours, "requests/s", 1.5, at_least=True, anchor="iipsrv", anchor_figure=theirs,
+                                key="iipsrv.throughput-distinct"))
+    bad = sum(r["non200"] + r["socket_errors"] + r["timeouts"] for wall in doc["walls"].values()
+              for lv in wall["levels"].values() for results in lv["rounds"].values() for r in results)
     bars.append(bar("non-200 and socket errors, both sides", bad, "responses", 0, key="iipsrv.errors", kind="check"))
-    mismatched = sum(c["mismatched"] for c in doc["sanity"].values())
+    mismatched = sum(c["mismatched"] for wall in doc["walls"].values() for c in wall["sanity"].values())
     bars.append(bar("paths without the same-size JPEG on both sides", mismatched, "paths", 0, key="iipsrv.sanity",
                     kind="check"))
     return bars
 
 
 def print_report(doc: dict) -> None:
-    rows = []
-    for name, lv in doc["levels"].items():
-        for side, r in lv["best"].items():
-            rows.append((f"{name} ({lv['level']})", side, f"{r['requests_per_s']:,.0f}", f"{r['p50_ms']:.2f}",
-                         f"{r['p99_ms']:.2f}", r["non200"], r["socket_errors"] + r["timeouts"],
-                         f"{lv['ratio']:.2f}×" if side == "tiler serve" else "anchor"))
-    print(f"random DeepZoom tiles of the {doc['canvas']['width']} x {doc['canvas']['height']} canvas, "
-          f"best of {doc['settings']['rounds']} alternating rounds")
-    print(format_table(("level", "server", "requests/s", "p50 ms", "p99 ms", "non-200", "errors", "ratio"), rows))
-    for name, check in doc["sanity"].items():
-        print(f"sanity {name}: {check['tiles'] - check['mismatched']}/{check['tiles']} same-size JPEGs, PSNR min "
-              f"{check['psnr_db_min']:.1f}, median {check['psnr_db_median']:.1f} dB; last tile "
-              f"{check['last_tile']}" + "".join(
-                  f"\n  {p}" for p in check["problems"]))
+    for wall_name, wall in doc["walls"].items():
+        rows = []
+        for name, lv in wall["levels"].items():
+            for side, r in lv["best"].items():
+                rows.append((f"{name} ({lv['level']})", side, f"{r['requests_per_s']:,.0f}", f"{r['p50_ms']:.2f}",
+                             f"{r['p99_ms']:.2f}", r["non200"], r["socket_errors"] + r["timeouts"],
+                             f"{lv['ratio']:.2f}×" if side == "tiler serve" else "anchor"))
+        print(f"\n{wall_name} wall: random DeepZoom tiles of the {wall['canvas']['width']} x "
+              f"{wall['canvas']['height']} canvas, best of {doc['settings']['rounds']} alternating rounds")
+        print(format_table(("level", "server", "requests/s", "p50 ms", "p99 ms", "non-200", "errors", "ratio"), rows))
+        for name, check in wall["sanity"].items():
+            print(f"sanity {name}: {check['tiles'] - check['mismatched']}/{check['tiles']} same-size JPEGs, PSNR min "
+                  f"{check['psnr_db_min']:.1f}, median {check['psnr_db_median']:.1f} dB; last tile "
+                  f"{check['last_tile']}" + "".join(f"\n  {p}" for p in check["problems"]))
     print(format_table(("process", "RSS MB", "PSS MB"),
                        [(m["process"], f"{m['rss_mb']:.0f}", f"{m['pss_mb']:.0f}") for m in doc["memory"]]))
     print("\n" + format_bars(doc["bars"]))

@@ -30,7 +30,7 @@ def latency_plot(render: dict, path: Path) -> Path | None:
         ax.set_yscale("log")
         ax.set_xlabel("level z (0 = whole wall in one tile)")
         ax.set_ylabel("ms per tile (render + JPEG q85)")
-        ax.set_title(f"{name}-Gpx wall: cold tiles by level")
+        ax.set_title(f"{name} wall: cold tiles by level")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()

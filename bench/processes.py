@@ -6,6 +6,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -163,3 +164,53 @@ def run_and_report(run: Callable[[object], dict], report: Callable[[dict], None]
         return 130
     report(doc)
     return 3 if fail_on_bars and any(b["pass"] is False for b in doc["bars"]) else 0
+
+
+class TreePeak:
+    """The peak memory of a process tree while it runs: a thread sums VmRSS over the process and all its
+    descendants every ``interval`` s and keeps the largest sum, and the largest single VmHWM seen (a process's
+    own peak, which a sample can miss). ``peak_mb`` is the larger of the two."""
+
+    def __init__(self, pid: int, interval: float = 0.05):
+        self.pid, self.interval = pid, interval
+        self.sum_mb = self.hwm_mb = 0.0
+        self.samples = 0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> TreePeak:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._done.set()
+        self._thread.join()
+
+    @property
+    def peak_mb(self) -> float:
+        return max(self.sum_mb, self.hwm_mb)
+
+    def _sample(self) -> None:
+        while not self._done.is_set():
+            total = 0.0
+            for pid in descendants(self.pid):
+                fields = _status_kb(pid)
+                total += fields.get("VmRSS", 0) * 1024 / 1e6
+                self.hwm_mb = max(self.hwm_mb, fields.get("VmHWM", 0) * 1024 / 1e6)
+            self.sum_mb = max(self.sum_mb, total)
+            self.samples += 1
+            self._done.wait(self.interval)
+
+
+def _status_kb(pid: int) -> dict[str, int]:
+    """The kB fields of /proc/<pid>/status (empty if the process is gone)."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return {}
+    found = {}
+    for line in lines:
+        name, _, value = line.partition(":")
+        if value.strip().endswith(" kB"):
+            found[name] = int(value.split()[0])
+    return found

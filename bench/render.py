@@ -13,6 +13,7 @@ From the suite: ``from bench.render import RenderBenchSettings, run; doc = run(R
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import re
 import shutil
@@ -25,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pyvips
 
-from bench import stats, walls
+from bench import pagecache, stats, walls
 from bench.bars import bar, format_bars
 from bench.load import run_load
 from bench.machine import load_average, machine, tool_version
@@ -34,24 +35,28 @@ from bench.progress import console, progress_bar
 from bench.results import RESULTS_DIR, WORK_DIR, write_results
 from bench.tables import format_table
 from bench.tileserver import cache_lookups, start_tiler_serve
-from bench.walls import DATASET, TILER
+from bench.walls import DATASET, TILER, WallSpec
 from gigaformat.layout import DatasetDir
 from gigaformat.levels import Geometry
 from tiler.dataset import LoadedDataset
 from tiler.encode import encode_tile
 
-STEPS = ("latency", "http", "export", "memory")
+STEPS = ("latency", "cache", "http", "export", "memory")
+W = WallSpec.parse
 
 
 @dataclass(frozen=True)
 class RenderBenchSettings:
     work: Path = WORK_DIR
-    walls: tuple[float, ...] = (46.0, 1.0)  # gigapixels; floor, cold tiles and HTTP run on each
-    export_wall: float = 1.0
-    memory_wall: float = 46.0
+    # floor and cold tiles run on each wall; HTTP on http_walls, the cold-cache variant on cache_walls
+    walls: tuple[WallSpec, ...] = (W("46"), W("1"), W("2d"))
+    http_walls: tuple[WallSpec, ...] = (W("46"), W("1"))
+    cache_walls: tuple[WallSpec, ...] = (W("2d"), W("46"))
+    export_wall: WallSpec = W("1")
+    memory_wall: WallSpec = W("46")
     seed: int = 1
-    unique: int | None = None  # distinct covers (tiler generate's default when None)
     samples_per_level: int = 300
+    cache_samples_per_level: int = 200  # cold-cache samples (the data files evicted before each)
     floor_encodes: int = 1000
     connections: int = 16
     http_seconds: float = 10.0
@@ -64,7 +69,8 @@ class RenderBenchSettings:
     results_dir: Path | None = RESULTS_DIR
 
     def quick(self) -> RenderBenchSettings:
-        return replace(self, samples_per_level=100, floor_encodes=500, http_seconds=5.0, http_warmup_seconds=2.0,
+        return replace(self, samples_per_level=100, cache_samples_per_level=60, floor_encodes=500, http_seconds=5.0,
+                       http_warmup_seconds=2.0,
                        memory_checkpoints=(10_000, 20_000), memory_seconds=300.0, export_rounds=1)
 
 
@@ -135,6 +141,42 @@ def measure_cold_tiles(ds: LoadedDataset, samples: int, seed: int) -> dict:
         levels[str(z)] = {"tiles": tiles, "distinct": min(samples, tiles), "ms": stats.summarize(wall_ms[z]),
                           "cpu_ms": stats.summarize(cpu_ms[z])}
     return levels
+
+
+def measure_cache_cold(ds: LoadedDataset, folder: DatasetDir, samples: int, seed: int) -> dict:
+    """The cold-tile step with the page cache cold too: before each sample every data file of the dataset is
+    evicted (``POSIX_FADV_DONTNEED``); each tile is timed twice, as the cold-tile step times it (render + JPEG
+    q85) and as a request answers it (``tile_bytes``: a stored JPEG as stored), each after its own eviction,
+    then once more with the page cache warm (the warm figure of the same tiles). The share of the data files
+    still resident right after an eviction is measured (``mincore``) on a sample: pages the process maps (the
+    chains layout's packs) stay."""
+    g, files = ds.geometry, pagecache.data_files(folder)
+    os.sync()  # an eviction drops clean pages only
+    plan = cold_tile_plan(g, samples, seed + 11)  # other tiles than the cold-tile step's
+    kinds = ("render", "served", "served warm")
+    spent: dict[str, dict[int, list[float]]] = {k: {z: [] for z in range(g.top + 1)} for k in kinds}
+    resident, before = [], pagecache.resident_fraction(files)
+    calls = {"render": lambda z, x, y: encode_tile(ds.render_tile(z, x, y), "jpg", 85),
+             "served": lambda z, x, y: ds.tile_bytes(z, x, y, "jpg", 85)}
+    with progress_bar(auto_refresh=False) as bar:
+        task = bar.add_task("cold-cache tiles", total=len(plan))
+        for n, (z, x, y) in enumerate(plan):
+            for kind, call in calls.items():
+                pagecache.evict(files)
+                if n % 25 == 0 and kind == "render":
+                    resident.append(pagecache.resident_fraction(files))
+                started = time.perf_counter_ns()
+                call(z, x, y)
+                spent[kind][z].append((time.perf_counter_ns() - started) / 1e6)
+            started = time.perf_counter_ns()
+            calls["served"](z, x, y)
+            spent["served warm"][z].append((time.perf_counter_ns() - started) / 1e6)
+            if n % 100 == 99:
+                bar.update(task, completed=n + 1, refresh=True)
+    levels = {str(z): {k: stats.summarize(spent[k][z]) for k in kinds} for z in range(g.top + 1)}
+    return {"files": len(files), "bytes": sum(f.stat().st_size for f in files), "resident_before": before,
+            "resident_after_evict": stats.summarize(resident), "layout": "chains" if ds.packs.start else "pyramid",
+            "levels": levels}
 
 
 # --- HTTP -----------------------------------------------------------------------------------------------------
@@ -236,16 +278,28 @@ def collect_bars(doc: dict) -> list[dict]:
     for name, wall in doc["walls"].items():
         floor = wall.get("floor", {}).get("ms", {}).get("p50")
         for z, level in wall.get("levels", {}).items():
-            bars.append(bar(f"{name}-Gpx z={z} cold p50", level["ms"]["p50"], "ms", 5, anchor="floor",
-                            anchor_figure=floor, key="render.cold-p50", group=f"{name}-Gpx"))
-            bars.append(bar(f"{name}-Gpx z={z} cold p99", level["ms"]["p99"], "ms", 25, key="render.cold-p99",
-                            group=f"{name}-Gpx"))
+            bars.append(bar(f"{name} z={z} cold p50", level["ms"]["p50"], "ms", 5, anchor="floor",
+                            anchor_figure=floor, key="render.cold-p50", group=name))
+            bars.append(bar(f"{name} z={z} cold p99", level["ms"]["p99"], "ms", 25, key="render.cold-p99",
+                            group=name))
+        cache = wall.get("cache", {})
+        for z, level in cache.get("levels", {}).items():
+            warm = wall["levels"][z]["ms"]["p50"]
+            note = (f"{cache['layout']} layout; resident right after eviction: mean "
+                    f"{cache['resident_after_evict'].get('mean', 0):.0%} of {cache['bytes'] / 1e6:,.0f} MB")
+            bars.append(bar(f"{name} z={z} cold-cache p50", level["render"]["p50"], "ms", 3, anchor="warm p50",
+                            anchor_figure=warm, key="render.cache-cold-p50", group=name, note=note))
+            bars.append(bar(f"{name} z={z} cold-cache p99", level["render"]["p99"], "ms", 25,
+                            key="render.cache-cold-p99", group=name, note=note))
+            bars.append(bar(f"{name} z={z} cold-cache p50 as served", level["served"]["p50"], "ms", None,
+                            anchor="warm", anchor_figure=level["served warm"]["p50"], key="render.cache-cold-served",
+                            group=name, note="a stored JPEG answered as stored; the figure a request pays"))
         if "http" in wall:
-            bars.append(bar(f"{name}-Gpx HTTP non-200", wall["http"]["non200"], "responses", 0,
+            bars.append(bar(f"{name} HTTP non-200", wall["http"]["non200"], "responses", 0,
                             key="render.http-non200", kind="check"))
             for mix, r in wall["http"]["runs"].items():
-                bars.append(bar(f"{name}-Gpx HTTP {mix}, 2 workers", r["requests_per_s"], "requests/s", None,
-                                at_least=True, key="render.http-throughput", group=f"{name}-Gpx"))
+                bars.append(bar(f"{name} HTTP {mix}, 2 workers", r["requests_per_s"], "requests/s", None,
+                                at_least=True, key="render.http-throughput", group=name))
     if "export" in doc:
         e = doc["export"]
         bars.append(bar("tiler render tiles/s", e["tiler"]["tiles_per_s"], "tiles/s", 1.0, at_least=True,
@@ -268,7 +322,7 @@ def latency_report(name: str, wall: dict, settings: dict) -> list[str]:
              f"{lv['ms']['p99']:.3f}", f"{lv['ms']['p50'] / fm['p50']:.2f}×",
              "pass" if lv["ms"]["p50"] <= 5 * fm["p50"] else "FAIL", "pass" if lv["ms"]["p99"] <= 25 else "FAIL",
              f"{lv['cpu_ms']['p50']:.3f}", f"{lv['cpu_ms']['p99']:.3f}") for z, lv in wall["levels"].items()]
-    return [f"\n== {name}-Gpx wall: {w['width']} x {w['height']} px, {w['items']} items, levels 0-{w['top_level']} "
+    return [f"\n== {name} wall: {w['width']} x {w['height']} px, {w['items']} items, levels 0-{w['top_level']} "
             f"(0-{w['overview_level']} pre-rendered overviews); load average {wall['load_average']} ==",
             f"floor: Pillow JPEG q85 of top-level tile {f['tile']} ({f['covered']:.0%} covers, "
             f"{f['jpeg_bytes'] / 1e3:.1f} kB): median {fm['p50']:.3f} ms (min {fm['min']:.3f}, p90 {fm['p90']:.3f}; "
@@ -285,12 +339,31 @@ def http_report(name: str, h: dict) -> list[str]:
     rows = [(mix, f"{r['requests_per_s']:.0f}", r["requests"], f"{r['p50_ms']:.2f}", f"{r['p90_ms']:.2f}",
              f"{r['p99_ms']:.2f}", r["non200"], r["socket_errors"] + r["timeouts"], f"{r['cache_hit_ratio']:.0%}")
             for mix, r in h["runs"].items()]
-    return [f"\nHTTP, {name}-Gpx wall: tiler serve --workers 2 under {first['tool'].split(' [')[0]}, "
+    return [f"\nHTTP, {name} wall: tiler serve --workers 2 under {first['tool'].split(' [')[0]}, "
             f"{first['connections']} connections, {first['seconds']:.0f} s per row, after a {h['warmup_requests']}-"
             f"request warm-up; load average {h['load_average']}. distinct = no tile twice, every tile of the pyramid "
             "equally likely; levels uniform = a level, then a tile of it",
             format_table(("paths", "requests/s", "requests", "p50 ms", "p90 ms", "p99 ms", "non-200", "errors",
                           "cache hits"), rows)]
+
+
+def cache_report(name: str, wall: dict) -> list[str]:
+    c = wall["cache"]
+    rows = []
+    for z, lv in c["levels"].items():
+        warm = wall["levels"][z]["ms"]["p50"]
+        r, served, served_warm = lv["render"], lv["served"], lv["served warm"]
+        rows.append((z, r["n"], f"{warm:.3f}", f"{r['p50']:.3f}", f"{r['p99']:.3f}", f"{r['p50'] / warm:.2f}×",
+                     "pass" if r["p50"] <= 3 * warm else "FAIL", "pass" if r["p99"] <= 25 else "FAIL",
+                     f"{served_warm['p50']:.3f}", f"{served['p50']:.3f}", f"{served['p99']:.3f}"))
+    after = c["resident_after_evict"]
+    return [f"\ncold-cache tiles, {name} wall ({c['layout']} layout): every data file ({c['files']} files, "
+            f"{c['bytes'] / 1e6:,.0f} MB; {c['resident_before']:.0%} resident before) evicted with "
+            f"POSIX_FADV_DONTNEED before each timed call; right after an eviction {after.get('mean', 0):.0%} "
+            f"(max {after.get('max', 0):.0%}) was still resident (mincore; a page the process maps stays); "
+            f"warm = the cold-tile step's p50 of the level; served = tile_bytes, what a request pays",
+            format_table(("level", "samples", "warm p50", "cold-cache p50", "p99 ms", "p50/warm", "bar(≤3×)",
+                          "p99 bar(≤25ms)", "served warm p50", "served cold p50", "served cold p99"), rows)]
 
 
 def export_report(e: dict) -> list[str]:
@@ -322,10 +395,11 @@ def print_report(doc: dict) -> None:
     m, lines = doc["machine"], []
     for name, wall in doc["walls"].items():
         lines += latency_report(name, wall, doc["settings"]) if "levels" in wall else []
+        lines += cache_report(name, wall) if "cache" in wall and "levels" in wall else []
         lines += http_report(name, wall["http"]) if "http" in wall else []
     lines += export_report(doc["export"]) if "export" in doc else []
     lines += memory_report(doc["memory"]) if "memory" in doc else []
-    shown = [b for b in doc["bars"] if not b["pass"] or " cold " not in b["name"]]  # levels are in their tables
+    shown = [b for b in doc["bars"] if b["pass"] is False or " z=" not in b["name"]]  # levels are in their tables
     judged = [b for b in doc["bars"] if b["pass"] is not None]
     lines += [f"\n== bars: {sum(b['pass'] for b in judged)} of {len(judged)} pass"
               + ("" if doc["complete"] else " (INCOMPLETE RUN)") + "; all failures and the bars not shown above ==",
@@ -355,23 +429,27 @@ def run(settings: RenderBenchSettings) -> dict:
         try:
             needed = {*s.walls, *([s.export_wall] if "export" in steps else []),
                       *([s.memory_wall] if "memory" in steps else [])}
-            roots = {g: walls.prepare_wall(s.work, g, children, s.seed, s.unique, s.rebuild)
-                     for g in sorted(needed, reverse=True)}
-            for g in s.walls:
-                ds = LoadedDataset.open(DatasetDir(roots[g], DATASET))
-                wall = doc["walls"][f"{g:g}"] = {"wall": walls.describe_wall(ds)}
+            roots = {w: w.prepare(s.work, children, s.seed, s.rebuild)
+                     for w in sorted(needed, key=lambda w: (-w.gigapixels, w.all_distinct))}
+            for w in s.walls:
+                ds = LoadedDataset.open(DatasetDir(roots[w], DATASET))
+                wall = doc["walls"][w.name] = {"wall": walls.describe_wall(ds)}
                 if "latency" in steps:
-                    wall.update(step(f"{g:g}-Gpx wall: encode floor and cold tiles", lambda ds=ds: {
+                    wall.update(step(f"{w.name} wall: encode floor and cold tiles", lambda ds=ds: {
                         "floor": measure_floor(ds, s.floor_encodes, s.seed),
                         "levels": measure_cold_tiles(ds, s.samples_per_level, s.seed)}))
-                if "http" in steps:
-                    wall["http"] = step(f"{g:g}-Gpx wall: HTTP throughput",
-                                        lambda g=g: measure_http(s, roots[g], children, f"{g:g}gpx"))
+                if "cache" in steps and "latency" in steps and w in s.cache_walls:
+                    wall["cache"] = step(f"{w.name} wall: cold-cache tiles", lambda ds=ds, w=w: measure_cache_cold(
+                        ds, DatasetDir(roots[w], DATASET), s.cache_samples_per_level, s.seed))
+                del ds
+                if "http" in steps and w in s.http_walls:
+                    wall["http"] = step(f"{w.name} wall: HTTP throughput",
+                                        lambda w=w: measure_http(s, roots[w], children, str(w)))
             if "export" in steps:
-                doc["export"] = step(f"pyramid export of the {s.export_wall:g}-Gpx wall",
+                doc["export"] = step(f"pyramid export of the {s.export_wall.name} wall",
                                      lambda: measure_export(s, roots[s.export_wall], children))
             if "memory" in steps:
-                doc["memory"] = step(f"memory of tiler serve on the {s.memory_wall:g}-Gpx wall",
+                doc["memory"] = step(f"memory of tiler serve on the {s.memory_wall.name} wall",
                                      lambda: measure_memory(s, roots[s.memory_wall], children))
             doc["complete"] = True
         finally:
@@ -386,7 +464,8 @@ def parse_args(argv: list[str] | None) -> RenderBenchSettings:
     parser.add_argument("--quick", action="store_true", help="fewer samples, 20,000 memory requests")
     parser.add_argument("--work", type=Path, default=RenderBenchSettings.work, help="walls, logs, exports")
     parser.add_argument("--steps", default=",".join(STEPS), help=f"comma-separated, of {','.join(STEPS)}")
-    parser.add_argument("--walls", default="46,1", help="gigapixels of the walls for floor, cold tiles and HTTP")
+    parser.add_argument("--walls", default=",".join(map(str, RenderBenchSettings.walls)),
+                        help="walls for floor and cold tiles (gigapixels, d: every item distinct), e.g. 46,1,2d")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--rebuild", action="store_true", help="regenerate and republish the walls")
     parser.add_argument("--no-results", action="store_true", help="do not write bench/results/*.json")
@@ -395,7 +474,7 @@ def parse_args(argv: list[str] | None) -> RenderBenchSettings:
     steps = tuple(s.strip() for s in args.steps.split(",") if s.strip())
     if unknown := set(steps) - set(STEPS):
         parser.error(f"unknown steps {sorted(unknown)}; choose from {','.join(STEPS)}")
-    settings = RenderBenchSettings(work=args.work.resolve(), walls=tuple(float(w) for w in args.walls.split(",")),
+    settings = RenderBenchSettings(work=args.work.resolve(), walls=tuple(W(w) for w in args.walls.split(",")),
                                    seed=args.seed, steps=steps, rebuild=args.rebuild,
                                    results_dir=None if args.no_results else args.results_dir)
     return settings.quick() if args.quick else settings

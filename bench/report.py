@@ -139,7 +139,7 @@ def latency_table(render: dict) -> str:
         floor = w["floor"]["ms"]["p50"]
         for z, lv in w["levels"].items():
             ms, cpu = lv["ms"], lv["cpu_ms"]
-            rows.append((f"{wall} Gpx", z, lv["tiles"], ms["n"], f"{ms['p50']:.3f}", f"{ms['p99']:.3f}",
+            rows.append((wall, z, lv["tiles"], ms["n"], f"{ms['p50']:.3f}", f"{ms['p99']:.3f}",
                          f"{floor:.3f}", f"{ms['p50'] / floor:.2f}×", f"{cpu['p50']:.3f}", f"{cpu['p99']:.3f}",
                          "PASS" if ms["p50"] <= 5 * floor and ms["p99"] <= 25 else "**FAIL**"))
     return markdown_table(("wall", "level", "tiles", "samples", "p50 ms", "p99 ms", "floor ms", "p50/floor",

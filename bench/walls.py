@@ -9,6 +9,7 @@ import itertools
 import json
 import random
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +18,10 @@ import pyvips
 from bench.machine import VENV_BIN
 from bench.processes import Children
 from bench.progress import console, progress_bar
+from gigaformat.errors import FormatError
 from gigaformat.layout import DatasetDir
 from gigaformat.levels import Geometry
+from gigaformat.state import STATE_FORMAT
 from tiler.dataset import LoadedDataset
 from tiler.local_publish import publish_local
 
@@ -37,33 +40,91 @@ def write_json(path: Path, doc: object) -> None:
     path.write_text(json.dumps(doc) + "\n")
 
 
-def wall_folder(work: Path, gigapixels: float, seed: int = 1) -> Path:
-    return work / f"wall-{gigapixels:g}gpx-seed{seed}"
+def wall_folder(work: Path, gigapixels: float, seed: int = 1, all_distinct: bool = False) -> Path:
+    return work / (f"wall-{gigapixels:g}gpx-seed{seed}" + ("-distinct" if all_distinct else ""))
 
 
-def wall_is_ready(work: Path, gigapixels: float, seed: int = 1, unique: int | None = None) -> bool:
-    wall = wall_folder(work, gigapixels, seed)
-    stamp = {"gigapixels": gigapixels, "unique": unique, "seed": seed}
-    return DatasetDir(wall / "node", DATASET).down_generation() is not None and read_json(wall / "stamp.json") == stamp
+def wall_name(gigapixels: float, all_distinct: bool = False) -> str:
+    """How tables and bars name a wall: ``46-Gpx`` (the generator's 256 covers, repeated) or
+    ``2-Gpx distinct`` (every item a cover of its own)."""
+    return f"{gigapixels:g}-Gpx" + (" distinct" if all_distinct else "")
+
+
+def wall_stamp(gigapixels: float, seed: int = 1, unique: int | None = None, all_distinct: bool = False) -> dict:
+    """What a cached wall was made with: the generate arguments and the state format it was published in
+    (a wall published by an older tiler is stale even where its generate arguments match)."""
+    return {"gigapixels": gigapixels, "unique": unique, "seed": seed, "all_distinct": all_distinct,
+            "format": STATE_FORMAT}
+
+
+def published_format_is_current(root: Path, dataset: str = DATASET) -> bool:
+    """The node root's current generation loads with this gigaformat (False for an older format)."""
+    try:
+        DatasetDir(root, dataset).load_current_state()
+    except (FormatError, OSError):
+        return False
+    return True
+
+
+def wall_is_ready(work: Path, gigapixels: float, seed: int = 1, unique: int | None = None,
+                  all_distinct: bool = False) -> bool:
+    wall = wall_folder(work, gigapixels, seed, all_distinct)
+    return (DatasetDir(wall / "node", DATASET).down_generation() is not None
+            and read_json(wall / "stamp.json") == wall_stamp(gigapixels, seed, unique, all_distinct)
+            and published_format_is_current(wall / "node"))
 
 
 def prepare_wall(work: Path, gigapixels: float, children: Children, seed: int = 1, unique: int | None = None,
-                 rebuild: bool = False) -> Path:
-    """A node root (``<work>/wall-<G>gpx-seed<S>/node``) with the wall published as dataset ``covers``;
-    reused while ``synch.down`` is there and ``stamp.json`` records the same generate arguments."""
-    wall = wall_folder(work, gigapixels, seed)
+                 rebuild: bool = False, all_distinct: bool = False) -> Path:
+    """A node root (``<work>/wall-<G>gpx-seed<S>[-distinct]/node``) with the wall published as dataset
+    ``covers``; reused while ``synch.down`` is there, ``stamp.json`` records the same generate arguments and
+    state format, and the published generation loads (a stale wall in an older format is built again)."""
+    wall = wall_folder(work, gigapixels, seed, all_distinct)
     folder = DatasetDir(wall / "node", DATASET)
-    if not rebuild and wall_is_ready(work, gigapixels, seed, unique):
+    if not rebuild and wall_is_ready(work, gigapixels, seed, unique, all_distinct):
         return folder.root
     shutil.rmtree(wall, ignore_errors=True)
     wall.mkdir(parents=True)
     args = [TILER, "generate", "--out", wall / "source", "--gigapixels", gigapixels, "--seed", seed]
-    console.log(f"generating the {gigapixels:g}-Gpx wall in {wall}")
-    children.run(args + (["--unique", unique] if unique else []), "generate.log", 900)
-    with console.status(f"publishing the {gigapixels:g}-Gpx wall into {folder.path}"):
+    args += (["--unique", unique] if unique else []) + (["--all-distinct"] if all_distinct else [])
+    console.log(f"generating the {wall_name(gigapixels, all_distinct)} wall in {wall}")
+    children.run(args, "generate.log", 3600)
+    with console.status(f"publishing the {wall_name(gigapixels, all_distinct)} wall into {folder.path}"):
         publish_local(wall / "source", folder)
-    write_json(wall / "stamp.json", {"gigapixels": gigapixels, "unique": unique, "seed": seed})
+    write_json(wall / "stamp.json", wall_stamp(gigapixels, seed, unique, all_distinct))
     return folder.root
+
+
+@dataclass(frozen=True)
+class WallSpec:
+    """A bench wall: its size and whether every item has a cover of its own (``tiler generate
+    --all-distinct``) or the generator's default of 256 covers repeated. Written ``46`` or ``2d``."""
+
+    gigapixels: float
+    all_distinct: bool = False
+
+    @classmethod
+    def parse(cls, text: str) -> WallSpec:
+        text = text.strip()
+        distinct = text.endswith("d")
+        return cls(float(text[:-1] if distinct else text), distinct)
+
+    def __str__(self) -> str:
+        return f"{self.gigapixels:g}" + ("d" if self.all_distinct else "")
+
+    @property
+    def name(self) -> str:
+        return wall_name(self.gigapixels, self.all_distinct)
+
+    def folder(self, work: Path, seed: int = 1) -> Path:
+        return wall_folder(work, self.gigapixels, seed, self.all_distinct)
+
+    def is_ready(self, work: Path, seed: int = 1) -> bool:
+        return wall_is_ready(work, self.gigapixels, seed, all_distinct=self.all_distinct)
+
+    def prepare(self, work: Path, children: Children, seed: int = 1, rebuild: bool = False) -> Path:
+        """The node root of the wall (built, or reused while valid)."""
+        return prepare_wall(work, self.gigapixels, children, seed, rebuild=rebuild, all_distinct=self.all_distinct)
 
 
 def wall_geometry(root: Path, dataset: str = DATASET) -> Geometry:
