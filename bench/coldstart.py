@@ -194,10 +194,6 @@ class ColdstartBenchSettings:
 QUICK_DISTINCT_WALLS = (WallSpec(0.2, True), WallSpec(2.0, True))  # the same ratio, in the quick run's time
 
 
-def distinct_dataset(number: int) -> str:
-    return f"distinct{number}"
-
-
 def expected_tiles(root: Path):
     """(z, x, y) -> the bytes a node must answer for a JPEG tile of the wall published locally in ``root``
     (the build is deterministic: the same source gives the same stored tiles)."""
@@ -222,10 +218,8 @@ def run(settings: ColdstartBenchSettings) -> dict:
         work = Path(tmp)
         walls.prepare_wall(settings.work, settings.gigapixels, children, settings.seed)
         sources = {DATASET: walls.wall_folder(settings.work, settings.gigapixels, settings.seed) / "source"}
-        distinct_roots = {}
-        for n, spec in enumerate(settings.distinct_walls):
-            distinct_roots[distinct_dataset(n)] = spec.prepare(settings.work, children, settings.seed)
-            sources[distinct_dataset(n)] = spec.folder(settings.work, settings.seed) / "source"
+        copies = {spec: walls.published_copy(settings.work, spec, children, settings.seed)
+                  for spec in settings.distinct_walls}  # what tiler publish put in S3 for each, cached
         (work / "s3").mkdir()
         with SeaweedS3(work / "s3") as server:
             server.create_bucket(BUCKET)
@@ -237,6 +231,10 @@ def run(settings: ColdstartBenchSettings) -> dict:
                     setup[f"publish {dataset}"] = run_step(
                         [BIN / "tiler", "publish", source, "--bucket", BUCKET, "--dataset", dataset], env,
                         f"tiler publish {dataset}")
+                for spec, copy in copies.items():  # the same objects a tiler publish of the wall puts there
+                    started = time.monotonic()
+                    walls.upload_published(copy, server.client(), BUCKET, walls.published_dataset(spec))
+                    setup[f"upload {walls.published_dataset(spec)}"] = time.monotonic() - started
                 setup["release"] = run_step([BIN / "node-bootstrap", "release", "--bucket", BUCKET,
                                              *([] if settings.kernels else ["--no-kernels"])], env, "release")
             console.log("setup (untimed): " + ", ".join(f"{k} {v:.1f} s" for k, v in setup.items()))
@@ -248,8 +246,8 @@ def run(settings: ColdstartBenchSettings) -> dict:
                 console.log(f"launch {n + 1}: first tile after {runs[-1]['total_seconds']:.2f} s")
             distinct = {}
             for n, spec in enumerate(settings.distinct_walls):
-                dataset = distinct_dataset(n)
-                expected = expected_tiles(distinct_roots[dataset])
+                dataset = walls.published_dataset(spec)
+                expected = expected_tiles(spec.prepare(settings.work, children, settings.seed))
                 launches = []
                 for k in range(settings.distinct_runs):
                     with console.status(f"{spec.name} wall: launch {k + 1}/{settings.distinct_runs}"):

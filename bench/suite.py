@@ -52,9 +52,9 @@ STEPS = (
     Step("iipsrv", 120, 400),
     Step("proxy", 120, 400),
     Step("iiif", 150, 420),
-    Step("publish", 120, 400),
-    Step("boxlink", 180, 1300),
-    Step("coldstart", 150, 700),
+    Step("publish", 300, 2400),
+    Step("boxlink", 240, 1500),
+    Step("coldstart", 240, 1200),
     Step("search", 180, 1800),
 )
 BENCHES = tuple(step.name for step in STEPS if step.name != "datasets")

@@ -7,8 +7,10 @@ from __future__ import annotations
 import bisect
 import itertools
 import json
+import os
 import random
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,12 +20,16 @@ import pyvips
 from bench.machine import VENV_BIN
 from bench.processes import Children
 from bench.progress import console, progress_bar
+from gigaformat.digests import file_sha256
 from gigaformat.errors import FormatError
 from gigaformat.layout import DatasetDir
 from gigaformat.levels import Geometry
+from gigaformat.manifest import manifest_key
 from gigaformat.state import STATE_FORMAT
+from localcloud.seaweedfs import SeaweedS3
 from tiler.dataset import LoadedDataset
 from tiler.local_publish import publish_local
+from tiler.upload import Upload, put_bytes, upload_files
 
 TILER = VENV_BIN / "tiler"
 DATASET = "covers"
@@ -125,6 +131,57 @@ class WallSpec:
     def prepare(self, work: Path, children: Children, seed: int = 1, rebuild: bool = False) -> Path:
         """The node root of the wall (built, or reused while valid)."""
         return prepare_wall(work, self.gigapixels, children, seed, rebuild=rebuild, all_distinct=self.all_distinct)
+
+
+# --- a wall as published in S3, kept to be uploaded again ----------------------------------------------------
+
+def published_dataset(spec: WallSpec) -> str:
+    """The dataset name a wall's published copy carries (``wall-2d``, ``wall-0-2d``): one per wall, so that
+    several walls share a bucket."""
+    return "wall-" + str(spec).replace(".", "-")
+
+
+def published_copy(work: Path, spec: WallSpec, children: Children, seed: int = 1) -> Path:
+    """``<wall>/published/``: every object ``tiler publish`` put under ``data/<dataset>/`` for the wall (a
+    snapshot into an empty bucket of a SeaweedFS of its own, then downloaded), so that a bench whose subject
+    is not publishing can put the same wall into its S3 in seconds (``upload_published``); reused while its
+    stamp matches the wall's."""
+    wall, dataset = spec.folder(work, seed), published_dataset(spec)
+    spec.prepare(work, children, seed)
+    target, stamp = wall / "published", {"wall": read_json(wall / "stamp.json"), "dataset": dataset}
+    if target.is_dir() and read_json(wall / "published.json") == stamp:
+        return target
+    shutil.rmtree(target, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix="published-", dir=work) as tmp, SeaweedS3(Path(tmp)) as s3:
+        s3.create_bucket("copy")
+        with console.status(f"publishing the {spec.name} wall once, to keep what it puts in S3"):
+            children.run([TILER, "publish", wall / "source", "--bucket", "copy", "--dataset", dataset],
+                         f"publish-copy-{spec}.log", 3600, env={**os.environ, **s3.env()})
+        client, prefix = s3.client(), f"data/{dataset}/"
+        partial = target.with_name("published.partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket="copy", Prefix=prefix):
+            for item in page.get("Contents", []):
+                path = partial / item["Key"][len(prefix):]
+                path.parent.mkdir(parents=True, exist_ok=True)
+                client.download_file("copy", item["Key"], str(path))
+        partial.rename(target)
+    write_json(wall / "published.json", stamp)
+    return target
+
+
+def upload_published(copy: Path, client, bucket: str, dataset: str) -> int:
+    """Put a published copy under ``data/<dataset>/`` of ``bucket`` as ``tiler publish`` did (sha256 in each
+    object's metadata), the manifest last; returns the bytes."""
+    prefix = f"data/{dataset}/"
+    files = sorted(p for p in copy.rglob("*") if p.is_file())
+    uploads = [Upload(p, prefix + p.relative_to(copy).as_posix(), p.stat().st_size, file_sha256(p)) for p in files]
+    manifest = [u for u in uploads if u.key == manifest_key(dataset)]
+    if len(manifest) != 1:
+        raise RuntimeError(f"{copy} holds no manifest of {dataset}")
+    upload_files(client, bucket, [u for u in uploads if u not in manifest], lambda sent: None)
+    put_bytes(client, bucket, manifest[0].key, manifest[0].path.read_bytes())
+    return sum(u.size for u in uploads)
 
 
 def wall_geometry(root: Path, dataset: str = DATASET) -> Geometry:
