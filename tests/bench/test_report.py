@@ -85,3 +85,15 @@ def test_info_bars_of_a_group_show_the_lowest_without_a_verdict() -> None:
             for mix, value in (("distinct", 3000.0), ("uniform", 5000.0))]
     (row,) = bar_rows([spec], bars, {})
     assert row["name"] == "HTTP distinct (lowest of 2)" and row["pass"] is None and tally([row])["info"] == 1
+
+
+def test_cold_cache_table_per_level_beside_warm() -> None:
+    from bench.report import cache_table
+
+    ms = lambda p50, p99: {"n": 60, "p50": p50, "p99": p99}  # noqa: E731
+    wall = {"levels": {"0": {"ms": ms(1.0, 2.0)}},
+            "cache": {"layout": "pyramid", "resident_after_evict": {"mean": 0.0},
+                      "levels": {"0": {"render": ms(4.0, 9.0), "served": ms(0.3, 0.5), "served warm": ms(0.1, 0.2)}}}}
+    table = cache_table({"walls": {"2-Gpx distinct": wall, "1-Gpx": {"levels": {}}}})
+    assert "| 2-Gpx distinct | pyramid | 0% | 0 | 60 | 1.000 | 4.000 | 9.000 | 4.00× |" in table
+    assert "**FAIL**" in table and "1-Gpx" not in table
