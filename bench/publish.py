@@ -189,6 +189,9 @@ def run(settings: PublishBenchSettings) -> dict:
             "end_to_end_mb_per_s": result.bytes_uploaded / 1e6 / result.seconds}
     anchor = {"bytes": copied, "seconds": aws_seconds, "mb_per_s": copied / 1e6 / aws_seconds}
     doc.update(publish=ours, aws=anchor, load_average_end=load_average())
+    doc["memory"] = [{"process": f"tiler publish, {name} wall", "when": "peak (process tree)",
+                      "rss_mb": d["publish"]["peak_mb"], "pss_mb": None, "processes": 1}
+                     for name, d in doc["distinct"].items()]
     doc["bars"] = [
         bar("tiler publish upload MB/s", ours["upload_mb_per_s"], "MB/s", 1.0, at_least=True,
             anchor="aws s3 cp --recursive", anchor_figure=anchor["mb_per_s"], key="publish.upload"),
