@@ -70,7 +70,7 @@ class RenderBenchSettings:
 
     def quick(self) -> RenderBenchSettings:
         return replace(self, samples_per_level=100, cache_samples_per_level=60, floor_encodes=500, http_seconds=5.0,
-                       http_warmup_seconds=2.0,
+                       http_warmup_seconds=2.0, cache_walls=self.cache_walls[:1],  # the chains wall's: 20 s
                        memory_checkpoints=(10_000, 20_000), memory_seconds=300.0, export_rounds=1)
 
 
