@@ -1,15 +1,25 @@
-"""Fixtures of the browser tests: one headless Chromium per module, and tabs in fresh contexts."""
+"""Fixtures of the browser tests: one headless Chromium per module, tabs in fresh contexts, and a small covers
+wall (with its metadata: title, author, category, url) behind a real ``tiler serve``."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
+from gigaformat.layout import DatasetDir
+from tests.processes import free_port, start_tiler_serve
 from tests.viewer.pages import CHROMIUM, CHROMIUM_ARGS, VIEWPORT, Tab
 from tiler.app import VIEWER_DIR
+from tiler.generate import generate_wall
+from tiler.local_publish import publish_local
+
+WALL_GPX = float(os.environ.get("GIGATILE_VIEWER_TEST_GPX", "0.05"))
 
 
 def in_ci() -> bool:
@@ -64,3 +74,38 @@ def open_tab(browser: Any) -> Iterator[Any]:
         context.close()
 
 
+# --- a small covers wall behind a real tiler serve ------------------------------------------------------------
+
+
+@dataclass
+class ServedWall:
+    src: Path
+    folder: DatasetDir
+    base: str
+
+    def info(self) -> dict:
+        return httpx.get(f"{self.base}/tiles/covers/info.json").json()
+
+
+def _serve_wall(tmp: Path, gigapixels: float) -> Iterator[ServedWall]:
+    src, root = tmp / "src", tmp / "node"
+    generate_wall(src, gigapixels)
+    folder = DatasetDir(root, "covers")
+    publish_local(src, folder)
+    port = free_port()
+    server = start_tiler_serve(root, "covers", "127.0.0.1", port, tmp / "serve.log", "--workers", "1")
+    try:
+        yield ServedWall(src, folder, f"http://127.0.0.1:{port}")
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def wall(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedWall]:
+    yield from _serve_wall(tmp_path_factory.mktemp("wall"), WALL_GPX)
+
+
+@pytest.fixture
+def changing_wall(tmp_path: Path) -> Iterator[ServedWall]:
+    """A wall of its own, for a test that publishes a diff to it."""
+    yield from _serve_wall(tmp_path, 0.05)

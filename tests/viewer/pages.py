@@ -28,6 +28,7 @@ SETTLED = """() => {
     window.settledViewKey = key;
     return Boolean(s && s.fullyLoaded && !s.animating && !s.swapping && s.images === 1 && steady);
 }"""
+ITEMS_URL = re.compile(r"/tiles/(?P<ds>[a-z0-9_-]+)/(?P<what>items/at|items/[^/?]+|items|search)\?")
 ZOOM_ARRIVED = ("Math.abs(window.gigatile.viewer.viewport.getZoom(true) / window.gigatile.viewer.viewport.getZoom()"
                 " - 1) < 1e-3")
 MIN_STDDEV = 20.0  # grey levels; a blank or single-colour canvas is near 0, a wall of covers about 50
@@ -48,6 +49,7 @@ class TileResponse:
 class Tab:
     page: Any
     tiles: list[TileResponse] = field(default_factory=list)
+    items: list[tuple[str, int]] = field(default_factory=list)  # (URL, status) of each items and search answer
     bad: list[str] = field(default_factory=list)  # non-tile responses >= 400, failed requests, page errors
 
     def on_response(self, response: Any) -> None:
@@ -56,7 +58,12 @@ class Tab:
             self.tiles.append(TileResponse(int(m["z"]), int(m["x"]), int(m["y"]), m["v"] and int(m["v"]),
                                            response.status, headers.get("x-tile-version"),
                                            headers.get("cache-control")))
-        elif response.status >= 400:
+            return
+        if m := ITEMS_URL.search(response.url):
+            self.items.append((response.url, response.status))
+            if m["what"] == "items/at" and response.status == 404:
+                return  # the answer for the background (the pointer rests between books)
+        if response.status >= 400:
             self.bad.append(f"{response.status} {response.url}")
 
     def settle(self, timeout_ms: float = 30000) -> dict:
@@ -68,6 +75,9 @@ class Tab:
             state = self.page.evaluate("window.gigatile && window.gigatile.state()")
             raise AssertionError(f"the viewer did not settle in {timeout_ms / 1000:.0f} s: {state}") from e
         return self.page.evaluate("window.gigatile.state()")
+
+    def hit_tests(self) -> list[tuple[str, int]]:
+        return [(url, status) for url, status in self.items if "/items/at?" in url]
 
     def deepest(self, tiles: list[TileResponse] | None = None) -> int:
         return max(t.z for t in (self.tiles if tiles is None else tiles))
@@ -97,3 +107,29 @@ def close_to(view: dict, expected: dict, pixels: float = 1.0) -> bool:
             and abs(view["zoom"] / expected["zoom"] - 1) < 1e-3)
 
 
+
+
+# the canvas rectangle [x, y, w, h] on screen (page CSS px), and whether the view shows it whole
+SCREEN_BOX = """([x, y, w, h]) => {
+    const viewer = window.gigatile.viewer;
+    const image = viewer.world.getItemAt(0);
+    const page = viewer.canvas.getBoundingClientRect();
+    const a = image.imageToViewerElementCoordinates(new OpenSeadragon.Point(x, y));
+    const b = image.imageToViewerElementCoordinates(new OpenSeadragon.Point(x + w, y + h));
+    return {x: page.left + a.x, y: page.top + a.y, width: b.x - a.x, height: b.y - a.y};
+}"""
+IN_VIEW = """([x, y, w, h]) => {
+    const viewer = window.gigatile.viewer;
+    const view = viewer.world.getItemAt(0).viewportToImageRectangle(viewer.viewport.getBounds(true));
+    return view.x <= x && view.y <= y && x + w <= view.x + view.width && y + h <= view.y + view.height;
+}"""
+
+
+def item_box(item: dict) -> list[int]:
+    return [int(item["x"]), int(item["y"]), int(item["width"]), int(item["height"])]
+
+
+def screen_centre(page: Any, item: dict) -> tuple[float, float]:
+    """Where on the page the centre of `item` (its x, y, width, height on the canvas) is drawn."""
+    box = page.evaluate(SCREEN_BOX, item_box(item))
+    return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2

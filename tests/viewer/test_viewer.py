@@ -16,7 +16,6 @@ import io
 import os
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +24,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gigaformat.layout import DatasetDir
 from gigaformat.levels import Geometry
-from tests.processes import free_port, start_tiler_serve, wait_for
+from tests.processes import free_port, wait_for
+from tests.viewer.conftest import ServedWall
 from tests.viewer.pages import (
     MIN_STDDEV,
     SMALL_VIEWPORT,
@@ -40,51 +39,12 @@ from tests.viewer.pages import (
     stddev,
 )
 from tiler.app import VIEWER_DIR
-from tiler.generate import generate_wall
 from tiler.local_publish import publish_local
 
 REPO = Path(__file__).resolve().parents[2]
-WALL_GPX = float(os.environ.get("GIGATILE_VIEWER_TEST_GPX", "0.05"))
 
 
 pytestmark = pytest.mark.usefixtures("browser")  # skip (or fail in CI) before building any wall
-
-
-# --- a small covers wall behind a real tiler serve ------------------------------------------------------------
-
-
-@dataclass
-class ServedWall:
-    src: Path
-    folder: DatasetDir
-    base: str
-
-    def info(self) -> dict:
-        return httpx.get(f"{self.base}/tiles/covers/info.json").json()
-
-
-def _serve_wall(tmp: Path, gigapixels: float) -> Iterator[ServedWall]:
-    src, root = tmp / "src", tmp / "node"
-    generate_wall(src, gigapixels)
-    folder = DatasetDir(root, "covers")
-    publish_local(src, folder)
-    port = free_port()
-    server = start_tiler_serve(root, "covers", "127.0.0.1", port, tmp / "serve.log", "--workers", "1")
-    try:
-        yield ServedWall(src, folder, f"http://127.0.0.1:{port}")
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
-def wall(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedWall]:
-    yield from _serve_wall(tmp_path_factory.mktemp("wall"), WALL_GPX)
-
-
-@pytest.fixture
-def changing_wall(tmp_path: Path) -> Iterator[ServedWall]:
-    """A wall of its own, for a test that publishes a diff to it."""
-    yield from _serve_wall(tmp_path, 0.05)
 
 
 @pytest.fixture

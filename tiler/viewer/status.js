@@ -1,5 +1,6 @@
-// What the viewer tells its user: the dataset and generation on show, and problems (tiles that failed to
-// load, a server that does not answer) in a small banner instead of silent grey squares.
+// What the viewer tells its user: the dataset and generation on show, problems (tiles that failed to load, a
+// server that does not answer) in a small banner instead of silent grey squares, and notices (a link to an
+// item that is not there).
 
 function formatPixels(width, height) {
     const pixels = width * height;
@@ -37,7 +38,16 @@ export class StatusBar {
         this.failures = 0;
         this.lastFailure = "";
         this.offline = "";
+        this.notice = root.querySelector("#notice");
+        this.noticeText = root.querySelector("#notice-text");
         root.querySelector("#problems-close").addEventListener("click", () => this.clearFailures());
+        root.querySelector("#notice-close").addEventListener("click", () => { this.notice.hidden = true; });
+    }
+
+    /** Tell the user something that went not as asked (an unknown item in a link), until dismissed. */
+    notify(message) {
+        this.noticeText.textContent = message;
+        this.notice.hidden = false;
     }
 
     showDataset(info) {

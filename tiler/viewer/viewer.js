@@ -3,11 +3,18 @@
 // Served at /viewer/ by a render node and at / by the proxy: its own files load relative to the page and
 // tiles always come from /tiles/ on the same origin, so it needs no configuration.
 
-import { keyAction } from "./keys.js";
+import { Card } from "./card.js";
+import { Highlights } from "./highlight.js";
+import { Bookstore } from "./items.js";
+import { ItemsApi } from "./itemsapi.js";
+import { keyAction, pageKeyAction } from "./keys.js";
 import { fetchJson, pollInfo } from "./live.js";
+import { SearchBox } from "./search.js";
 import { describeTileFailure, StatusBar } from "./status.js";
 import { tileSourceOptions } from "./tilesource.js";
-import { formatView, parseView, startView, throttle, ZOOM_STEP } from "./viewstate.js";
+import {
+    addressNaming, formatView, linkedItem, parseView, startView, throttle, ZOOM_STEP,
+} from "./viewstate.js";
 
 const TILES = new URL("/tiles/", location.href).href;
 const DEFAULT_DATASET = "covers";
@@ -19,14 +26,21 @@ function sameCanvas(a, b) {
     return a.width === b.width && a.height === b.height && a.tile_size === b.tile_size;
 }
 
-/** One dataset on show: opens it, follows its generations, keeps the view in the URL. */
+/**
+ * One dataset on show: opens it, follows its generations, keeps the view (or the item named) in the URL.
+ * Tells `on(name, callback)` listeners: "opened" (the first image is open), "generation" (a new generation is
+ * on show), "describe" and "close" (Enter and Escape on the wall).
+ */
 class Wall {
-    constructor(element, status) {
+    constructor(element, status, namedItem) {
         this.status = status;
         this.info = null;  // the generation shown (or being swapped in)
         this.pendingView = null;  // a view to restore once the image opens
         this.swapping = false;
         this.animating = false;
+        this.namedItem = namedItem;  // the item the address names (its card is open), or null: the view
+        this.listeners = new Map();
+        this.openedOnce = false;
         this.viewer = OpenSeadragon({
             element,
             prefixUrl: "vendor/openseadragon/images/",
@@ -64,6 +78,10 @@ class Wall {
             }
             this.pendingView = null;
             viewer.canvas.focus();
+            if (!this.openedOnce) {
+                this.openedOnce = true;
+                this.emit("opened");
+            }
         });
         viewer.addHandler("open-failed", (event) => this.status.showFatal(`Could not open the wall: ${event.message}`));
         viewer.addHandler("viewport-change", () => this.writeHash());
@@ -90,11 +108,21 @@ class Wall {
         });
     }
 
+    on(name, callback) {
+        this.listeners.set(name, [...(this.listeners.get(name) || []), callback]);
+    }
+
+    emit(name) {
+        for (const callback of this.listeners.get(name) || []) {
+            callback();
+        }
+    }
+
     /** Take an answer of info.json: open the first, swap in any later generation. */
     show(info) {
         this.status.setOffline("");
         if (this.info === null) {
-            this.open(info, parseView(location.hash));
+            this.open(info, this.namedItem === null ? parseView(location.hash) : null);  // an item: it says where
         } else if (info.generation !== this.info.generation && !this.swapping) {
             if (sameCanvas(info, this.info)) {
                 this.replaceImage(info);
@@ -102,6 +130,7 @@ class Wall {
                 this.open(info, this.currentView());
             }
             this.status.showGeneration(info.generation, true);
+            this.emit("generation");
         }
     }
 
@@ -201,6 +230,8 @@ class Wall {
         } else if (action === "actual") {
             const item = this.viewer.world.getItemAt(0);
             viewport.zoomTo(item.imageToViewportZoom(1));
+        } else if (action === "describe" || action === "close") {
+            this.emit(action);
         }
     }
 
@@ -212,10 +243,20 @@ class Wall {
     }
 
     storeView() {
-        const view = this.pendingView === null ? this.currentView() : null;
+        const view = this.pendingView === null && this.namedItem === null ? this.currentView() : null;
         if (view) {
             history.replaceState(history.state, "", formatView(view));
         }
+    }
+
+    /** Name item `id` in the address (`?item=`) instead of the view; null goes back to the view. */
+    nameItem(id) {
+        if (id === this.namedItem && id !== null) {
+            return;
+        }
+        this.namedItem = id;
+        history.replaceState(history.state, "", addressNaming(location.href, id));
+        this.storeView();
     }
 }
 
@@ -264,6 +305,31 @@ async function showPicker(select, current) {
     document.getElementById("dataset-name").hidden = true;  // the picker names it
 }
 
+/** Hover, click, card, search and `?item=` links over `wall` (items.js, search.js). */
+function openBookstore(wall, status, dataset) {
+    const api = new ItemsApi(TILES, dataset, () => wall.info && wall.info.generation);
+    let bookstore = null;
+    const card = new Card(document.getElementById("card"), {
+        onClose: () => bookstore.closed(),
+        fallbackFocus: () => wall.viewer.canvas,
+    });
+    bookstore = new Bookstore({ wall, api, card, highlights: new Highlights(wall.viewer), status });
+    const search = new SearchBox(document.getElementById("search"), api, {
+        onPick: (item) => bookstore.choose(item, { fly: true, focus: true }),
+        onLeave: () => wall.viewer.canvas.focus(),
+    });
+    wall.on("generation", () => bookstore.generationShown());
+    wall.on("describe", () => bookstore.describeCentre());
+    wall.on("close", () => card.close());
+    document.addEventListener("keydown", (event) => {
+        if (pageKeyAction(event) === "search") {
+            event.preventDefault();
+            search.focus();
+        }
+    }, { capture: true });
+    return bookstore;
+}
+
 function main() {
     const status = new StatusBar(document);
     const params = new URLSearchParams(location.search);
@@ -273,8 +339,13 @@ function main() {
         status.showFatal("OpenSeadragon is missing from vendor/openseadragon/: install it with `make viewer`.");
         return;
     }
-    const wall = new Wall(document.getElementById("view"), status);
+    const linked = linkedItem(location.href);
+    const wall = new Wall(document.getElementById("view"), status, linked);
     status.onRetry(() => wall.retry());
+    const bookstore = openBookstore(wall, status, dataset);
+    if (linked !== null) {
+        wall.on("opened", () => bookstore.openLinked(linked));
+    }
     showPicker(document.getElementById("dataset"), dataset);
     const infoUrl = `${TILES}${encodeURIComponent(dataset)}/info.json`;
     pollInfo(infoUrl, pollSeconds, {
@@ -296,7 +367,9 @@ function main() {
         },
     });
     // for the console and the browser tests
-    window.gigatile = { wall, viewer: wall.viewer, state: () => wall.state(), failures: () => status.failures };
+    window.gigatile = {
+        wall, viewer: wall.viewer, bookstore, state: () => wall.state(), failures: () => status.failures,
+    };
 }
 
 main();

@@ -1,5 +1,7 @@
 // The view kept in the URL fragment: "#x=<canvas x>&y=<canvas y>&zoom=<screen px per canvas px>".
 // x and y are the canvas pixel at the centre of the view; zoom 1 shows the canvas 1:1.
+// While an item's card is open the address names the item instead: "?item=<id>", no fragment, so the link
+// finds the item wherever a later generation puts it.
 
 // Where the page opens without a fragment: the middle of the wall at 1/8 of 1:1, where a generated cover
 // (650-1200 px tall) is 80-150 screen px tall and its title readable; `make demo-update` changes covers
@@ -53,4 +55,22 @@ export function throttle(fn, ms) {
             fn(...pending);
         }, wait);
     };
+}
+
+/** The item an address names (its `?item=`), or null. */
+export function linkedItem(href) {
+    return new URL(href).searchParams.get("item") || null;
+}
+
+/** The address (path, query, fragment) of `href` naming item `id`: `?item=<id>` and no fragment; for a null
+ *  `id`, `href` without its `?item=`. */
+export function addressNaming(href, id) {
+    const url = new URL(href);
+    if (id === null) {
+        url.searchParams.delete("item");
+    } else {
+        url.searchParams.set("item", id);
+        url.hash = "";
+    }
+    return `${url.pathname}${url.search}${url.hash}`;
 }

@@ -1,0 +1,230 @@
+"""The bookstore in the viewer, in real headless Chromium against a real ``tiler serve`` of a generated wall with
+its metadata (title, author, category, url): search a title, fly to the book, click it and read its card; hover
+outlines the book under a resting pointer (nothing over the background, no request while the pointer moves);
+``?item=<id>`` links open on the book, also after a diff moved it, and say so for an unknown id; all of it with
+the keyboard alone.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from tests.viewer.conftest import ServedWall
+from tests.viewer.pages import IN_VIEW, SCREEN_BOX, item_box, screen_centre
+from tiler.local_publish import publish_local
+
+pytestmark = pytest.mark.usefixtures("browser")  # skip (or fail in CI) before building any wall
+
+CARD_OPEN = "#card:not([hidden])"
+
+
+def read_items(src: Path) -> list[dict]:
+    with (src / "items.csv").open(newline="", encoding="utf-8") as handle:
+        return [{**row, "x": int(row["x"]), "y": int(row["y"]), "width": int(row["width"]),
+                 "height": int(row["height"])} for row in csv.DictReader(handle)]
+
+
+def words(text: str) -> list[str]:
+    return re.findall(r"\w+", text.lower())
+
+
+def findable_book(items: list[dict]) -> dict:
+    """A book whose title's words are in no other title: a search for its title lists it alone."""
+    for item in items:
+        mine = set(words(item["title"]))
+        if not any(mine <= set(words(other["title"])) for other in items if other is not item):
+            return item
+    raise AssertionError("every title shares its words with another")
+
+
+def query_of(url: str) -> dict[str, list[str]]:
+    return parse_qs(urlsplit(url).query)
+
+
+def card_text(page) -> dict:
+    return page.evaluate("""() => ({
+        title: document.getElementById('card-title').textContent,
+        fields: Object.fromEntries([...document.querySelectorAll('#card-fields dt')].map(
+            (dt) => [dt.textContent, dt.nextElementSibling.textContent])),
+        link: document.getElementById('card-link').hidden ? null : document.getElementById('card-link').href,
+    })""")
+
+
+def test_search_flies_to_the_book_and_a_click_on_it_opens_its_card(wall: ServedWall, open_tab):
+    book = findable_book(read_items(wall.src))
+    tab = open_tab(f"{wall.base}/viewer/")
+    page = tab.page
+    tab.settle()
+
+    page.click("#search-input")
+    page.keyboard.type(book["title"])
+    option = page.wait_for_selector(f"#search-results [role=option][data-item='{book['id']}']")
+    assert book["title"] in option.inner_text() and book["author"] in option.inner_text()
+    assert page.inner_text("#search-status") == "1 result"
+    option.click()
+    page.wait_for_selector(CARD_OPEN)
+    tab.settle()
+    assert page.evaluate(IN_VIEW, item_box(book)), "the book is not in view after flying to it"
+    shown = page.evaluate(SCREEN_BOX, item_box(book))
+    card = page.locator("#card").bounding_box()
+    assert shown["x"] + shown["width"] <= card["x"], "the card hides the book"
+    assert page.get_attribute(".item-chosen", "data-item") == book["id"]
+    assert query_of(page.url)["item"] == [book["id"]] and urlsplit(page.url).fragment == ""
+
+    page.click("#card-close")
+    assert page.is_hidden("#card") and "item" not in query_of(page.url)
+    page.wait_for_function("() => /^#x=/.test(location.hash)")  # the view is in the address again
+
+    before = tab.settle()["view"]
+    page.mouse.click(*screen_centre(page, book))
+    page.wait_for_selector(CARD_OPEN)
+    card = card_text(page)
+    assert card["title"] == book["title"]
+    assert card["fields"] == {"author": book["author"], "category": book["category"], "id": book["id"]}
+    assert card["link"] == book["url"] and page.get_attribute("#card-link", "rel") == "noopener noreferrer"
+    assert tab.settle()["view"] == before  # a click on a book opens its card and does not zoom
+    tab.assert_tiles_ok()
+
+
+def topmost_at(items: list[dict], x: float, y: float) -> dict | None:
+    """The item drawn on top at canvas point (x, y): the last row covering it (later rows are drawn over)."""
+    found = [i for i in items if i["x"] <= x < i["x"] + i["width"] and i["y"] <= y < i["y"] + i["height"]]
+    return found[-1] if found else None
+
+
+def leftmost(items: list[dict]) -> dict:
+    return min(items, key=lambda i: (i["x"], i["y"]))
+
+
+def background_pixel(items: list[dict]) -> tuple[int, int]:
+    """A canvas pixel left of the leftmost book, where no book is drawn."""
+    first = leftmost(items)
+    x, y = first["x"] // 2, first["y"] + first["height"] // 2
+    assert topmost_at(items, x, y) is None
+    return x, y
+
+
+def wait_until(page, condition, timeout_s: float = 10) -> None:
+    for _ in range(int(timeout_s * 20)):
+        if condition():
+            return
+        page.wait_for_timeout(50)
+    raise AssertionError(f"not true after {timeout_s} s")
+
+
+def hovered(page) -> str | None:
+    return page.evaluate("() => { const e = document.querySelector('.item-hover');"
+                         " return e && e.isConnected && e.closest('.openseadragon-canvas') ? e.dataset.item : null; }")
+
+
+def test_hover_outlines_the_book_under_a_resting_pointer_and_nothing_on_the_background(wall: ServedWall, open_tab):
+    items = read_items(wall.src)
+    book = leftmost(items)  # beside the background at the wall's edge
+    x, y = book["x"] + book["width"] // 2, book["y"] + book["height"] // 2
+    tab = open_tab(f"{wall.base}/viewer/#x={x}&y={y}&zoom=0.25")
+    page = tab.page
+    tab.settle()
+
+    page.mouse.move(*screen_centre(page, book))
+    page.wait_for_function(f"() => document.querySelector('.item-hover')?.dataset.item === '{book['id']}'")
+    outline = page.locator(".item-hover").bounding_box()
+    drawn = page.evaluate(SCREEN_BOX, item_box(book))
+    assert all(abs(outline[k] - drawn[k]) < 1.5 for k in ("x", "y", "width", "height")), (outline, drawn)
+    assert page.inner_text(".item-hover .item-label") == book["title"]
+    assert len(tab.hit_tests()) == 1 and "v=1" in tab.hit_tests()[0][0]
+
+    background = background_pixel(items)
+    page.mouse.move(*screen_centre(page, {"x": background[0], "y": background[1], "width": 1, "height": 1}))
+    page.wait_for_function("() => !document.querySelector('.item-hover')?.closest('.openseadragon-canvas')")
+    wait_until(page, lambda: len(tab.hit_tests()) == 2)
+    assert [status for _, status in tab.hit_tests()] == [200, 404]  # the background: nothing outlined, no error
+    assert hovered(page) is None
+
+    # back to the same pixel of the book: outlined again from what the page remembers, no request
+    page.mouse.move(*screen_centre(page, book))
+    page.wait_for_function(f"() => document.querySelector('.item-hover')?.dataset.item === '{book['id']}'")
+    assert len(tab.hit_tests()) == 2
+
+    # sweeping across the wall asks nothing until the pointer rests; a drag asks nothing while it drags
+    box = page.locator("#view").bounding_box()
+    asked = len(tab.hit_tests())
+    page.mouse.move(box["x"] + 40, box["y"] + 40, steps=40)
+    page.mouse.move(box["x"] + box["width"] - 40, box["y"] + box["height"] - 40, steps=40)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, steps=30)
+    page.mouse.up()
+    tab.settle()
+    page.wait_for_timeout(400)
+    assert len(tab.hit_tests()) - asked <= 2, tab.hit_tests()[asked:]  # the rest after the sweep, after the drag
+    assert tab.bad == []
+
+
+def twins(items: list[dict]) -> tuple[dict, dict]:
+    """Two books showing the same cover (so of the same size) at different places."""
+    by_image: dict[str, dict] = {}
+    for item in items:
+        if item["image"] in by_image:
+            return by_image[item["image"]], item
+        by_image[item["image"]] = item
+    raise AssertionError("no cover is shown twice")
+
+
+def move_and_retitle(src: Path, moved: dict, other: dict, title: str) -> None:
+    """Swap the places of two books of the same size and give the first a new title (a re-layout)."""
+    with (src / "items.csv").open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    for row in rows:
+        if row["id"] == moved["id"]:
+            row.update(x=str(other["x"]), y=str(other["y"]), title=title)
+        elif row["id"] == other["id"]:
+            row.update(x=str(moved["x"]), y=str(moved["y"]))
+    with (src / "items.csv").open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+CHOSEN_AT = "() => { const i = window.gigatile.bookstore.highlights.item('chosen'); return i && [i.x, i.y]; }"
+
+
+def test_an_item_link_opens_on_the_book_also_after_a_diff_moved_it(changing_wall: ServedWall, open_tab):
+    items = read_items(changing_wall.src)
+    book, other = twins(items)
+    link = f"{changing_wall.base}/viewer/?item={book['id']}&poll=0.5"
+    tab = open_tab(link)
+    page = tab.page
+    page.wait_for_selector(CARD_OPEN)
+    tab.settle()
+    assert page.evaluate(IN_VIEW, item_box(book)) and page.evaluate(CHOSEN_AT) == [book["x"], book["y"]]
+    assert card_text(page)["title"] == book["title"] and page.url == link  # the address still names the book
+
+    # a diff moves the book to where the other was and retitles it (with markup, which must stay text)
+    title = 'Moved <img src=x onerror="window.injected=1"> & "Retitled"'
+    move_and_retitle(changing_wall.src, book, other, title)
+    assert publish_local(changing_wall.src, changing_wall.folder) == 2
+    page.wait_for_function("() => document.getElementById('generation').dataset.generation === '2'", timeout=15000)
+    page.wait_for_function(f"() => document.getElementById('card-title').textContent === {title!r}")
+    assert page.evaluate(CHOSEN_AT) == [other["x"], other["y"]]  # the open page's outline followed the book
+
+    again = open_tab(link)
+    again.page.wait_for_selector(CARD_OPEN)
+    again.settle()
+    moved = {**book, "x": other["x"], "y": other["y"]}
+    assert again.page.evaluate(IN_VIEW, item_box(moved)) and not again.page.evaluate(IN_VIEW, item_box(book))
+    assert card_text(again.page)["title"] == title
+    assert again.page.evaluate("() => document.querySelector('#card img') === null && window.injected === undefined")
+    assert [url for url, _ in again.items] == [f"{changing_wall.base}/tiles/covers/items/{book['id']}?v=2"]
+    again.assert_tiles_ok()
+
+    unknown = open_tab(f"{changing_wall.base}/viewer/?item=no-such-book")
+    unknown.page.wait_for_selector("#notice:not([hidden])")
+    assert "no item “no-such-book” in covers" in unknown.page.inner_text("#notice-text")
+    plain = open_tab(f"{changing_wall.base}/viewer/")
+    assert unknown.settle()["view"] == plain.settle()["view"]  # the start view
+    assert unknown.page.is_hidden("#card") and "item" not in query_of(unknown.page.url)
+    assert unknown.bad == [f"404 {changing_wall.base}/tiles/covers/items/no-such-book?v=2"]
