@@ -228,3 +228,121 @@ def test_an_item_link_opens_on_the_book_also_after_a_diff_moved_it(changing_wall
     assert unknown.settle()["view"] == plain.settle()["view"]  # the start view
     assert unknown.page.is_hidden("#card") and "item" not in query_of(unknown.page.url)
     assert unknown.bad == [f"404 {changing_wall.base}/tiles/covers/items/no-such-book?v=2"]
+
+
+def common_first_name(items: list[dict]) -> str:
+    """An author's first name that several books share (a search for it lists several)."""
+    names = [item["author"].split()[0] for item in items]
+    return max(set(names), key=lambda name: (names.count(name), name))
+
+
+ACTIVE = "() => document.activeElement.id || document.activeElement.className"
+OUTLINED = "() => getComputedStyle(document.activeElement).outlineStyle !== 'none'"
+
+
+def refuse_some_searches(route) -> None:
+    if "q=unavailable" in route.request.url:
+        route.fulfill(status=503, body="search is busy; retry shortly\n")
+    else:
+        route.continue_()
+
+
+def test_the_bookstore_with_the_keyboard_alone(wall: ServedWall, open_tab):
+    items = read_items(wall.src)
+    tab = open_tab(f"{wall.base}/viewer/", before=lambda page: page.route("**/search?*", refuse_some_searches))
+    page = tab.page
+    tab.settle()
+    assert page.evaluate(ACTIVE) == "openseadragon-canvas"  # the wall has the keyboard after loading
+
+    page.keyboard.press("/")
+    assert page.evaluate(ACTIVE) == "search-input"
+    page.keyboard.type(common_first_name(items))
+    page.wait_for_selector("#search-results [role=option] >> nth=2")
+    assert page.get_attribute("#search-input", "aria-expanded") == "true"
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("ArrowUp")
+    second = page.locator("#search-results [role=option]").nth(1)
+    assert second.get_attribute("aria-selected") == "true"
+    assert page.get_attribute("#search-input", "aria-activedescendant") == second.get_attribute("id")
+    chosen = next(i for i in items if i["id"] == second.get_attribute("data-item"))
+    page.keyboard.press("Enter")
+    page.wait_for_selector(CARD_OPEN)
+    assert page.evaluate(ACTIVE) == "card" and card_text(page)["title"] == chosen["title"]
+    assert page.get_attribute("#card", "role") == "dialog" and page.get_attribute("#card", "aria-labelledby")
+    tab.settle()
+    assert page.evaluate(IN_VIEW, item_box(chosen))
+
+    page.keyboard.press("Tab")
+    assert page.evaluate(ACTIVE) == "card-close" and page.evaluate(OUTLINED)
+    page.keyboard.press("Tab")
+    assert page.evaluate(ACTIVE) == "card-link" and page.evaluate(OUTLINED)
+    page.keyboard.press("Escape")  # closes the card, the keyboard goes back to the search box
+    assert page.is_hidden("#card") and page.evaluate(ACTIVE) == "search-input"
+    page.keyboard.press("Escape")  # closes the results
+    assert page.is_hidden("#search-panel")
+    page.keyboard.press("Escape")  # and gives the keyboard back to the wall
+    assert page.evaluate(ACTIVE) == "openseadragon-canvas" and page.evaluate(OUTLINED)
+
+    # Enter on the wall: the card of the book at the centre of the view (or a word saying there is none)
+    view = tab.settle()["view"]
+    centre = topmost_at(items, view["x"], view["y"])
+    page.keyboard.press("Enter")
+    if centre is None:
+        page.wait_for_selector("#notice:not([hidden])")
+        assert "No book at the centre" in page.inner_text("#notice-text")
+    else:
+        page.wait_for_selector(CARD_OPEN)
+        assert card_text(page)["fields"]["id"] == centre["id"] and page.evaluate(ACTIVE) == "card"
+        page.keyboard.press("Escape")
+        assert page.is_hidden("#card") and page.evaluate(ACTIVE) == "openseadragon-canvas"
+
+    # Enter right after typing searches at once and goes to the first result
+    book = findable_book(items)
+    page.keyboard.press("/")
+    page.keyboard.type(book["title"])
+    page.keyboard.press("Enter")
+    page.wait_for_function(f"() => document.getElementById('card-title').textContent === {book['title']!r}")
+    for _ in range(3):  # the card, the results, the search box
+        page.keyboard.press("Escape")
+    assert page.evaluate(ACTIVE) == "openseadragon-canvas"
+
+    for typed, said in (("zzqxwv", "No results for “zzqxwv”"),
+                        ("unavailable", "Search failed: HTTP 503 search is busy; retry shortly")):
+        page.keyboard.press("/")  # the search box, its text selected: typing replaces it
+        page.keyboard.type(typed)
+        page.wait_for_function(f"() => document.getElementById('search-status').textContent === {said!r}")
+        assert page.is_hidden("#search-results")
+        assert page.evaluate("() => document.getElementById('search-status').classList.contains('error')") == (
+            "failed" in said)
+        page.keyboard.press("Escape")
+        page.keyboard.press("Escape")
+    assert tab.bad == [f"503 {wall.base}/tiles/covers/search?q=unavailable&limit=10&v=1"]
+
+
+def test_a_card_shows_every_column_as_text_and_links_only_http_urls(wall: ServedWall, open_tab):
+    tab = open_tab(f"{wall.base}/viewer/")
+    tab.settle()
+    shown = tab.page.evaluate("""async () => {
+        const { renderCard, safeLink } = await import('./card.js');
+        const card = document.getElementById('card');
+        const elements = { title: card.querySelector('#card-title'), fields: card.querySelector('#card-fields'),
+                           link: card.querySelector('#card-link') };
+        const links = ['https://books.example.com/a?b=1', ' http://x.test/ ', 'javascript:alert(1)',
+                       'data:text/html,<b>x</b>', 'ftp://x.test/', 'books.example.com', ''].map(safeLink);
+        const shown = [];
+        for (const url of ['javascript:window.injected=1', 'https://books.example.com/9']) {
+            renderCard(elements, { id: 'x<1>', meta: { title: '<b>bold</b>', price: '<img src=x onerror=alert(1)>',
+                                                       url } });
+            shown.push({ title: elements.title.innerHTML, fields: elements.fields.innerHTML,
+                         link: elements.link.hidden ? null : elements.link.getAttribute('href') });
+        }
+        return { links, shown };
+    }""")
+    assert shown["links"] == ["https://books.example.com/a?b=1", "http://x.test/", None, None, None, None, None]
+    not_a_link, link = shown["shown"]
+    assert not_a_link["title"] == "&lt;b&gt;bold&lt;/b&gt;" and not_a_link["link"] is None
+    assert not_a_link["fields"] == ("<dt>price</dt><dd>&lt;img src=x onerror=alert(1)&gt;</dd>"
+                                    "<dt>url</dt><dd>javascript:window.injected=1</dd><dt>id</dt><dd>x&lt;1&gt;</dd>")
+    assert link["link"] == "https://books.example.com/9" and "<dt>url</dt>" not in link["fields"]

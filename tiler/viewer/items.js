@@ -4,7 +4,7 @@
 // new generations (a re-layout moves it).
 
 import { itemName } from "./card.js";
-import { ItemsError } from "./itemsapi.js";
+import { HttpError } from "./live.js";
 import { ZOOM_STEP } from "./viewstate.js";
 
 const REST_MS = 150;  // a pointer still for this long asks what is under it (moving, dragging: nothing asked)
@@ -214,7 +214,7 @@ export class Bookstore {
                 this.choose(item, { fly: true, immediately: true });
             }
         } catch (error) {
-            const reason = error instanceof ItemsError && error.status === 404
+            const reason = error instanceof HttpError && error.status === 404
                 ? `there is no item “${id}” in ${this.wall.info.dataset}` : `could not load item “${id}”: ${error.message}`;
             this.status.notify(`The link names an item, but ${reason}: showing the start view.`);
             if (seq === this.chosenSeq) {
@@ -239,7 +239,7 @@ export class Bookstore {
                 this.card.update(item);
             }
         } catch (error) {
-            if (seq === this.chosenSeq && error instanceof ItemsError && error.status === 404) {
+            if (seq === this.chosenSeq && error instanceof HttpError && error.status === 404) {
                 this.card.close();
                 this.status.notify(`${itemName(chosen)} (item ${chosen.id}) is no longer on the wall.`);
             }

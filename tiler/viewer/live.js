@@ -1,11 +1,21 @@
-// Polls a dataset's info.json so an open viewer follows new generations without a reload.
+// Fetching JSON from the server, and polling a dataset's info.json so an open viewer follows new generations
+// without a reload.
 
-/** GET `url` as JSON; throws an Error naming the HTTP status and the server's message. */
-export async function fetchJson(url) {
-    const response = await fetch(url, { cache: "no-store" });
+/** An answer of the server that is not a success: its status, and a message naming it and the server's reason. */
+export class HttpError extends Error {
+    constructor(status, message) {
+        super(message);
+        this.status = status;
+    }
+}
+
+/** GET `url` as JSON (not from the browser's cache unless `init` says otherwise); throws an HttpError naming
+ *  the HTTP status and the server's message. */
+export async function fetchJson(url, init = { cache: "no-store" }) {
+    const response = await fetch(url, init);
     if (!response.ok) {
         const text = (await response.text()).trim().split("\n")[0].slice(0, 160);
-        throw new Error(`HTTP ${response.status}${text ? ` ${text}` : ""}`);
+        throw new HttpError(response.status, `HTTP ${response.status}${text ? ` ${text}` : ""}`);
     }
     return response.json();
 }
