@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import csv
 import re
+import unicodedata
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from proxy.target import check_target
 from tests.viewer.conftest import ServedWall
 from tests.viewer.pages import IN_VIEW, SCREEN_BOX, item_box, screen_centre
 from tiler.local_publish import publish_local
@@ -42,6 +44,21 @@ def findable_book(items: list[dict]) -> dict:
     raise AssertionError("every title shares its words with another")
 
 
+def shouted(title: str) -> str:
+    """`title` as someone may type it: in capitals, its first vowel accented (the server folds both away)."""
+    upper = title.upper()
+    i = next(n for n, ch in enumerate(upper) if ch in "AEIOU")
+    return upper[:i] + unicodedata.normalize("NFC", upper[i] + "\u0301") + upper[i + 1:]
+
+
+def assert_proxy_forwards(tab) -> None:
+    """tile-proxy refuses percent-escapes and long queries: every bookstore question stays within its rules."""
+    assert tab.items
+    for url, _ in tab.items:
+        parts = urlsplit(url)
+        check_target(parts.path.encode(), parts.query.encode())
+
+
 def query_of(url: str) -> dict[str, list[str]]:
     return parse_qs(urlsplit(url).query)
 
@@ -62,7 +79,7 @@ def test_search_flies_to_the_book_and_a_click_on_it_opens_its_card(wall: ServedW
     tab.settle()
 
     page.click("#search-input")
-    page.keyboard.type(book["title"])
+    page.keyboard.type(shouted(book["title"]))
     option = page.wait_for_selector(f"#search-results [role=option][data-item='{book['id']}']")
     assert book["title"] in option.inner_text() and book["author"] in option.inner_text()
     assert page.inner_text("#search-status") == "1 result"
@@ -89,6 +106,7 @@ def test_search_flies_to_the_book_and_a_click_on_it_opens_its_card(wall: ServedW
     assert card["link"] == book["url"] and page.get_attribute("#card-link", "rel") == "noopener noreferrer"
     assert tab.settle()["view"] == before  # a click on a book opens its card and does not zoom
     tab.assert_tiles_ok()
+    assert_proxy_forwards(tab)
 
 
 def topmost_at(items: list[dict], x: float, y: float) -> dict | None:
@@ -346,3 +364,32 @@ def test_a_card_shows_every_column_as_text_and_links_only_http_urls(wall: Served
     assert not_a_link["fields"] == ("<dt>price</dt><dd>&lt;img src=x onerror=alert(1)&gt;</dd>"
                                     "<dt>url</dt><dd>javascript:window.injected=1</dd><dt>id</dt><dd>x&lt;1&gt;</dd>")
     assert link["link"] == "https://books.example.com/9" and "<dt>url</dt>" not in link["fields"]
+
+
+def test_search_words_and_item_addresses_keep_to_the_server_and_proxy_rules(wall: ServedWall, open_tab):
+    from gigaformat.itemsdb import fold
+
+    typed = ["Ångström, THE  straße!! 東京 a_b", "e\u0301clair 42nd", "one two three four five six seven eight nine",
+             "x" * 100 + " yy zz", "¿?!"]
+    page = open_tab(f"{wall.base}/viewer/").page
+    page.wait_for_function("() => window.gigatile.state().images === 1")
+    got = page.evaluate("""async (typed) => {
+        const { searchWords } = await import('./itemsapi.js');
+        const { addressNaming, linkedItem } = await import('./viewstate.js');
+        const named = addressNaming('http://h/viewer/?dataset=covers&poll=0.5#x=1&y=2&zoom=1', 'a:b@c+d.e_f-9');
+        return { words: typed.map(searchWords), named, linked: linkedItem(`http://h${named}`),
+                 escaped: linkedItem('http://h/?dataset=covers&item=a%3Ab%40c%2Bd'), none: linkedItem('http://h/?x=1'),
+                 cleared: addressNaming(`http://h${named}#x=5&y=6&zoom=1`, null),
+                 renamed: addressNaming(`http://h${named}`, '7') };
+    }""", typed)
+    # the words the server would read (tiler/items.py) in the text composed (NFC), as the viewer composes it
+    server = [[w for w in (fold(word) for word in re.findall(r"\w+", unicodedata.normalize("NFC", text))[:8]) if w]
+              for text in typed]
+    assert got["words"][:3] == server[:3] == [["angstrom", "the", "strae", "a_b"], ["eclair", "42nd"],
+                                              ["one", "two", "three", "four", "five", "six", "seven", "eight"]]
+    assert got["words"][3] == ["yy", "zz"] and got["words"][4] == []  # a word too long for the proxy is left out
+    assert got["named"] == "/viewer/?dataset=covers&poll=0.5&item=a:b@c+d.e_f-9"
+    check_target(b"/viewer/", urlsplit(got["named"]).query.encode())  # the proxy serves the page at that address
+    assert got["linked"] == "a:b@c+d.e_f-9" and got["escaped"] == "a:b@c+d" and got["none"] is None
+    assert got["cleared"] == "/viewer/?dataset=covers&poll=0.5#x=5&y=6&zoom=1"
+    assert got["renamed"] == "/viewer/?dataset=covers&poll=0.5&item=7"

@@ -5,7 +5,9 @@
 import { fetchJson, HttpError } from "./live.js";
 
 export const SEARCH_LIMIT = 10;  // results listed under the search box
-const HITS_KEPT = 2000;  // hit-test answers remembered per generation (a pixel: an item or the background)
+const HITS_KEPT = 2000;
+const MAX_WORDS = 8;  // the server reads the first 8 words (tiler/items.py)
+const MAX_QUERY_CHARS = 96;  // of q: with limit and v, within tile-proxy's 128 characters of query  // hit-test answers remembered per generation (a pixel: an item or the background)
 
 /** A question answered from the browser's cache when it has the answer: it names the generation (`v`). */
 function fetchItems(url) {
@@ -63,13 +65,31 @@ export class ItemsApi {
         return fetchItems(this.url(`items/${encodeURIComponent(id)}`, {}));
     }
 
-    /** The first SEARCH_LIMIT items matching `text`, best first: `{total, items}`. */
+    /** The first SEARCH_LIMIT items holding every word of `text` (searchWords), best first: `{total, items}`. */
     search(text) {
-        return fetchItems(this.url("search", { q: text, limit: SEARCH_LIMIT }));
+        return fetchItems(this.url("search", { q: searchWords(text).join(" "), limit: SEARCH_LIMIT }));
     }
 }
 
-/** Whether `text` holds a word the server searches for (letters or digits; punctuation alone is none). */
-export function hasWords(text) {
-    return /[\p{L}\p{N}]/u.test(text);
+/**
+ * The words of `text` the server searches for, as it reads them (tiler/items.py, gigaformat/itemsdb.fold):
+ * runs of letters, digits and `_`, at most MAX_WORDS, each folded to lowercase ASCII (Ångström: angstrom).
+ * Sending them folded keeps the query plain ASCII, which tile-proxy forwards (it refuses percent-escapes in
+ * a query), and short enough for its 128-character query limit.
+ */
+export function searchWords(text) {
+    const words = [];
+    let length = 0;
+    for (const [word] of text.normalize("NFC").matchAll(/[\p{L}\p{N}_]+/gu)) {
+        const folded = word.normalize("NFKD").replace(/[^\x00-\x7f]/g, "").toLowerCase();
+        if (words.length === MAX_WORDS) {
+            break;
+        }
+        if (!folded || length + folded.length + 1 > MAX_QUERY_CHARS) {
+            continue;
+        }
+        words.push(folded);
+        length += folded.length + 1;
+    }
+    return words;
 }

@@ -3,7 +3,7 @@
 // An ARIA combobox: the keyboard stays in the box, the active result is its aria-activedescendant.
 
 import { itemName } from "./card.js";
-import { hasWords } from "./itemsapi.js";
+import { searchWords } from "./itemsapi.js";
 
 const TYPING_MS = 200;  // a search starts once typing pauses this long (Enter starts it at once)
 
@@ -81,7 +81,7 @@ export class SearchBox {
         this.timer = null;
         const text = this.input.value.trim();
         const seq = ++this.seq;
-        if (!hasWords(text)) {
+        if (searchWords(text).length === 0) {
             this.show(text, [], "");
             return;
         }

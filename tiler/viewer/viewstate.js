@@ -57,20 +57,30 @@ export function throttle(fn, ms) {
     };
 }
 
-/** The item an address names (its `?item=`), or null. */
+/** The item an address names (its `?item=`), or null. Read as written, escapes decoded: an id's `+` is a
+ *  plus (ids are 1-128 of `A-Z a-z 0-9 . _ : @ + -`), not the space of a form. */
 export function linkedItem(href) {
-    return new URL(href).searchParams.get("item") || null;
+    const part = new URL(href).search.replace(/^\?/, "").split("&").find((p) => p.startsWith("item="));
+    if (!part) {
+        return null;
+    }
+    try {
+        return decodeURIComponent(part.slice("item=".length)) || null;
+    } catch {
+        return null;  // a malformed escape names no item
+    }
 }
 
 /** The address (path, query, fragment) of `href` naming item `id`: `?item=<id>` and no fragment; for a null
- *  `id`, `href` without its `?item=`. */
+ *  `id`, `href` without its `?item=`. Its other parameters stay as they were written, and the id as it is
+ *  (`:`, `@` and `+` are plain in a query; linkedItem reads it back): tile-proxy, which serves this page,
+ *  refuses percent-escapes in a query. */
 export function addressNaming(href, id) {
     const url = new URL(href);
-    if (id === null) {
-        url.searchParams.delete("item");
-    } else {
-        url.searchParams.set("item", id);
-        url.hash = "";
+    const kept = url.search.replace(/^\?/, "").split("&").filter((part) => part && !/^item(=|$)/.test(part));
+    if (id !== null) {
+        kept.push(`item=${encodeURIComponent(id).replace(/%(3A|40|2B)/gi, (escape) => decodeURIComponent(escape))}`);
     }
-    return `${url.pathname}${url.search}${url.hash}`;
+    const query = kept.length ? `?${kept.join("&")}` : "";
+    return `${url.pathname}${query}${id === null ? url.hash : ""}`;
 }
