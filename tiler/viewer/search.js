@@ -82,6 +82,7 @@ export class SearchBox {
         const text = this.input.value.trim();
         const seq = ++this.seq;
         if (searchWords(text).length === 0) {
+            this.pickWhenAnswered = false;
             this.show(text, [], "");
             return;
         }

@@ -251,9 +251,6 @@ class Wall {
 
     /** Name item `id` in the address (`?item=`) instead of the view; null goes back to the view. */
     nameItem(id) {
-        if (id === this.namedItem && id !== null) {
-            return;
-        }
         this.namedItem = id;
         history.replaceState(history.state, "", addressNaming(location.href, id));
         this.storeView();

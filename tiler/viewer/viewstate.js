@@ -77,10 +77,12 @@ export function linkedItem(href) {
  *  refuses percent-escapes in a query. */
 export function addressNaming(href, id) {
     const url = new URL(href);
-    const kept = url.search.replace(/^\?/, "").split("&").filter((part) => part && !/^item(=|$)/.test(part));
-    if (id !== null) {
-        kept.push(`item=${encodeURIComponent(id).replace(/%(3A|40|2B)/gi, (escape) => decodeURIComponent(escape))}`);
-    }
+    const parts = url.search.replace(/^\?/, "").split("&").filter((part) => part !== "");
+    const named = id === null ? []
+        : [`item=${encodeURIComponent(id).replace(/%(3A|40|2B)/gi, (escape) => decodeURIComponent(escape))}`];
+    const at = parts.findIndex((part) => /^item(=|$)/.test(part));  // an item named already: in its place
+    const kept = parts.filter((part) => !/^item(=|$)/.test(part));
+    kept.splice(at < 0 ? kept.length : at, 0, ...named);
     const query = kept.length ? `?${kept.join("&")}` : "";
     return `${url.pathname}${query}${id === null ? url.hash : ""}`;
 }
