@@ -16,6 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from proxy.target import check_target
+from tests.processes import free_port, start_tiler_serve
 from tests.viewer.conftest import ServedWall
 from tests.viewer.pages import IN_VIEW, SCREEN_BOX, item_box, screen_centre
 from tiler.local_publish import publish_local
@@ -395,3 +396,39 @@ def test_search_words_and_item_addresses_keep_to_the_server_and_proxy_rules(wall
     assert got["linked"] == "a:b@c+d.e_f-9" and got["escaped"] == "a:b@c+d" and got["none"] is None
     assert got["cleared"] == "/viewer/?dataset=covers&poll=0.5#x=5&y=6&zoom=1"
     assert got["renamed"] == "/viewer/?dataset=covers&poll=0.5&item=7" and got["first"] == "/?item=4&dataset=covers"
+
+
+def test_the_bookstore_through_tile_proxy(wall: ServedWall, s3_bucket, open_tab, tmp_path: Path):
+    """The demo's path: the page and every question through a real tile-proxy to a node registered in S3."""
+    from tests.proxy.conftest import Proxies
+
+    items = read_items(wall.src)
+    linked, searched = items[len(items) // 2], findable_book(items)
+    port = free_port("127.0.0.2")
+    node = start_tiler_serve(wall.folder.root, "covers", "127.0.0.2", port, tmp_path / "node.log", "--workers", "1",
+                             "--bucket", s3_bucket.name, "--advertise", "127.0.0.2", env=s3_bucket.env)
+    proxies = Proxies(s3_bucket, tmp_path)
+    try:
+        proxy = proxies.start()
+        proxy.wait_live({f"127.0.0.2:{port}"}, timeout=30)
+        tab = open_tab(f"{proxy.url}/?item={linked['id']}")
+        page = tab.page
+        page.wait_for_selector(CARD_OPEN)
+        assert card_text(page)["title"] == linked["title"]
+        tab.settle()
+        assert page.evaluate(IN_VIEW, item_box(linked))
+
+        page.keyboard.press("/")
+        page.keyboard.type(shouted(searched["title"]))
+        page.keyboard.press("Enter")
+        page.wait_for_function(f"() => document.getElementById('card-title').textContent === {searched['title']!r}")
+        assert query_of(page.url)["item"] == [searched["id"]]
+        page.keyboard.press("Escape")
+        tab.settle()
+        page.mouse.move(*screen_centre(page, searched))
+        page.wait_for_function(f"() => document.querySelector('.item-hover')?.dataset.item === '{searched['id']}'")
+        assert sorted({status for _, status in tab.items}) == [200] and len(tab.items) >= 3
+        tab.assert_tiles_ok()
+    finally:
+        proxies.stop_all()
+        node.stop()
