@@ -296,6 +296,7 @@ async function showPicker(select, current) {
     select.addEventListener("change", () => {
         const params = new URLSearchParams(location.search);
         params.set("dataset", select.value);
+        params.delete("item");  // nor does an item of one wall name one of another
         location.assign(`${location.pathname}?${params}`);  // the view of one wall means nothing on another
     });
     select.closest("label").hidden = false;
