@@ -18,7 +18,7 @@ import pytest
 from proxy.target import check_target
 from tests.processes import free_port, start_tiler_serve
 from tests.viewer.conftest import ServedWall
-from tests.viewer.pages import IN_VIEW, SCREEN_BOX, item_box, screen_centre
+from tests.viewer.pages import IN_VIEW, SCREEN_BOX, ZOOM_ARRIVED, item_box, screen_centre
 from tiler.local_publish import publish_local
 
 pytestmark = pytest.mark.usefixtures("browser")  # skip (or fail in CI) before building any wall
@@ -432,3 +432,28 @@ def test_the_bookstore_through_tile_proxy(wall: ServedWall, s3_bucket, open_tab,
     finally:
         proxies.stop_all()
         node.stop()
+
+
+def test_a_book_too_small_to_point_at_is_zoomed_to_not_opened(wall: ServedWall, open_tab):
+    items = read_items(wall.src)
+    book = min(items, key=lambda i: (i["width"], i["y"], i["x"]))  # a narrow one, away from the mini-map
+    tab = open_tab(f"{wall.base}/viewer/", viewport={"width": 280, "height": 200})
+    page = tab.page
+    tab.settle()
+    page.keyboard.press("0")  # the whole wall, in a small window: the books are a few pixels wide
+    page.wait_for_function(f"() => window.gigatile.state().view.zoom < 0.05 && {ZOOM_ARRIVED}")
+    zoom = tab.settle()["view"]["zoom"]
+    assert book["width"] * zoom < 16
+
+    page.mouse.move(*screen_centre(page, book))
+    wait_until(page, lambda: len(tab.hit_tests()) == 1)
+    page.wait_for_timeout(200)
+    assert tab.hit_tests()[0][1] == 200 and hovered(page) is None  # there, but too small to outline
+    page.mouse.click(*screen_centre(page, book))
+    page.wait_for_function(f"() => window.gigatile.state().view.zoom > {zoom * 1.99}")
+    assert page.is_hidden("#card")
+
+    assert book["width"] * tab.settle()["view"]["zoom"] >= 16
+    page.mouse.click(*screen_centre(page, book))
+    page.wait_for_selector(CARD_OPEN)
+    assert card_text(page)["fields"]["id"] == book["id"]

@@ -8,7 +8,7 @@ import { HttpError } from "./live.js";
 import { ZOOM_STEP } from "./viewstate.js";
 
 const REST_MS = 150;  // a pointer still for this long asks what is under it (moving, dragging: nothing asked)
-export const MIN_CARD_PX = 16;  // a click on an item shown narrower than this zooms in instead (the whole wall)
+export const MIN_CARD_PX = 16;  // an item shown narrower is not pointed at: no outline, a click zooms in
 export const FIT_MARGIN = 1;  // a chosen item is flown to with its own size free on each side (a third of the view)
 
 /**
@@ -102,7 +102,7 @@ export class Bookstore {
             return;  // a lost server is said by the tile and info.json banners; hover stays quiet
         }
         if (seq === this.hoverSeq) {
-            this.showHover(item);
+            this.showHover(item && this.pointable(item) ? item : null);
         }
     }
 
@@ -133,10 +133,11 @@ export class Bookstore {
         return this.api.at(x, y);
     }
 
-    /** CSS px an item is shown wide at the current zoom. */
-    shownWidth(item) {
+    /** Whether `item` is shown big enough to point at (MIN_CARD_PX wide): hover outlines it, a click opens its
+     *  card. Smaller (the whole of a big wall), a click zooms in. */
+    pointable(item) {
         const image = this.viewer.world.getItemAt(0);
-        return item.width * image.viewportToImageZoom(this.viewer.viewport.getZoom(true));
+        return item.width * image.viewportToImageZoom(this.viewer.viewport.getZoom(true)) >= MIN_CARD_PX;
     }
 
     // -- choosing an item --------------------------------------------------------------------------------
@@ -149,7 +150,7 @@ export class Bookstore {
             this.status.notify(`Could not ask what is there: ${error.message}`);
             return;
         }
-        if (item && this.shownWidth(item) >= MIN_CARD_PX) {
+        if (item && this.pointable(item)) {
             this.choose(item);
         } else {
             const viewport = this.viewer.viewport;
