@@ -216,7 +216,8 @@ export class Bookstore {
             }
         } catch (error) {
             const reason = error instanceof HttpError && error.status === 404
-                ? `there is no item “${id}” in ${this.wall.info.dataset}` : `could not load item “${id}”: ${error.message}`;
+                ? `there is no item “${id}” in ${this.wall.info.dataset}`
+                : `could not load item “${id}”: ${error.message}`;
             this.status.notify(`The link names an item, but ${reason}: showing the start view.`);
             if (seq === this.chosenSeq) {
                 this.wall.nameItem(null);

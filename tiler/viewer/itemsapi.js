@@ -5,9 +5,9 @@
 import { fetchJson, HttpError } from "./live.js";
 
 export const SEARCH_LIMIT = 10;  // results listed under the search box
-const HITS_KEPT = 2000;
+const HITS_KEPT = 2000;  // hit-test answers remembered per generation (a pixel: an item or the background)
 const MAX_WORDS = 8;  // the server reads the first 8 words (tiler/items.py)
-const MAX_QUERY_CHARS = 96;  // of q: with limit and v, within tile-proxy's 128 characters of query  // hit-test answers remembered per generation (a pixel: an item or the background)
+const MAX_QUERY_CHARS = 96;  // of q: with limit and v, within tile-proxy's 128 characters of query
 
 /** A question answered from the browser's cache when it has the answer: it names the generation (`v`). */
 function fetchItems(url) {

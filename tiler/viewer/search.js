@@ -26,7 +26,7 @@ export class SearchBox {
         root.addEventListener("submit", (event) => event.preventDefault());
         this.input.addEventListener("input", () => this.typed());
         this.input.addEventListener("keydown", (event) => this.key(event));
-        this.input.addEventListener("focus", () => this.setOpen(this.results.length > 0 || this.message.textContent !== ""));
+        this.input.addEventListener("focus", () => this.setOpen(this.hasAnswer()));
         this.input.addEventListener("blur", () => this.setOpen(false));
         this.list.addEventListener("mousedown", (event) => event.preventDefault());  // the keyboard stays in the box
         this.list.addEventListener("click", (event) => {
@@ -35,6 +35,11 @@ export class SearchBox {
                 this.pick(Number(option.dataset.index));
             }
         });
+    }
+
+    /** Whether there is something to show under the box: results or a message. */
+    hasAnswer() {
+        return this.results.length > 0 || this.message.textContent !== "";
     }
 
     focus() {
@@ -139,7 +144,7 @@ export class SearchBox {
         this.list.hidden = items.length === 0;
         this.message.textContent = message;
         this.message.classList.toggle("error", failed);
-        this.setOpen(document.activeElement === this.input && (items.length > 0 || message !== ""));
+        this.setOpen(document.activeElement === this.input && this.hasAnswer());
     }
 
     setActive(index) {
