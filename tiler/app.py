@@ -383,18 +383,24 @@ def build_app(settings: ServeSettings, catalog: Catalog | None = None) -> CorsMi
         body, content_type = metrics.exposition()
         return Response(body, media_type=content_type)
 
+    async def refresh() -> None:
+        try:
+            for name in await anyio.to_thread.run_sync(catalog.refresh):
+                metrics.GENERATION.labels(name).set(catalog.loaded[name].generation)
+        except Exception:  # a watcher that dies would freeze the node on old data
+            log.exception("dataset refresh failed")
+
     async def watch() -> None:
         while True:
-            try:
-                for name in await anyio.to_thread.run_sync(catalog.refresh):
-                    metrics.GENERATION.labels(name).set(catalog.loaded[name].generation)
-            except Exception:  # a watcher that dies would freeze the node on old data
-                log.exception("dataset refresh failed")
             await asyncio.sleep(settings.reload_seconds)
+            await refresh()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
         catalog.request_wanted()
+        # What is on disk is loaded before this worker takes a connection: with several workers on one socket,
+        # a worker still loading would answer 503 "not loaded yet" while another already says ready.
+        await refresh()
         task = asyncio.create_task(watch())
         try:
             yield
