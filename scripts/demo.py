@@ -266,6 +266,7 @@ class Demo:
         variables = s3_variables(self.record.s3_endpoint, ACCESS_KEY_ID, SECRET_ACCESS_KEY, REGION, BUCKET)
         console.print(f"""
   the viewer                 {VIEWER}   (keys: + − zoom ×2, 0 the whole wall, H back to the start, 1 for 1:1)
+  the bookstore              click a book for its card, / to search, {VIEWER}?item=<id> opens on a book
   change a few covers        make demo-update   (in another terminal; the open viewer shows them without a reload)
   the demo's S3, for CLIs    source {env}   ({' '.join(f'{k}={v}' for k, v in variables.items())})
   replication status         .venv/bin/boxlink status --root {node}
