@@ -41,6 +41,7 @@ from tiler.iiif_documents import (
     PROFILE_URL,
     annotation_collection,
     annotation_page,
+    document_etag,
     encode_document,
     info_document,
     json_media_type,
@@ -273,12 +274,22 @@ class TileService:
         elif isinstance(parsed, IiifImageRequest):
             return await self.iiif_image(request, ds, parsed, base)
         elif isinstance(parsed, IiifAnnotationsRequest):
-            doc = await self.iiif_pool.run(self.annotations_document, ds, parsed.page, base)
-            context = PRESENTATION_CONTEXT
+            # a page costs ~40 ms to build: kept with the IIIF answers, so a revalidation does not rebuild it
+            key = (ds.name, ds.generation, "annotations", parsed.page, base)
+            body = self.iiif_cache.get(key)
+            if body is None:
+                body = encode_document(await self.iiif_pool.run(self.annotations_document, ds, parsed.page, base))
+                self.iiif_cache.put(key, body)
+            return self._document_response(request, ds, body, PRESENTATION_CONTEXT)
         else:
             doc = manifest_document(ds.geometry, ds.name, ds.generation, base, len(ds.catalog.ids))
             context = PRESENTATION_CONTEXT
-        body, etag = encode_document(doc)
+        return self._document_response(request, ds, encode_document(doc), context)
+
+    @staticmethod
+    def _document_response(request: Request, ds: LoadedDataset, body: bytes, context: str) -> Response:
+        """A IIIF JSON document with its validators (a strong ETag of its bytes, the generation's time)."""
+        etag = document_etag(body)
         headers = {"ETag": etag, "Last-Modified": formatdate(ds.loaded_at, usegmt=True), "Cache-Control": "no-cache",
                    "Vary": "Accept"}
         if _etag_matches(request, etag):

@@ -133,10 +133,13 @@ def annotation_page(dataset: str, base_url: str, page: int, items: list[dict], t
     return json.loads(doc.jsonld())
 
 
-def encode_document(doc: dict) -> tuple[bytes, str]:
-    """The document's bytes and a strong ETag of them."""
-    body = json.dumps(doc, separators=(",", ":")).encode()
-    return body, '"' + hashlib.sha256(body).hexdigest()[:24] + '"'
+def encode_document(doc: dict) -> bytes:
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def document_etag(body: bytes) -> str:
+    """A strong ETag of a document's bytes."""
+    return '"' + hashlib.sha256(body).hexdigest()[:24] + '"'
 
 
 def json_media_type(accept: str, context: str) -> str:
