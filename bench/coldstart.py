@@ -57,8 +57,8 @@ ExpectedTile = Callable[[int, int, int], bytes]
 
 
 def _status(url: str) -> int | None:
-    try:
-        return httpx.get(url, timeout=0.5).status_code
+    try:  # short: a server still starting holds the connection, and the registration poll waits behind this
+        return httpx.get(url, timeout=0.05).status_code
     except httpx.HTTPError:
         return None
 
@@ -216,8 +216,10 @@ def run(settings: ColdstartBenchSettings) -> dict:
     with tempfile.TemporaryDirectory(prefix="coldstart-bench-", dir=settings.work) as tmp, \
             Children(settings.work / "coldstart-logs") as children:
         work = Path(tmp)
-        walls.prepare_wall(settings.work, settings.gigapixels, children, settings.seed)
-        sources = {DATASET: walls.wall_folder(settings.work, settings.gigapixels, settings.seed) / "source"}
+        sources = {}
+        if settings.runs:  # --runs 0: only the distinct walls' launches
+            walls.prepare_wall(settings.work, settings.gigapixels, children, settings.seed)
+            sources[DATASET] = walls.wall_folder(settings.work, settings.gigapixels, settings.seed) / "source"
         copies = {spec: walls.published_copy(settings.work, spec, children, settings.seed)
                   for spec in settings.distinct_walls}  # what tiler publish put in S3 for each, cached
         (work / "s3").mkdir()
@@ -259,7 +261,8 @@ def run(settings: ColdstartBenchSettings) -> dict:
                 distinct[spec.name] = {"dataset": dataset, "published_bytes": published_bytes(client, dataset),
                                        "runs": launches}
     totals = [r["total_seconds"] for r in runs]
-    doc.update(setup_seconds=setup, runs=runs, median_seconds=statistics.median(totals), distinct=distinct,
+    doc.update(setup_seconds=setup, runs=runs, median_seconds=statistics.median(totals) if totals else None,
+               distinct=distinct,
                load_average_end=load_average())
     doc["bars"] = collect_bars(doc)
     if settings.results_dir is not None:
@@ -271,7 +274,7 @@ def collect_bars(doc: dict) -> list[dict]:
     totals = [r["total_seconds"] for r in doc["runs"]]
     bars = [bar(f"launch -> first tile of a registered node (median of {len(totals)})", doc["median_seconds"],
                 "s", BAR_SECONDS, key="coldstart.first-tile",
-                note=f"worst {max(totals):.2f} s; Zoomii: 3 h full copy, 3 min lazy EBS")]
+                note=f"worst {max(totals):.2f} s; Zoomii: 3 h full copy, 3 min lazy EBS")] if totals else []
     walls_ = list(doc.get("distinct", {}).items())
     smallest = walls_[0][1]["published_bytes"] if walls_ else 0
     for name, wall in walls_:
@@ -297,7 +300,7 @@ def collect_bars(doc: dict) -> list[dict]:
 
 def print_report(doc: dict) -> None:
     runs = doc["runs"]
-    names = list(runs[0]["timeline"])
+    names = list(runs[0]["timeline"]) if runs else []
     rows = [[name, *(f"{r['timeline'][name]['phase']:.2f}" for r in runs),
              *(f"{r['timeline'][name]['at']:.2f}" for r in runs)] for name in names]
     headers = ["phase", *(f"run {i + 1} s" for i in range(len(runs))), *(f"at {i + 1} s" for i in range(len(runs)))]
@@ -331,7 +334,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.coldstart", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one launch")
     parser.add_argument("--gigapixels", type=float, default=ColdstartBenchSettings.gigapixels)
-    parser.add_argument("--runs", type=int, default=None)
+    parser.add_argument("--runs", type=int, default=None,
+                        help="launches of the default wall (0: only the distinct walls' launches)")
     parser.add_argument("--no-warmup", action="store_true", help="launch nodes without the kernel warm-up")
     parser.add_argument("--no-kernels", action="store_true", help="release without kernels compiled here")
     parser.add_argument("--work", type=Path, default=ColdstartBenchSettings.work, help="walls and scratch folders")

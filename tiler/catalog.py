@@ -11,6 +11,7 @@ from gigaformat.errors import FormatError
 from gigaformat.layout import DatasetDir, NodeLayout
 from tiler.dataset import LoadedDataset
 from tiler.errors import NotFound, NotReady, TilerError
+from tiler.waiting import no_data_reason, without_data
 
 log = logging.getLogger(__name__)
 
@@ -39,15 +40,13 @@ class Catalog:
     def waiting_for(self, name: str) -> str:
         """Why wanted dataset ``name`` is not served yet, in words: no data on this node, or loading."""
         if name in self.without_data():
-            return f"no data yet: run boxlink (or node-bootstrap) to replicate it into {self.root / 'data' / name}/"
+            return no_data_reason(self.root, name)
         return "not loaded yet"
 
     def without_data(self) -> list[str]:
         """The wanted datasets boxlink has put nothing of on this node's disk yet (neither synch.down nor
         synch.lazy)."""
-        folders = {name: DatasetDir(self.root, name) for name in self.wanted}
-        return [name for name, folder in folders.items()
-                if folder.down_generation() is None and not folder.lazy_marker()]
+        return without_data(self.root, self.wanted)
 
     def refresh(self) -> list[str]:
         """Load every dataset whose verified generation (synch.down) is newer than the one served, or which

@@ -160,14 +160,13 @@ def _run_serve(args: argparse.Namespace) -> int:
 
 def _say_where(settings) -> None:
     """The server's address and, for a root with no data, what to do about it (a node's log keeps both)."""
-    from tiler.catalog import Catalog
+    from tiler.waiting import no_data_reason, without_data
 
     base = f"http://{settings.host}:{settings.port}"
     console.print(f"tiler serve: listening on {base}/ (tiles /tiles/<dataset>/, viewer /viewer/, readiness "
                   f"/readyz); workers={settings.workers} datasets={','.join(settings.datasets)} root={settings.root}")
-    catalog = Catalog(settings.root, settings.datasets)
-    for name in catalog.without_data():
-        console.print(f"tiler serve: dataset {name!r}: {catalog.waiting_for(name)}; until then its tiles and "
+    for name in without_data(settings.root, settings.datasets):
+        console.print(f"tiler serve: dataset {name!r}: {no_data_reason(settings.root, name)}; until then its tiles and "
                       "/readyz answer 503")
 
 

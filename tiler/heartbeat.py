@@ -15,6 +15,8 @@ from gigaformat.s3 import describe, make_client
 
 log = logging.getLogger(__name__)
 
+UNREGISTERED_POLL_SECONDS = 0.05  # how often /readyz is asked until the first record is written (one local GET)
+
 ROUTES = ["/tiles/*", "/iiif/*"]  # what this node serves through tile-proxy
 
 
@@ -69,8 +71,9 @@ class Heartbeat(threading.Thread):
     def run(self) -> None:
         while not self.stopping.is_set():
             self.beat()
-            # Until registered, look often; afterwards renew at a third of the TTL.
-            self.stopping.wait(self.record.ttl_seconds / 3 if self.registered else 0.5)
+            # Until registered, look often (the record is the node's announcement: written as soon as it is
+            # ready); afterwards renew at a third of the TTL.
+            self.stopping.wait(self.record.ttl_seconds / 3 if self.registered else UNREGISTERED_POLL_SECONDS)
 
     def stop(self) -> None:
         self.stopping.set()

@@ -7,11 +7,11 @@ import os
 import signal
 import sys
 import tempfile
+import threading
 
 import uvicorn
 
 from gigaformat.commandline import LOG_FORMAT
-from tiler.heartbeat import Heartbeat
 from tiler.settings import ENV_KEY, ServeSettings
 
 log = logging.getLogger(__name__)
@@ -29,17 +29,32 @@ def worker_logging(level: int) -> dict:
     }
 
 
+def start_heartbeat(settings: ServeSettings):
+    """The node's registration (tiler.heartbeat), started: it writes the record once /readyz is green."""
+    from tiler.heartbeat import Heartbeat
+
+    heartbeat = Heartbeat(settings.bucket, settings.advertise or settings.host, settings.port,
+                          f"http://{settings.host}:{settings.port}/readyz", settings.instance_id,
+                          settings.ttl_seconds)
+    heartbeat.start()
+    return heartbeat
+
+
 def serve(settings: ServeSettings) -> None:
     """Serve until SIGINT/SIGTERM; registration (if a bucket is set) is withdrawn on the way out."""
     settings.root.joinpath("data", "log").mkdir(parents=True, exist_ok=True)
     os.environ[ENV_KEY] = settings.to_env()
-    heartbeat = None
-    if settings.bucket:
-        address = settings.advertise or settings.host
-        heartbeat = Heartbeat(settings.bucket, address, settings.port,
-                              f"http://{settings.host}:{settings.port}/readyz", settings.instance_id,
-                              settings.ttl_seconds)
-        heartbeat.start()
+    heartbeats = []
+    if settings.bucket:  # built in a thread: its S3 client (boto3's import) must not delay the workers' spawn
+        def begin() -> None:
+            try:
+                heartbeats.append(start_heartbeat(settings))
+            except Exception:  # a node that cannot register must not serve unannounced: stop (and be restarted)
+                log.exception("registration could not start; stopping")
+                os.kill(os.getpid(), signal.SIGTERM)
+
+        starter = threading.Thread(target=begin, name="heartbeat-start", daemon=True)
+        starter.start()
     # uvicorn re-raises a caught SIGTERM under the default handler, which would skip the deregistration below.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     with tempfile.TemporaryDirectory(prefix="gigatile-metrics-") as metrics_dir:
@@ -52,5 +67,7 @@ def serve(settings: ServeSettings) -> None:
                         log_config=worker_logging(logging.getLogger().getEffectiveLevel()),
                         timeout_graceful_shutdown=5)
         finally:
-            if heartbeat is not None:
+            if settings.bucket:
+                starter.join()
+            for heartbeat in heartbeats:
                 heartbeat.stop()
