@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
+import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from bootstrap.errors import BootstrapError
-from bootstrap.node.install import INSTALLED, update_release
+from bootstrap.node.install import INSTALLED, install_wheel, update_release
 from bootstrap.pointers import ReleasePointer
 from bootstrap.release.publisher import publish_release
 from bootstrap.s3io import put_json
@@ -105,3 +106,16 @@ def test_release_programs_keep_their_own_import_path_and_kernel_cache():
     env = release_environment({"PYTHONPATH": "/elsewhere", "PYTHONHOME": "/x", "NUMBA_CACHE_DIR": "/tmp/nb",
                                "AWS_DEFAULT_REGION": "eu-west-1"})
     assert env == {"AWS_DEFAULT_REGION": "eu-west-1"}  # kernels shipped beside the sources stay the ones used
+
+
+def test_a_wheel_whose_files_disagree_with_its_record_is_not_installed(project_wheel, tmp_path):
+    """The wheel's RECORD (sha256 of each file) is checked as it is installed: a changed module is refused."""
+    spoiled = tmp_path / project_wheel.name
+    with zipfile.ZipFile(project_wheel) as source, zipfile.ZipFile(spoiled, "w") as out:
+        for item in source.infolist():
+            data = source.read(item)
+            out.writestr(item, data + b"\n# changed\n" if item.filename == "tiler/serve.py" else data)
+    with pytest.raises(BootstrapError, match="installing"):
+        install_wheel(spoiled, tmp_path / "release")
+    install_wheel(project_wheel, tmp_path / "good")  # the same wheel unchanged installs
+    assert (tmp_path / "good" / "bin" / "tiler").is_file()
