@@ -23,8 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
 
+from tiler.jit import njit
 from tiler.mips import chain_sizes
 from tiler.spatial import ItemTable
 

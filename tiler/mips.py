@@ -8,7 +8,8 @@ of level k covers source pixels ``[u*2^k, (u+1)*2^k)`` — anchored at the top-l
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+from tiler.jit import njit
 
 
 @njit(cache=True, nogil=True)

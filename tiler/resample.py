@@ -15,7 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
+
+from tiler.jit import njit
 
 
 @dataclass(frozen=True)
