@@ -47,3 +47,10 @@ def test_the_format_layer_imports_only_the_standard_library_and_boto3():
     loaded = {m.split(".")[0] for m in loaded_after_import(ENTRY_POINTS["gigaformat"])}
     outside = loaded - set(sys.stdlib_module_names) - ALLOWED - INTERPRETER
     assert not outside, sorted(outside)
+
+
+def test_a_render_worker_starts_without_numba_or_boto3():
+    """Each tiler serve worker imports the app at a node's start (its cold start's critical path): numba
+    comes with the first kernel call (tiler/jit.py), boto3 with the first lazy dataset (tiler/lazyfetch.py)."""
+    loaded = {m.split(".")[0] for m in loaded_after_import(["tiler.cli", "tiler.serve", "tiler.app"])}
+    assert not loaded & {"numba", "boto3", "botocore"}, sorted(loaded & {"numba", "boto3", "botocore"})
