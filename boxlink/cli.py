@@ -8,6 +8,7 @@ GIGATILE_ROOT, --chunk-mb <- GIGATILE_CHUNK_MB). S3's endpoint and credentials c
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import logging.handlers
@@ -18,15 +19,12 @@ import sys
 import threading
 from pathlib import Path
 
-from rich.console import Console
-
 from boxlink.errors import BoxlinkError, Cancelled
 from boxlink.settings import MB, Settings, TransferPolicy
 from gigaformat import commandline
 from gigaformat.commandline import LOG_FORMAT, flag
 from gigaformat.layout import NodeLayout
 
-console = Console(stderr=True)
 LOG_MAX_BYTES = 10 * MB
 LOG_BACKUPS = 5
 
@@ -99,10 +97,10 @@ def setup_logging(root: Path, level: str, to_file: bool) -> None:
         handlers.append(logging.handlers.RotatingFileHandler(folder / "boxlink.log", maxBytes=LOG_MAX_BYTES,
                                                              backupCount=LOG_BACKUPS))
         handlers[-1].setFormatter(logging.Formatter(LOG_FORMAT))
-    if console.is_terminal:
+    if sys.stderr.isatty():
         from rich.logging import RichHandler  # plays well with the progress bar
 
-        handlers.append(RichHandler(console=console, show_path=False))
+        handlers.append(RichHandler(console=_console(), show_path=False))
         handlers[-1].setFormatter(logging.Formatter("%(name)s %(message)s"))
     else:
         handlers.append(logging.StreamHandler(sys.stderr))
@@ -110,6 +108,19 @@ def setup_logging(root: Path, level: str, to_file: bool) -> None:
         if to_file:  # under a supervisor stderr becomes boxlink.console.log: do not write every line twice
             handlers[-1].setLevel(logging.WARNING)
     commandline.setup_logging(level, handlers)
+
+
+@functools.cache
+def _console():
+    """The stderr console of the progress bar and of a person's log lines (rich is imported only for them:
+    a ``boxlink sync`` under a supervisor starts without it)."""
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
 
 
 def _stop_on_signals() -> threading.Event:
@@ -134,7 +145,7 @@ def _node(args: argparse.Namespace, stop: threading.Event):
 
     settings = settings_from(args)
     client, counter = connect(settings.transfer.concurrency)
-    bar = progress_bar(console) if settings.progress else None
+    bar = progress_bar(_console()) if settings.progress else None
     return Node(settings, client, counter, stop, meter=lambda name: Meter(name, bar)), bar
 
 
@@ -159,12 +170,12 @@ def _sync(args: argparse.Namespace) -> int:
         else:
             result = node.sync_dataset(args.dataset)
     except Cancelled:
-        console.print(f"{args.dataset}: stopped; verified objects are kept for the next run")
+        _say(f"{args.dataset}: stopped; verified objects are kept for the next run")
         return 0
     fetch = result.fetch
     moved = f"{fetch.bytes / 1e6:.1f} MB in {fetch.seconds:.1f} s ({fetch.mb_per_second:.0f} MB/s)" if fetch else \
         "nothing fetched"
-    console.print(f"{args.dataset}: generation {result.generation} ({result.route}; {moved})", highlight=False)
+    _say(f"{args.dataset}: generation {result.generation} ({result.route}; {moved})")
     return 0
 
 

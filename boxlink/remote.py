@@ -42,10 +42,11 @@ def connect(concurrency: int) -> tuple[object, RequestCounter]:
     Endpoint and credentials come from AWS's chain (``gigaformat.s3.make_client``); the retry budget is
     small (boxlink retries whole objects and whole passes itself, so a call should fail in seconds, not
     minutes, and a pass can start over as soon as S3 is back). Integrity is boxlink's own sha256 of every
-    byte.
+    byte. A plain botocore client: boxlink makes its own ranged GETs, so boto3 and s3transfer are not
+    imported (a shorter start for ``boxlink sync``).
     """
     client = make_client(attempts=4, connect_timeout=3, read_timeout=20, max_connections=concurrency + 8,
-                         keepalive=True)
+                         keepalive=True, transfer_methods=False)
     counter = RequestCounter()
     counter.attach(client)
     return client, counter

@@ -2,7 +2,8 @@
 
 Many objects and the chunks of large objects come down in parallel, ``policy.concurrency`` ranged GETs
 at a time over one shared client. Each chunk is streamed straight into its place in ``<dest>.part``
-(never a whole object in memory) and handed to the disk at once (``sync_file_range``); the sha256 is
+(never a whole object in memory) and handed to the disk every 8 MB as it lands (``sync_file_range``,
+so writing to disk runs alongside the download and the fsync waits only for the tail); the sha256 is
 computed in order as the chunks land (the first chunk as it streams in, the others from the bytes just
 written, in the page cache), so verification runs alongside the download. Only an object whose size
 and sha256 match is fsynced and renamed to ``dest``; a mismatch or a network failure deletes the part
@@ -36,6 +37,7 @@ from gigaformat.s3 import describe
 log = logging.getLogger(__name__)
 
 PIECE = 1 << 20  # bytes per read from a response stream and per hashing step
+WRITEBACK_STEP = 8 * PIECE  # a GET hands what it wrote to the disk every this many bytes (start_writeback)
 PART_SUFFIX = ".part"
 _PERMANENT = {"NoSuchKey", "404", "NoSuchBucket", "AccessDenied", "403", "InvalidAccessKeyId",
               "SignatureDoesNotMatch"}
@@ -211,15 +213,16 @@ class Downloader:
                        digest) -> None:
         """Feed ``digest`` every chunk but the first (hashed as it streamed), in order, from ``part``."""
         futures[0].result()  # raises the chunk's failure
+        buffer = memoryview(bytearray(4 * PIECE))
         for (start, end), future in zip(ranges[1:], futures[1:], strict=True):
             future.result()
             pos = start
             while pos < end:
-                block = _disk_call(os.pread, part, fd, min(4 * PIECE, end - pos), pos)
-                if not block:
+                count = _disk_call(os.preadv, part, fd, [buffer[:min(len(buffer), end - pos)]], pos)
+                if not count:
                     raise _Retry(f"chunk at {pos} vanished from {part}")
-                digest.update(block)
-                pos += len(block)
+                digest.update(buffer[:count])
+                pos += count
 
     # -- one ranged GET --------------------------------------------------------------------------
     def _get(self, job: Job, span: tuple[int, int], fd: int, part: Path, abort: threading.Event,
@@ -229,6 +232,7 @@ class Downloader:
         if (start, end) != (0, job.size):
             request["Range"] = f"bytes={start}-{end - 1}"
         pos = start
+        handed = start  # bytes before this are handed to the disk (start_writeback)
         body = None
         try:
             response = self.client.get_object(**request)
@@ -236,23 +240,29 @@ class Downloader:
             total = _object_size(response)
             if total != job.size:
                 raise _Retry(f"object has {total} bytes, the manifest says {job.size}")
+            read_into = _reader(body)
+            buffer = memoryview(bytearray(PIECE))  # one buffer per GET: no allocation (nor page faults) per piece
             while True:
                 if self.stop.is_set():
                     raise Cancelled("stopped")
                 if abort.is_set():
                     return
-                data = body.read(PIECE)
-                if not data:
+                count = read_into(buffer)
+                if not count:
                     break
-                if pos + len(data) > end:
+                if pos + count > end:
                     raise _Retry(f"more bytes than the manifest's {job.size}")
+                data = buffer[:count]
                 _pwrite_all(fd, part, data, pos)
                 if digest is not None:
                     digest.update(data)
-                pos += len(data)
+                pos += count
+                if pos - handed >= WRITEBACK_STEP:
+                    start_writeback(fd, handed, pos - handed)
+                    handed = pos
                 with self._lock:
-                    self._received += len(data)
-                self.on_bytes(len(data))
+                    self._received += count
+                self.on_bytes(count)
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             if code in _PERMANENT:
@@ -267,7 +277,28 @@ class Downloader:
                 body.close()
         if pos != end:
             raise _Retry(f"short read: {pos - start} of {end - start} bytes at {start}")
-        start_writeback(fd, start, end - start)
+        start_writeback(fd, handed, end - handed)
+
+
+def _reader(body) -> Callable[[memoryview], int]:
+    """``readinto`` of a GET's body, as close to the socket as it is safe to go.
+
+    botocore's ``StreamingBody`` wraps urllib3's response, whose ``read`` and ``readinto`` copy every piece
+    through buffers of their own (and allocate a new ``bytes`` each time); underneath is the standard
+    library's ``http.client.HTTPResponse``, whose ``readinto`` reads the socket straight into our buffer and
+    stops at the Content-Length. The size is checked by the caller either way (``pos != end``).
+    """
+    raw = getattr(body, "_raw_stream", None)
+    response = getattr(raw, "_fp", None)
+    if isinstance(response, http.client.HTTPResponse) and not getattr(raw, "chunked", False) \
+            and not raw.headers.get("Content-Encoding"):
+        return response.readinto
+    return body.readinto if hasattr(body, "readinto") else lambda view: _copy_into(body.read(len(view)), view)
+
+
+def _copy_into(data: bytes, view: memoryview) -> int:
+    view[:len(data)] = data
+    return len(data)
 
 
 def _ranges(size: int, chunk: int) -> list[tuple[int, int]]:

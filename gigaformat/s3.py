@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 
-import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
 
@@ -32,15 +31,25 @@ _DENIED_CODES = ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotM
 
 def make_client(*, attempts: int = 8, connect_timeout: float = 5, read_timeout: float = 60,
                 max_connections: int = 32, endpoint_url: str | None = None, region: str | None = None,
-                keepalive: bool = False):
+                keepalive: bool = False, transfer_methods: bool = True):
     """An S3 client: retries with backoff and jitter (``attempts`` calls in all), the timeouts given, and
-    ``endpoint_url``/``region`` only where the AWS chain is not to decide (a node's user-data)."""
+    ``endpoint_url``/``region`` only where the AWS chain is not to decide (a node's user-data).
+
+    ``transfer_methods=False``: a plain botocore client, without boto3's ``upload_file``/``download_file``
+    (s3transfer): importing boto3 and s3transfer is a tenth of a second a short-lived process can skip."""
     config = Config(retries={"max_attempts": attempts, "mode": "standard"}, max_pool_connections=max_connections,
                     connect_timeout=connect_timeout, read_timeout=read_timeout, tcp_keepalive=keepalive,
                     request_checksum_calculation="when_required", response_checksum_validation="when_required",
                     s3={"addressing_style": "path"} if endpoint_url else None)
-    return boto3.session.Session().client("s3", endpoint_url=endpoint_url or None, region_name=region or None,
-                                           config=config)
+    if transfer_methods:
+        import boto3
+
+        return boto3.session.Session().client("s3", endpoint_url=endpoint_url or None, region_name=region or None,
+                                               config=config)
+    import botocore.session
+
+    return botocore.session.get_session().create_client("s3", endpoint_url=endpoint_url or None,
+                                                        region_name=region or None, config=config)
 
 
 def error_code(exc: Exception) -> str:
