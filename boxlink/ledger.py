@@ -18,6 +18,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from boxlink.transfer import disk_error
 from gigaformat.durable import write_atomic
 
 log = logging.getLogger(__name__)
@@ -83,8 +84,11 @@ class Ledger:
         line = json.dumps(entry.__dict__, separators=(",", ":")) + "\n"
         with self._lock:
             self.entries[key] = entry
-            with self.path.open("a") as handle:
-                handle.write(line)
+            try:
+                with self.path.open("a") as handle:
+                    handle.write(line)
+            except OSError as exc:  # a full disk here too is the operator's to fix, in one line
+                raise disk_error(exc, self.path) from None
 
     def forget(self, key: str) -> None:
         self.entries.pop(key, None)

@@ -14,7 +14,6 @@ import os
 import shutil
 import signal
 import subprocess
-import threading
 import time
 from pathlib import Path
 
@@ -46,10 +45,20 @@ def assert_bar(report: Report, nodes_killed: int = 0) -> None:
     assert report.recovery_seconds is not None, report
 
 
+def sync_command(root: Path, *extra: str) -> list[str]:
+    return [BOXLINK, "sync", "--root", str(root), "--dataset", DATASET, "--attempts", "2", *extra]
+
+
 def sync_once(root: Path, cluster: Cluster, *extra: str) -> subprocess.CompletedProcess:
     """``boxlink sync`` of the dataset into a fresh node root: what a new node's replicator does first."""
-    return subprocess.run([BOXLINK, "sync", "--root", str(root), "--dataset", DATASET, "--attempts", "2", *extra],
-                          capture_output=True, text=True, timeout=120, env=cluster.bucket.env)
+    return subprocess.run(sync_command(root, *extra), capture_output=True, text=True, timeout=120,
+                          env=cluster.bucket.env)
+
+
+def start_sync(root: Path, cluster: Cluster, *extra: str) -> subprocess.Popen:
+    """``sync_once`` started, not waited for."""
+    return subprocess.Popen(sync_command(root, *extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=cluster.bucket.env)
 
 
 def same_pixels(root: Path, reference: Reference, count: int = 40) -> bool:
@@ -148,14 +157,16 @@ def resize_tmpfs(where: Path, size_bytes: int) -> None:
     subprocess.run(["mount", "-o", f"remount,size={size_bytes}", str(where)], check=True, capture_output=True)
 
 
-def fill_once_writing(root: Path, ballast: Path, timeout: float = 60) -> bool:
+def fill_once_writing(root: Path, ballast: Path, writer: subprocess.Popen, timeout: float = 60) -> bool:
     """Once a download is under way in ``root`` (a ``.part`` file), fill what is left of its disk with
-    ``ballast`` (another program taking the space): the next writes meet ENOSPC. False if none was seen."""
+    ``ballast`` (another program taking the space) while ``writer`` is held stopped, so that its next writes
+    meet ENOSPC however fast it downloads. False if no download was seen."""
     deadline = time.monotonic() + timeout
     while not any(root.rglob("*.part")):
-        if time.monotonic() > deadline:
+        if time.monotonic() > deadline or writer.poll() is not None:
             return False
         time.sleep(0.001)
+    writer.send_signal(signal.SIGSTOP)
     fd = os.open(ballast, os.O_WRONLY | os.O_CREAT, 0o600)
     try:
         for block in (1 << 20, 4096):  # until nothing more fits
@@ -164,6 +175,7 @@ def fill_once_writing(root: Path, ballast: Path, timeout: float = 60) -> bool:
                     pass
     finally:
         os.close(fd)
+        writer.send_signal(signal.SIGCONT)
     return True
 
 
@@ -196,10 +208,13 @@ def test_a_full_disk_under_a_node_data_dir(cluster: Cluster, reference: Referenc
     def inject() -> Checks:
         found["too small: refused"] = refused_cleanly(sync_once(root, cluster), folder, found, "too small")
         resize_tmpfs(mount, enough)
-        filler = threading.Thread(target=lambda: found.__setitem__("filled", fill_once_writing(root, ballast)))
-        filler.start()
-        done = sync_once(root, cluster, "--concurrency", "1", "--chunk-mb", "1")
-        filler.join(60)
+        writer = start_sync(root, cluster, "--concurrency", "1", "--chunk-mb", "1")
+        try:
+            found["filled"] = fill_once_writing(root, ballast, writer)
+            out, err = writer.communicate(timeout=120)
+        finally:
+            writer.kill()
+        done = subprocess.CompletedProcess(writer.args, writer.returncode, out, err)
         found["ENOSPC mid-download: refused"] = found.get("filled") is True and refused_cleanly(
             done, folder, found, "ENOSPC mid-download")
         ballast.unlink()
