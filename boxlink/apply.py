@@ -27,10 +27,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from boxlink.errors import BoxlinkError, Cancelled
+from boxlink.errors import BoxlinkError, Cancelled, disk_error
 from boxlink.ledger import Ledger
 from boxlink.settings import LAZY_BYTES, TransferPolicy
-from boxlink.transfer import PART_SUFFIX, Downloader, FetchReport, Job, disk_error, hash_file
+from boxlink.transfer import PART_SUFFIX, Downloader, FetchReport, Job, hash_file
 from gigaformat.errors import FormatError
 from gigaformat.itemsdb import ITEMS_ARCHIVE_NAME, ITEMS_INDEX_NAME, stage_items_index
 from gigaformat.layout import DatasetDir

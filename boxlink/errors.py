@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+from pathlib import Path
+
 from gigaformat.errors import GigatileError
 
 
@@ -14,3 +17,14 @@ class BoxlinkError(GigatileError):
 
 class Cancelled(BoxlinkError):
     """The work was abandoned on request (SIGTERM/SIGINT); nothing half-done was kept."""
+
+
+class DiskError(BoxlinkError):
+    """Writing a file failed (a full disk, a read-only file system): fetching again would not help."""
+
+
+def disk_error(exc: OSError, path: Path) -> DiskError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return DiskError(f"disk full: cannot write {path} ({exc.strerror}); free space under "
+                         f"{path.parent} and run again (the last good generation is still served)")
+    return DiskError(f"cannot write {path} ({exc.strerror or exc})")

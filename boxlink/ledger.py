@@ -18,7 +18,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from boxlink.transfer import disk_error
+from boxlink.errors import disk_error
 from gigaformat.durable import write_atomic
 
 log = logging.getLogger(__name__)

@@ -30,7 +30,7 @@ from pathlib import Path
 import urllib3.exceptions
 from botocore.exceptions import BotoCoreError, ClientError
 
-from boxlink.errors import BoxlinkError, Cancelled
+from boxlink.errors import BoxlinkError, Cancelled, disk_error
 from boxlink.settings import TransferPolicy
 from gigaformat.s3 import describe
 
@@ -67,19 +67,8 @@ class FetchReport:
         return self.bytes / 1e6 / max(self.seconds, 1e-9)
 
 
-class DiskError(BoxlinkError):
-    """Writing a file failed (a full disk, a read-only file system): fetching again would not help."""
-
-
 class _Retry(Exception):
     """This attempt at an object failed in a way another attempt may fix."""
-
-
-def disk_error(exc: OSError, path: Path) -> DiskError:
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return DiskError(f"disk full: cannot write {path} ({exc.strerror}); free space under "
-                         f"{path.parent} and run again (the last good generation is still served)")
-    return DiskError(f"cannot write {path} ({exc.strerror or exc})")
 
 
 def part_path(dest: Path) -> Path:
