@@ -149,7 +149,7 @@ def one_launch(work: Path, env: dict[str, str], client, warmup: bool, number: in
                 raise RuntimeError(f"not fully replicated {replicated_timeout:.0f} s after the first tile; see "
                                    f"{root}/data/log")
             time.sleep(0.1)
-        replicated_bytes = sum(p.stat().st_size for p in (root / "data" / dataset).rglob("*") if p.is_file())
+        replicated_bytes = walls.dataset_bytes(DatasetDir(root, dataset))
     finally:
         subprocess.run([str(EC2_RENDER), "--local", "--stop", str(root)], env=env, capture_output=True, timeout=120)
     phases = status["phases"]

@@ -37,10 +37,12 @@ from bench.tileserver import start_tiler_serve
 from bench.walls import DATASET
 from gigaformat.layout import DatasetDir
 from gigaformat.levels import Geometry
+from tiler.coarse_raster import build_raster, open_raster, plan_levels, raster_path
 from tiler.dataset import LoadedDataset
 from tiler.encode import encode_tile
 from tiler.iiif_parse import parse_iiif_path
 from tiler.iiif_plan import finish, plan_request, render_plan
+from tiler.settings import ServeSettings
 
 STEPS = ("region", "saturated", "memory")
 REGION = 1024
@@ -52,6 +54,7 @@ class IiifBenchSettings:
     gigapixels: float = 46.0
     seed: int = 1
     region_samples: int = 12          # 1024-px regions per level (and as many tiles, for the anchor)
+    distinct_wall: str = "2d"         # the region requests again on this wall of all-distinct covers ("": not)
     iiif_connections: int = 24        # concurrent IIIF requests of the saturating load
     probe_seconds: float = 20.0       # tile probe with and without the IIIF load, each
     burst: int = 100                  # large IIIF requests of the memory burst
@@ -109,6 +112,24 @@ def measure_regions_http(settings: IiifBenchSettings, root: Path, children: Chil
     finally:
         children.stop(server)
     return levels
+
+
+def build_coarse_raster(ds: LoadedDataset, folder: DatasetDir) -> dict:
+    """Build the dataset's coarse raster afresh, as a serving worker does, timed; attached to ``ds``."""
+    levels = plan_levels(ds.geometry, ds.overview_level, ServeSettings.coarse_raster_mb << 20)
+    path = raster_path(folder, ds.generation)
+    path.unlink(missing_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    build_raster(path, ds.name, ds.generation, levels, ds.geometry.tile_size, ds._overview_tile,
+                 ds.geometry.has_tile, ds.background)
+    seconds = time.perf_counter() - started
+    ds.coarse = open_raster(path, ds.name, ds.generation, ds.geometry)
+    found = {"levels": [level.z for level in levels], "mb": path.stat().st_size / 1e6, "seconds": seconds,
+             "dataset_mb": walls.dataset_bytes(folder) / 1e6}
+    console.log(f"coarse raster of levels {found['levels']}: {found['mb']:.0f} MB beside the dataset's "
+                f"{found['dataset_mb']:.0f} MB, built in {seconds:.2f} s")
+    return found
 
 
 def measure_regions(ds: LoadedDataset, samples: int, seed: int) -> dict:
@@ -276,6 +297,10 @@ def collect_bars(doc: dict) -> list[dict]:
             bars.append(bar(f"1024-px region request, level {z} ({level['region']})", level["region_ms"]["p50"],
                             "ms", 10, anchor="one uncached tile request", anchor_figure=level["tile_ms"]["p50"],
                             key="iiif.region", group=f"{doc['settings']['gigapixels']} Gpx"))
+        for z, level in doc.get("region_http_distinct", {}).items():
+            bars.append(bar(f"1024-px region request, level {z} ({level['region']})", level["region_ms"]["p50"],
+                            "ms", 10, anchor="one uncached tile request", anchor_figure=level["tile_ms"]["p50"],
+                            key="iiif.region", group=doc["distinct_wall"]))
         for z, level in doc["region"].items():
             bars.append(bar(f"1024-px region in process, level {z}", level["region_ms"]["p50"], "ms", None,
                             anchor="one uncached tile in process", anchor_figure=level["tile_ms"]["p50"],
@@ -308,9 +333,15 @@ def run(settings: IiifBenchSettings) -> dict:
         if "region" in settings.steps:
             ds = LoadedDataset.open(DatasetDir(root, DATASET))
             doc["wall"] = walls.describe_wall(ds)
+            doc["coarse_raster"] = build_coarse_raster(ds, DatasetDir(root, DATASET))
             doc["region"] = measure_regions(ds, settings.region_samples, settings.seed)
             del ds
             doc["region_http"] = measure_regions_http(settings, root, children)
+            if settings.distinct_wall:
+                spec = walls.WallSpec.parse(settings.distinct_wall)
+                doc["distinct_wall"] = spec.name
+                doc["region_http_distinct"] = measure_regions_http(settings, spec.prepare(settings.work, children,
+                                                                                          settings.seed), children)
         if "saturated" in settings.steps:
             doc["saturated"] = measure_saturated(settings, root, children)
         if "memory" in settings.steps:
@@ -350,6 +381,8 @@ def parse_args(argv: list[str] | None) -> IiifBenchSettings:
     parser.add_argument("--work", type=Path, default=IiifBenchSettings.work)
     parser.add_argument("--gigapixels", type=float, default=IiifBenchSettings.gigapixels)
     parser.add_argument("--steps", default=",".join(STEPS), help=f"comma-separated, of {','.join(STEPS)}")
+    parser.add_argument("--distinct-wall", default=IiifBenchSettings.distinct_wall,
+                        help="the all-distinct wall the region requests are also made on, e.g. 2d ('': none)")
     parser.add_argument("--no-results", action="store_true", help="do not write bench/results/*.json")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where the results JSON goes")
     args = parser.parse_args(argv)
@@ -357,6 +390,7 @@ def parse_args(argv: list[str] | None) -> IiifBenchSettings:
     if unknown := set(steps) - set(STEPS):
         parser.error(f"unknown steps {sorted(unknown)}; choose from {','.join(STEPS)}")
     settings = IiifBenchSettings(work=args.work, gigapixels=args.gigapixels, steps=steps,
+                                 distinct_wall=args.distinct_wall,
                                  results_dir=None if args.no_results else args.results_dir)
     return settings.quick() if args.quick else settings
 

@@ -35,10 +35,13 @@ from bench.results import RESULTS_DIR, WORK_DIR, write_results
 from bench.tables import format_table
 from bench.walls import WallSpec
 from gigaformat.layout import DatasetDir
+from gigaformat.levels import Geometry
 from gigaformat.s3 import make_client
 from localcloud.seaweedfs import SeaweedS3
+from tiler.coarse_raster import CACHE_FOLDER, plan_levels, raster_size
 from tiler.dataset import LoadedDataset
 from tiler.publish import publish
+from tiler.settings import ServeSettings
 
 BUCKET = "bench-publish"
 
@@ -95,8 +98,15 @@ def publish_process(source: Path, dataset: str, env: dict[str, str], log: Path, 
             "largest_hwm_mb": peak.hwm_mb, "child_max_rss_mb": waited_mb, "samples": peak.samples}
 
 
-def tree_bytes(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
+def tree_bytes(folder: Path, skip: Path | None = None) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink()
+               and (skip is None or not p.is_relative_to(skip)))
+
+
+def coarse_raster_bytes(geometry: Geometry, overview_level: int) -> int:
+    """The size of the coarse raster ``tiler serve`` builds for a dataset at its default budget."""
+    levels = plan_levels(geometry, overview_level, ServeSettings.coarse_raster_mb << 20)
+    return raster_size(levels) if levels else 0
 
 
 def measure_distinct(settings: PublishBenchSettings, children: Children, env: dict[str, str], spec: WallSpec,
@@ -112,8 +122,12 @@ def measure_distinct(settings: PublishBenchSettings, children: Children, env: di
         ours = publish_process(source, f"distinct-{str(spec).replace('.', '-')}", env,
                                children.log_dir / f"publish-{spec}.log", settings.publish_timeout)
     node = DatasetDir(root, walls.DATASET).path
+    # the node's bytes: what boxlink replicates, and the coarse raster a serving worker derives from it
+    raster = coarse_raster_bytes(ds.geometry, ds.overview_level)
+    node_bytes = tree_bytes(node, skip=node / CACHE_FOLDER) + raster
     doc = {"wall": wall, "covers": covers, "publish": {**ours, "covers_per_s": covers / ours["seconds"]},
-           "node_bytes": tree_bytes(node), "node_bytes_per_gpx": tree_bytes(node) / wall["gigapixels"]}
+           "node_bytes": node_bytes, "coarse_raster_bytes": raster,
+           "node_bytes_per_gpx": node_bytes / wall["gigapixels"]}
     console.log(f"{spec.name}: tiler publish {ours['seconds']:.1f} s ({covers / ours['seconds']:.0f} covers/s), "
                 f"peak {ours['peak_mb']:.0f} MB; node {doc['node_bytes'] / 1e6:,.0f} MB")
     if spec.gigapixels <= settings.flat_gigapixels:

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import httpx
 
 from bench.processes import Children, free_port, http_status, wait_until
+from bench.progress import console
 from bench.walls import DATASET, TILER
+from gigaformat.layout import DatasetDir
+from tiler.coarse_raster import raster_path
 
 
 def start_tiler_serve(children: Children, root: Path, log_name: str, workers: int = 2, datasets: str = DATASET,
                       extra: tuple[str, ...] = ()) -> tuple[subprocess.Popen, str]:
     """``tiler serve`` on a free 127.0.0.1 port; returns (process, base URL) once /readyz has been 200
-    twenty times in a row (connections land on any worker, so every worker has loaded)."""
+    twenty times in a row (connections land on any worker, so every worker has loaded) and each dataset's
+    coarse raster is built (unless ``extra`` turns it off): what is measured is the server as it runs."""
     port = free_port()
     server = children.start([TILER, "serve", "--root", root, "--datasets", datasets, "--host", "127.0.0.1",
                              "--port", port, "--workers", workers, *extra], log_name)
@@ -30,6 +35,13 @@ def start_tiler_serve(children: Children, root: Path, log_name: str, workers: in
         return streak >= 20
 
     wait_until(ready, 180, "tiler serve /readyz")
+    if "--coarse-raster-mb" not in extra:
+        started = time.monotonic()
+        for name in datasets.split(","):
+            folder = DatasetDir(root, name)
+            path = raster_path(folder, folder.current_generation())
+            wait_until(path.is_file, 300, f"the coarse raster {path} (see {children.log_dir / log_name})")
+        console.log(f"coarse rasters of {datasets} there {time.monotonic() - started:.1f} s after ready")
     return server, base
 
 

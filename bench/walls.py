@@ -27,6 +27,7 @@ from gigaformat.levels import Geometry
 from gigaformat.manifest import manifest_key
 from gigaformat.state import STATE_FORMAT
 from localcloud.seaweedfs import SeaweedS3
+from tiler.coarse_raster import CACHE_FOLDER
 from tiler.dataset import LoadedDataset
 from tiler.local_publish import publish_local
 from tiler.upload import Upload, put_bytes, upload_files
@@ -187,6 +188,12 @@ def upload_published(copy: Path, client, bucket: str, dataset: str) -> int:
 def wall_geometry(root: Path, dataset: str = DATASET) -> Geometry:
     canvas = DatasetDir(root, dataset).load_current_state().canvas
     return Geometry(canvas.width, canvas.height)
+
+
+def dataset_bytes(folder: DatasetDir) -> int:
+    """The bytes of a dataset's folder on the node as replicated (the derived ``cache/`` left out)."""
+    skip = folder.path / CACHE_FOLDER
+    return sum(p.stat().st_size for p in folder.path.rglob("*") if p.is_file() and not p.is_relative_to(skip))
 
 
 def describe_wall(ds: LoadedDataset) -> dict:

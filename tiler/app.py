@@ -30,6 +30,7 @@ from gigaformat.forwarding import Origin, parse_networks, public_origin
 from gigaformat.levels import CELL_SIZE
 from tiler import malloc, metrics
 from tiler.catalog import Catalog
+from tiler.coarse_raster import RasterKeeper
 from tiler.cors import CorsMiddleware
 from tiler.dataset import LoadedDataset
 from tiler.encode import encode_tile, media_type
@@ -128,6 +129,8 @@ class IiifPool:
 
     def __init__(self, threads: int, max_queue: int):
         self.executor = ThreadPoolExecutor(threads, thread_name_prefix="iiif", initializer=self._lower_priority)
+        # the lower halves of tall renders, meanwhile (render_plan): a region is drawn on two cores
+        self.helper = ThreadPoolExecutor(threads, thread_name_prefix="iiif-half", initializer=self._lower_priority)
         self.max_queue = max_queue
         self.waiting = 0
         self._lock = threading.Lock()
@@ -161,6 +164,7 @@ class IiifPool:
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
+        self.helper.shutdown(wait=False, cancel_futures=True)
 
 
 def _etag_matches(request: Request, etag: str) -> bool:
@@ -312,7 +316,9 @@ class TileService:
 
     def _render_iiif(self, ds: LoadedDataset, plan: Plan, req: IiifImageRequest) -> bytes:
         started = time.perf_counter()
-        pixels = finish(render_plan(plan, ds.geometry, ds.render_level_window), req.mirror, req.rotation,
+        copied = ds.coarse is not None and ds.coarse.has(plan.z)  # a copy out of the raster: no need of two cores
+        helper = None if copied else self.iiif_pool.helper
+        pixels = finish(render_plan(plan, ds.geometry, ds.render_level_window, helper), req.mirror, req.rotation,
                         req.quality)
         data = encode_tile(pixels, req.fmt, self.settings.jpeg_quality)
         metrics.RENDER_SECONDS.labels("iiif").observe(time.perf_counter() - started)
@@ -377,7 +383,7 @@ def _guarded(route: str, handler):
 
 
 def build_app(settings: ServeSettings, catalog: Catalog | None = None) -> CorsMiddleware:
-    catalog = catalog or Catalog(settings.root, settings.datasets)
+    catalog = catalog or Catalog(settings.root, settings.datasets, rasters=RasterKeeper(settings.coarse_raster_mb))
     service = TileService(settings, catalog)
     metrics.watch_disk(settings.root)
 

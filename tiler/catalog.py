@@ -9,6 +9,7 @@ from pathlib import Path
 
 from gigaformat.errors import FormatError
 from gigaformat.layout import DatasetDir, NodeLayout
+from tiler.coarse_raster import RasterKeeper
 from tiler.dataset import LoadedDataset
 from tiler.errors import NotFound, NotReady, TilerError
 from tiler.waiting import no_data_reason, without_data
@@ -22,6 +23,7 @@ class Catalog:
     wanted: tuple[str, ...] = ()  # datasets this server asks boxlink for (synch.active)
     loaded: dict[str, LoadedDataset] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
+    rasters: RasterKeeper | None = None  # decoded coarse levels for each fully local generation
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def request_wanted(self) -> None:
@@ -64,6 +66,9 @@ class Catalog:
             self.errors.pop(folder.dataset, None)
             switched.append(folder.dataset)
             log.info("serving dataset=%s generation=%d lazy=%s", folder.dataset, fresh.generation, fresh.lazy)
+        if self.rasters is not None:
+            for name, ds in self.loaded.items():
+                self.rasters.tend(DatasetDir(self.root, name), ds)
         return switched
 
     def _newer(self, folder: DatasetDir) -> LoadedDataset | None:

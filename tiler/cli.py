@@ -123,6 +123,8 @@ def _add_serve(add) -> None:
     flag(p, "iiif-threads", int, 1, help="IIIF renders at once per worker (a pool of their own, beneath tiles)")
     flag(p, "iiif-max-queue", int, 16, help="IIIF requests waiting per worker beyond which requests get 503")
     flag(p, "iiif-cache-mb", int, 32, help="encoded IIIF answers (each at most 256 KB) cached per worker, MB")
+    flag(p, "coarse-raster-mb", int, 512, help="decoded coarse levels kept on the node's disk per dataset, so that "
+         "IIIF regions there are copies, not tile decodes, MB (0: none)")
     flag(p, "public-url", default="", help="base URL the world reaches this service at, for the ids of IIIF "
          "documents, e.g. https://tiles.example.com (default: from the request and trusted proxies' headers)")
     flag(p, "trusted-proxies", default=LOOPBACK, help="comma-separated addresses/networks whose Forwarded and "
@@ -152,7 +154,8 @@ def _run_serve(args: argparse.Namespace) -> int:
                              bucket=args.bucket, advertise=args.advertise, instance_id=args.instance_id,
                              ttl_seconds=args.ttl_seconds, iiif_threads=max(1, args.iiif_threads),
                              iiif_max_queue=max(1, args.iiif_max_queue), iiif_cache_mb=max(0, args.iiif_cache_mb),
-                             public_url=public_url, trusted_proxies=args.trusted_proxies)
+                             coarse_raster_mb=max(0, args.coarse_raster_mb), public_url=public_url,
+                             trusted_proxies=args.trusted_proxies)
     _say_where(settings)
     serve(settings)
     return 0

@@ -18,6 +18,7 @@ from gigaformat.layout import DatasetDir
 from gigaformat.levels import CELL_SIZE, Geometry
 from gigaformat.state import STATE_NAME, State
 from gigaformat.tiles import TileCodec
+from tiler.coarse_raster import CoarseRaster
 from tiler.compose import MipStore, Window, render_window
 from tiler.encode import encode_tile
 from tiler.errors import CorruptData, NotFound
@@ -70,6 +71,7 @@ class LoadedDataset:
         self.cells = np.asarray(state.cells, dtype=np.int64).reshape(self.geometry.cell_counts()[::-1])
         self.items = len(ordered)
         self.loaded_at = time.time()  # Last-Modified of its documents; open() uses the state file's time
+        self.coarse: CoarseRaster | None = None  # decoded coarse levels, once built (tiler.coarse_raster)
 
     @classmethod
     def open(cls, folder: DatasetDir) -> LoadedDataset:
@@ -148,6 +150,10 @@ class LoadedDataset:
         return self.stored.codec(z, self.geometry.top)
 
     def _overview_tile(self, z: int, x: int, y: int) -> np.ndarray:
+        coarse = self.coarse
+        if coarse is not None and coarse.has(z):
+            size = self.geometry.tile_size
+            return coarse.window(z, x * size, y * size, size, size, self.background)
         data = self.stored_tile(z, x, y)
         if data is not None:
             return decode_stored(data)
@@ -157,6 +163,9 @@ class LoadedDataset:
         return derive(kids, child_span(self.geometry, z, x, y), self.background)
 
     def _overview_window(self, z: int, x0: int, y0: int, width: int, height: int) -> np.ndarray:
+        coarse = self.coarse
+        if coarse is not None and coarse.has(z):
+            return coarse.window(z, x0, y0, width, height, self.background)
         size = self.geometry.tile_size
         out = np.empty((height, width, 3), dtype=np.uint8)
         out[:] = self.background

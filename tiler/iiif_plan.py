@@ -15,6 +15,7 @@ level pixels read for one answer by ``MAX_WINDOW`` (a distorted ``w,h`` reads a 
 from __future__ import annotations
 
 import math
+from concurrent.futures import Executor
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,7 +24,7 @@ from PIL import Image
 from gigaformat.levels import Geometry
 from tiler.errors import BadRequest
 from tiler.iiif_parse import IiifImageRequest, Region, Size
-from tiler.resample import axis_taps, resample
+from tiler.resample import AxisTaps, axis_taps, resample, split_taps
 
 MAX_WIDTH = 4096
 MAX_HEIGHT = 4096
@@ -136,13 +137,29 @@ def plan_request(geometry: Geometry, req: IiifImageRequest) -> Plan:
     return Plan(x, y, w, h, ow, oh, g.top - int(math.log2(factor)), step_x, step_y)
 
 
-def render_plan(plan: Plan, geometry: Geometry, render_level_window) -> np.ndarray:
+SPLIT_ROWS = 256  # outputs at least twice this tall are rendered in two halves at once when a helper is given
+
+
+def render_plan(plan: Plan, geometry: Geometry, render_level_window, helper: Executor | None = None) -> np.ndarray:
     """The (out_height, out_width, 3) uint8 pixels of a plan; ``render_level_window(z, x0, y0, w, h)`` draws
-    any window of a level (``LoadedDataset.render_level_window``)."""
+    any window of a level (``LoadedDataset.render_level_window``, whose pixels do not depend on the window).
+    With ``helper``, a tall output's lower half is rendered there meanwhile (the same pixels, sooner)."""
     factor = geometry.factor(plan.z)
     tx = axis_taps(plan.x, plan.width, plan.out_width, plan.step_x, factor, geometry.width)
     ty = axis_taps(plan.y, plan.height, plan.out_height, plan.step_y, factor, geometry.height)
-    return resample(lambda r0, n: render_level_window(plan.z, tx.origin, ty.origin + r0, tx.length, n), tx, ty)
+
+    def rows(ty: AxisTaps) -> np.ndarray:
+        return resample(lambda r0, n: render_level_window(plan.z, tx.origin, ty.origin + r0, tx.length, n), tx, ty)
+
+    if helper is None or plan.out_height < 2 * SPLIT_ROWS:
+        return rows(ty)
+    head, tail = split_taps(ty, plan.out_height // 2)
+    lower = helper.submit(rows, tail)
+    try:
+        upper = rows(head)
+    finally:
+        below = lower.result()
+    return np.concatenate([upper, below])
 
 
 def finish(pixels: np.ndarray, mirror: bool, rotation: int, quality: str) -> np.ndarray:

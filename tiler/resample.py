@@ -34,6 +34,16 @@ class AxisTaps:
         return self.weights.shape[1] == 1 and self.length == len(self.first)
 
 
+def split_taps(taps: AxisTaps, at: int) -> tuple[AxisTaps, AxisTaps]:
+    """Output pixels ``[0, at)`` and ``[at, out)`` of an axis as two axes of their own (each reading only the
+    level pixels it needs): resampled apart and put side by side, they are the whole axis, pixel for pixel."""
+    n = taps.weights.shape[1]
+    head = AxisTaps(taps.origin, min(taps.length, int(taps.first[at - 1]) + n), taps.first[:at], taps.weights[:at])
+    skip = int(taps.first[at])
+    tail = AxisTaps(taps.origin + skip, taps.length - skip, taps.first[at:] - skip, taps.weights[at:])
+    return head, tail
+
+
 def axis_taps(start: int, length: int, out: int, step: float, factor: int, canvas: int) -> AxisTaps:
     """Taps of ``out`` output pixels over canvas ``[start, start + length)``, pixel ``i`` covering
     ``[start + i * step, min(start + (i + 1) * step, start + length))``, read from the level at ``factor``

@@ -32,6 +32,7 @@ class ServeSettings:
     iiif_threads: int = 1             # IIIF renders at once per worker (their own pool, below tiles in priority)
     iiif_max_queue: int = 16          # IIIF requests waiting per worker beyond this get 503 + Retry-After
     iiif_cache_mb: int = 32           # encoded IIIF answers cached per worker
+    coarse_raster_mb: int = 512       # decoded coarse levels kept on the node's disk per dataset (0: none)
     public_url: str = ""              # base URL of the ids in IIIF documents (default: from the request)
     trusted_proxies: str = LOOPBACK   # addresses whose Forwarded / X-Forwarded-* headers are believed
     extra: dict = field(default_factory=dict)
