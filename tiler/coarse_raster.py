@@ -9,8 +9,9 @@ It is node-local and derived: never published nor replicated, built again if los
 it in the background once a generation is fully on disk (never while it is lazy), under a file lock, so one
 worker of a node builds while the others keep decoding and pick the file up when it is there. It is written
 beside, fsynced and renamed into ``<dataset>/cache/coarse-<generation>.raw``; files of older generations
-are removed when a newer one is complete. Levels are taken from the coarsest while their raw bytes fit the
-budget (``tiler serve --coarse-raster-mb``; 0 turns it off).
+are removed when a newer one is complete. It holds the levels down to 1:16 (``BELOW_TOP``: about a tenth
+of the bytes of a JPEG pyramid), from the coarsest while their raw bytes fit the budget (``tiler serve
+--coarse-raster-mb``; 0 turns it off).
 """
 
 from __future__ import annotations
@@ -50,10 +51,16 @@ class RasterLevel:
         return self.width * self.height * 3
 
 
-def plan_levels(geometry: Geometry, coarse_levels: int, budget_bytes: int) -> list[RasterLevel]:
-    """The levels 0..``coarse_levels`` kept, from the coarsest while their raw bytes fit ``budget_bytes``."""
+BELOW_TOP = 4  # the finest level kept: 1:16, whose raw RGB is 3/256 of a byte per canvas pixel
+
+
+def plan_levels(geometry: Geometry, coarse_levels: int, budget_bytes: int, below_top: int = BELOW_TOP
+                ) -> list[RasterLevel]:
+    """The levels kept: 0..``coarse_levels`` and at most ``top - below_top`` (all of them, raw, about 1.6 % of
+    the canvas's pixel count in bytes: a tenth of a JPEG q85 pyramid of it), from the coarsest while their raw
+    bytes fit ``budget_bytes``."""
     levels, offset = [], HEADER_BYTES
-    for z in range(min(coarse_levels, geometry.top) + 1):
+    for z in range(min(coarse_levels, geometry.top - below_top) + 1):
         cols, rows = geometry.tile_counts(z)
         level = RasterLevel(z, offset, cols * geometry.tile_size, rows * geometry.tile_size)
         if offset + level.nbytes - HEADER_BYTES > budget_bytes:
@@ -162,8 +169,9 @@ class RasterKeeper:
     """Gives each fully local loaded generation its coarse raster: opens the file if it is there, else builds
     it in a background thread when this process wins the node's lock (``tend`` is called again and again)."""
 
-    def __init__(self, budget_mb: int):
+    def __init__(self, budget_mb: int, below_top: int = BELOW_TOP):
         self.budget = budget_mb << 20
+        self.below_top = below_top
         self._building: set[tuple[str, int]] = set()
         self._failed: set[tuple[str, int]] = set()
         self._lock = threading.Lock()
@@ -173,7 +181,7 @@ class RasterKeeper:
         key = (ds.name, ds.generation)
         if self.budget <= 0 or ds.lazy or ds.coarse is not None or key in self._failed:
             return
-        levels = plan_levels(ds.geometry, ds.overview_level, self.budget)
+        levels = plan_levels(ds.geometry, ds.overview_level, self.budget, self.below_top)
         if not levels:
             return
         path = raster_path(folder, ds.generation)

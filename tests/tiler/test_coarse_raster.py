@@ -40,7 +40,7 @@ def built(folder: DatasetDir, budget: int = 1 << 30) -> tuple[LoadedDataset, Loa
     """The dataset twice: decoding its tiles, and reading a freshly built raster."""
     decoding, reading = LoadedDataset.open(folder), LoadedDataset.open(folder)
     g = reading.geometry
-    levels = plan_levels(g, reading.overview_level, budget)
+    levels = plan_levels(g, reading.overview_level, budget, below_top=0)  # every coarse level of a small wall
     path = raster_path(folder, reading.generation)
     path.parent.mkdir(parents=True, exist_ok=True)
     build_raster(path, reading.name, reading.generation, levels, g.tile_size, reading._overview_tile, g.has_tile,
@@ -71,12 +71,14 @@ def test_every_window_and_tile_from_the_raster_is_what_the_tiles_decode_to(wall)
 def test_levels_are_taken_from_the_coarsest_while_they_fit_the_budget(wall):
     ds = LoadedDataset.open(wall)
     g = ds.geometry
-    every = plan_levels(g, ds.overview_level, 1 << 40)
+    every = plan_levels(g, ds.overview_level, 1 << 40, below_top=0)
     assert [level.z for level in every] == list(range(ds.overview_level + 1))
     assert all(level.offset % HEADER_BYTES == 0 for level in every)
-    two = plan_levels(g, ds.overview_level, raster_size(every[:2]) - HEADER_BYTES)
+    two = plan_levels(g, ds.overview_level, raster_size(every[:2]) - HEADER_BYTES, below_top=0)
     assert [level.z for level in two] == [0, 1]
-    assert plan_levels(g, ds.overview_level, 0) == []
+    assert plan_levels(g, ds.overview_level, 0, below_top=0) == []
+    assert [level.z for level in plan_levels(g, g.top, 1 << 40, below_top=1)] == list(range(g.top))
+    assert plan_levels(g, g.top, 1 << 40) == []  # by default no finer than 1:16, and this wall is 1531 px wide
 
 
 def test_a_truncated_foreign_or_garbled_raster_is_not_used(wall, tmp_path):
@@ -111,13 +113,13 @@ def test_one_worker_builds_while_another_waits_and_then_opens_the_file(wall):
     with open(path.with_name(path.name + ".lock"), "wb") as other_builder:  # another worker is building
         fcntl.flock(other_builder.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         waiting = LoadedDataset.open(wall)
-        keeper = RasterKeeper(1024)
+        keeper = RasterKeeper(1024, below_top=0)
         for _ in range(5):
             keeper.tend(wall, waiting)
             time.sleep(0.02)
         assert waiting.coarse is None and not path.exists()
     building = LoadedDataset.open(wall)
-    wait_attached(building, RasterKeeper(1024), wall)
+    wait_attached(building, RasterKeeper(1024, below_top=0), wall)
     assert not older.exists()  # replaced by the newer generation's
     wait_attached(waiting, keeper, wall)
     assert waiting.coarse.path == building.coarse.path == path
@@ -126,26 +128,39 @@ def test_one_worker_builds_while_another_waits_and_then_opens_the_file(wall):
 def test_no_raster_for_a_budget_of_zero(wall):
     ds = LoadedDataset.open(wall)
     raster_path(wall, ds.generation).unlink(missing_ok=True)
-    RasterKeeper(0).tend(wall, ds)
+    RasterKeeper(0, below_top=0).tend(wall, ds)
     time.sleep(0.2)
     assert ds.coarse is None and not raster_path(wall, ds.generation).exists()
 
 
-def test_a_served_region_is_the_same_bytes_before_and_after_the_raster(wall, tmp_path):
+@pytest.fixture(scope="module")
+def wide_wall(tmp_path_factory) -> DatasetDir:
+    """The awkward wall drawn 8,400 px wide (top level 6), so that ``tiler serve``'s default keeps levels 0-2."""
+    base = tmp_path_factory.mktemp("coarse-wide")
+    make_awkward_wall(base / "src", width=8400)
+    folder = DatasetDir(base / "node", "awkward")
+    publish_local(base / "src", folder, store="pyramid")
+    return folder
+
+
+def test_a_served_region_is_the_same_bytes_before_and_after_the_raster(wide_wall, tmp_path):
     host = "127.0.0.1"
-    ds = LoadedDataset.open(wall)
-    path = raster_path(wall, ds.generation)
-    w, h = ds.geometry.level_size(ds.overview_level)
-    f = ds.geometry.factor(ds.overview_level)
-    urls = [f"/iiif/3/awkward/{x * f},{y * f},{min(300, w - x) * f},{min(200, h - y) * f}/"
-            f"{min(300, w - x)},{min(200, h - y)}/0/default.jpg" for x, y in ((0, 0), (37, 11), (w - 301, h - 150))]
-    urls += ["/iiif/3/awkward/full/max/0/default.png", "/iiif/3/awkward/full/97,/0/default.png"]
+    ds = LoadedDataset.open(wide_wall)
+    g, path = ds.geometry, raster_path(wide_wall, ds.generation)
+    z = g.top - 4
+    assert [level.z for level in plan_levels(g, ds.overview_level, 512 << 20)] == list(range(z + 1))
+    w, h = g.level_size(z)
+    f = g.factor(z)
+    urls = [f"/iiif/3/awkward/{x * f},{y * f},{min(300, w - x) * f},{min(40, h - y) * f}/"
+            f"{min(300, w - x)},{min(40, h - y)}/0/default.jpg" for x, y in ((0, 0), (37, 11), (w - 301, h - 30))]
+    urls += ["/iiif/3/awkward/full/max/0/default.png", f"/iiif/3/awkward/full/{w},/0/default.png",
+             f"/iiif/3/awkward/full/{w // 3},/90/gray.png"]
     answers = []
     for with_raster in (False, True):
         extra = () if with_raster else ("--coarse-raster-mb", "0")
         path.unlink(missing_ok=True)
         port = free_port()
-        server = start_tiler_serve(wall.root, "awkward", host, port, tmp_path / f"serve-{len(answers)}.log",
+        server = start_tiler_serve(wide_wall.root, "awkward", host, port, tmp_path / f"serve-{len(answers)}.log",
                                    "--workers", "1", "--iiif-cache-mb", "0", *extra)
         try:
             if with_raster:
@@ -167,7 +182,7 @@ def test_a_cache_folder_that_cannot_be_made_leaves_regions_decoding(wall, caplog
     cache.rename(moved)
     cache.write_bytes(b"not a folder")  # mkdir fails as on a read-only or broken disk
     try:
-        keeper = RasterKeeper(1024)
+        keeper = RasterKeeper(1024, below_top=0)
         keeper.tend(wall, ds)
         keeper.tend(wall, ds)
         assert ds.coarse is None
