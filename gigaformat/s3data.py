@@ -109,7 +109,11 @@ def s3_loader(session, operations: tuple[str, ...]) -> Loader | None:
     None where botocore's default loader must stay (other model folders configured, or no writable cache)."""
     if session.get_config_variable("data_path") or Path(Loader.CUSTOMER_DATA_PATH).exists():
         return None
-    folder = folder_for(operations)
+    try:
+        folder = folder_for(operations)  # RuntimeError: no home folder to find the cache in
+    except RuntimeError as exc:
+        log.info("botocore data not cut to S3 (%s); using botocore's own", exc)
+        return None
     if not folder.is_dir():
         try:
             folder.parent.mkdir(parents=True, exist_ok=True)
