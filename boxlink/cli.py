@@ -214,5 +214,17 @@ def main(argv: list[str] | None = None) -> int:
     return commandline.run_command("boxlink", work)
 
 
+def entry() -> None:
+    """The ``boxlink`` program: ``main``, then the process ends at once (``os._exit``) once the logs and stdio
+    are flushed. Every file boxlink writes is closed (and fsynced where it must be) before ``main`` returns and
+    every worker thread has been joined, so what the interpreter's own teardown would add is only time
+    (measured 2026-12-02: 50-65 ms of a 0.8-s ``boxlink sync``, freeing botocore's objects one by one)."""
+    code = main()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -16,6 +16,8 @@ from gigaformat.s3 import error_code, is_missing, make_client, storage_error
 
 log = logging.getLogger(__name__)
 
+OPERATIONS = ("GetObject", "PutObject")  # what boxlink asks of S3: objects and manifests down, logs up
+
 
 class RequestCounter:
     """Counts the S3 API calls a client makes, by operation (retries by botocore not included)."""
@@ -43,10 +45,11 @@ def connect(concurrency: int) -> tuple[object, RequestCounter]:
     small (boxlink retries whole objects and whole passes itself, so a call should fail in seconds, not
     minutes, and a pass can start over as soon as S3 is back). Integrity is boxlink's own sha256 of every
     byte. A plain botocore client: boxlink makes its own ranged GETs, so boto3 and s3transfer are not
-    imported (a shorter start for ``boxlink sync``).
+    imported (a shorter start for ``boxlink sync``); and a client of the S3 operations boxlink calls only,
+    built from botocore's data cut to them (``gigaformat.s3data``).
     """
     client = make_client(attempts=4, connect_timeout=3, read_timeout=20, max_connections=concurrency + 8,
-                         keepalive=True, transfer_methods=False)
+                         keepalive=True, transfer_methods=False, operations=OPERATIONS)
     counter = RequestCounter()
     counter.attach(client)
     return client, counter

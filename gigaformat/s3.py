@@ -31,12 +31,14 @@ _DENIED_CODES = ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotM
 
 def make_client(*, attempts: int = 8, connect_timeout: float = 5, read_timeout: float = 60,
                 max_connections: int = 32, endpoint_url: str | None = None, region: str | None = None,
-                keepalive: bool = False, transfer_methods: bool = True):
+                keepalive: bool = False, transfer_methods: bool = True, operations: tuple[str, ...] = ()):
     """An S3 client: retries with backoff and jitter (``attempts`` calls in all), the timeouts given, and
     ``endpoint_url``/``region`` only where the AWS chain is not to decide (a node's user-data).
 
     ``transfer_methods=False``: a plain botocore client, without boto3's ``upload_file``/``download_file``
-    (s3transfer): importing boto3 and s3transfer is a tenth of a second a short-lived process can skip."""
+    (s3transfer): importing boto3 and s3transfer is a tenth of a second a short-lived process can skip.
+    ``operations`` (with ``transfer_methods=False``), e.g. ``("GetObject", "PutObject")``: a client that knows
+    only these, built from botocore's data cut to them (``gigaformat.s3data``: 20 ms instead of 70-90)."""
     config = Config(retries={"max_attempts": attempts, "mode": "standard"}, max_pool_connections=max_connections,
                     connect_timeout=connect_timeout, read_timeout=read_timeout, tcp_keepalive=keepalive,
                     request_checksum_calculation="when_required", response_checksum_validation="when_required",
@@ -48,8 +50,15 @@ def make_client(*, attempts: int = 8, connect_timeout: float = 5, read_timeout: 
                                                config=config)
     import botocore.session
 
-    return botocore.session.get_session().create_client("s3", endpoint_url=endpoint_url or None,
-                                                        region_name=region or None, config=config)
+    session = botocore.session.get_session()
+    if operations:
+        from gigaformat.s3data import s3_loader
+
+        loader = s3_loader(session, operations)
+        if loader is not None:
+            session.register_component("data_loader", loader)
+    return session.create_client("s3", endpoint_url=endpoint_url or None, region_name=region or None,
+                                 config=config)
 
 
 def error_code(exc: Exception) -> str:

@@ -310,9 +310,9 @@ def _positions(index: TileIndex):
                 yield (z, x, y), (base + y * cols + x) * ENTRY.size
 
 
-def dump_gzip_json(doc: dict) -> bytes:
+def dump_gzip_json(doc: dict, compresslevel: int = 6) -> bytes:
     # mtime=0: the same document always gives the same bytes (and the same sha256)
-    return gzip.compress(json.dumps(doc, separators=(",", ":")).encode(), compresslevel=6, mtime=0)
+    return gzip.compress(json.dumps(doc, separators=(",", ":")).encode(), compresslevel=compresslevel, mtime=0)
 
 
 def load_gzip_json(data: bytes, what: str) -> dict:

@@ -47,7 +47,7 @@ def test_the_wheel_holds_every_package_and_the_console_scripts(project_wheel):
     assert {"tiler/serve.py", "tiler/warmup.py", "boxlink/cli.py", "bootstrap/cli.py", "bootstrap/node/lifecycle.py",
             "gigaformat/manifest.py", "proxy/cli.py"} <= names
     assert not any(n.startswith(("tests/", "bench/")) for n in names)
-    for script in ("tiler = tiler.cli:main", "boxlink = boxlink.cli:main", "node-bootstrap = bootstrap.cli:main"):
+    for script in ("tiler = tiler.cli:main", "boxlink = boxlink.cli:entry", "node-bootstrap = bootstrap.cli:main"):
         assert script in entry_points
 
 
