@@ -50,15 +50,20 @@ def make_client(*, attempts: int = 8, connect_timeout: float = 5, read_timeout: 
                                                config=config)
     import botocore.session
 
-    session = botocore.session.get_session()
     if operations:
-        from gigaformat.s3data import s3_loader
+        from gigaformat.s3data import discard_folder, s3_loader
 
+        session = botocore.session.get_session()
         loader = s3_loader(session, operations)
         if loader is not None:
             session.register_component("data_loader", loader)
-    return session.create_client("s3", endpoint_url=endpoint_url or None, region_name=region or None,
-                                 config=config)
+            try:
+                return session.create_client("s3", endpoint_url=endpoint_url or None, region_name=region or None,
+                                             config=config)
+            except (ValueError, OSError, KeyError) as exc:  # a damaged cut folder: dropped, botocore's own used
+                discard_folder(operations, exc)
+    return botocore.session.get_session().create_client("s3", endpoint_url=endpoint_url or None,
+                                                        region_name=region or None, config=config)
 
 
 def error_code(exc: Exception) -> str:

@@ -130,3 +130,10 @@ def s3_loader(session, operations: tuple[str, ...]) -> Loader | None:
             log.info("botocore data not cut to S3 (%s); using botocore's own", exc)
             return None
     return Loader(extra_search_paths=[str(folder)], include_default_search_paths=False)
+
+
+def discard_folder(operations: tuple[str, ...], reason: Exception) -> None:
+    """Remove the cut folder a client could not be built from (written again by the next process)."""
+    folder = folder_for(operations)
+    log.warning("botocore data cut to S3 unreadable, removed (%s): %s", reason, folder)
+    shutil.rmtree(folder, ignore_errors=True)

@@ -137,3 +137,16 @@ def test_an_unwritable_cache_keeps_botocore_s_own_loader(monkeypatch, tmp_path):
     blocker.write_text("not a folder")
     monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
     assert s3data.s3_loader(botocore.session.get_session(), OPERATIONS) is None
+
+
+def test_a_damaged_cut_folder_is_dropped_and_botocore_s_own_data_used(tmp_path):
+    from gigaformat.s3 import make_client
+
+    assert s3data.s3_loader(botocore.session.get_session(), OPERATIONS) is not None
+    folder = s3data.folder_for(OPERATIONS)
+    model = folder / "s3" / s3data.API_VERSION / "service-2.json"
+    model.write_bytes(model.read_bytes()[:1000])  # a file cut short, as by a crash of the disk under it
+    s3 = make_client(transfer_methods=False, operations=OPERATIONS, region="us-east-1")
+    assert hasattr(s3, "get_object") and hasattr(s3, "list_buckets")  # the full client
+    assert not folder.exists()  # written again by the next process
+    assert s3data.s3_loader(botocore.session.get_session(), OPERATIONS) is not None and model.is_file()
