@@ -382,6 +382,9 @@ def _guarded(route: str, handler):
     return endpoint
 
 
+UNLOADED_POLL_SECONDS = 0.05  # how often a worker looks for data while a wanted dataset is not loaded (a few stats)
+
+
 def build_app(settings: ServeSettings, catalog: Catalog | None = None) -> CorsMiddleware:
     catalog = catalog or Catalog(settings.root, settings.datasets, rasters=RasterKeeper(settings.coarse_raster_mb))
     service = TileService(settings, catalog)
@@ -408,8 +411,10 @@ def build_app(settings: ServeSettings, catalog: Catalog | None = None) -> CorsMi
             log.exception("dataset refresh failed")
 
     async def watch() -> None:
-        while True:
-            await asyncio.sleep(settings.reload_seconds)
+        while True:  # a node's first tile waits on this: markers are looked at often until every wanted dataset loads
+            waiting = any(name not in catalog.loaded and name not in catalog.errors for name in catalog.wanted)
+            await asyncio.sleep(min(settings.reload_seconds, UNLOADED_POLL_SECONDS) if waiting
+                                else settings.reload_seconds)
             await refresh()
 
     @contextlib.asynccontextmanager
