@@ -37,7 +37,7 @@ from bench.tileserver import start_tiler_serve
 from bench.walls import DATASET
 from gigaformat.layout import DatasetDir
 from gigaformat.levels import Geometry
-from tiler.coarse_raster import build_raster, open_raster, plan_levels, raster_path
+from tiler.coarse_raster import build_dataset_raster, plan_levels, raster_path
 from tiler.dataset import LoadedDataset
 from tiler.encode import encode_tile
 from tiler.iiif_parse import parse_iiif_path
@@ -121,10 +121,8 @@ def build_coarse_raster(ds: LoadedDataset, folder: DatasetDir) -> dict:
     path.unlink(missing_ok=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    build_raster(path, ds.name, ds.generation, levels, ds.geometry.tile_size, ds._overview_tile,
-                 ds.geometry.has_tile, ds.background)
+    ds.coarse = build_dataset_raster(ds, path, levels)
     seconds = time.perf_counter() - started
-    ds.coarse = open_raster(path, ds.name, ds.generation, ds.geometry)
     found = {"levels": [level.z for level in levels], "mb": path.stat().st_size / 1e6, "seconds": seconds,
              "dataset_mb": walls.dataset_bytes(folder) / 1e6}
     console.log(f"coarse raster of levels {found['levels']}: {found['mb']:.0f} MB beside the dataset's "

@@ -38,7 +38,7 @@ from gigaformat.layout import DatasetDir
 from gigaformat.levels import Geometry
 from gigaformat.s3 import make_client
 from localcloud.seaweedfs import SeaweedS3
-from tiler.coarse_raster import CACHE_FOLDER, plan_levels, raster_size
+from tiler.coarse_raster import plan_levels, raster_size
 from tiler.dataset import LoadedDataset
 from tiler.publish import publish
 from tiler.settings import ServeSettings
@@ -98,9 +98,8 @@ def publish_process(source: Path, dataset: str, env: dict[str, str], log: Path, 
             "largest_hwm_mb": peak.hwm_mb, "child_max_rss_mb": waited_mb, "samples": peak.samples}
 
 
-def tree_bytes(folder: Path, skip: Path | None = None) -> int:
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink()
-               and (skip is None or not p.is_relative_to(skip)))
+def tree_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
 
 
 def coarse_raster_bytes(geometry: Geometry, overview_level: int) -> int:
@@ -121,10 +120,9 @@ def measure_distinct(settings: PublishBenchSettings, children: Children, env: di
     with console.status(f"tiler publish of the {spec.name} wall ({covers:,} covers), peak memory sampled"):
         ours = publish_process(source, f"distinct-{str(spec).replace('.', '-')}", env,
                                children.log_dir / f"publish-{spec}.log", settings.publish_timeout)
-    node = DatasetDir(root, walls.DATASET).path
     # the node's bytes: what boxlink replicates, and the coarse raster a serving worker derives from it
     raster = coarse_raster_bytes(ds.geometry, ds.overview_level)
-    node_bytes = tree_bytes(node, skip=node / CACHE_FOLDER) + raster
+    node_bytes = walls.dataset_bytes(DatasetDir(root, walls.DATASET)) + raster
     doc = {"wall": wall, "covers": covers, "publish": {**ours, "covers_per_s": covers / ours["seconds"]},
            "node_bytes": node_bytes, "coarse_raster_bytes": raster,
            "node_bytes_per_gpx": node_bytes / wall["gigapixels"]}

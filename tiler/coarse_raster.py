@@ -165,6 +165,13 @@ def build_raster(path: Path, dataset: str, generation: int, levels: list[RasterL
         raise
 
 
+def build_dataset_raster(ds, path: Path, levels: list[RasterLevel]) -> CoarseRaster | None:
+    """Build the raster of ``levels`` of loaded dataset ``ds`` at ``path`` from its tiles, and open it."""
+    build_raster(path, ds.name, ds.generation, levels, ds.geometry.tile_size, ds._overview_tile,
+                 ds.geometry.has_tile, ds.background)
+    return open_raster(path, ds.name, ds.generation, ds.geometry)
+
+
 class RasterKeeper:
     """Gives each fully local loaded generation its coarse raster: opens the file if it is there, else builds
     it in a background thread when this process wins the node's lock (``tend`` is called again and again)."""
@@ -215,9 +222,7 @@ class RasterKeeper:
             if raster is None:
                 for stale in path.parent.glob(f"{path.name}.*.part"):
                     stale.unlink(missing_ok=True)
-                build_raster(path, ds.name, ds.generation, levels, ds.geometry.tile_size, ds._overview_tile,
-                             ds.geometry.has_tile, ds.background)
-                raster = open_raster(path, ds.name, ds.generation, ds.geometry)
+                raster = build_dataset_raster(ds, path, levels)
             if raster is None:
                 raise OSError(f"{path} did not read back")
             ds.coarse = raster

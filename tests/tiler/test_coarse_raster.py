@@ -16,7 +16,7 @@ from tests.tiler.awkward_wall import make_awkward_wall
 from tiler.coarse_raster import (
     HEADER_BYTES,
     RasterKeeper,
-    build_raster,
+    build_dataset_raster,
     open_raster,
     plan_levels,
     raster_path,
@@ -43,9 +43,7 @@ def built(folder: DatasetDir, budget: int = 1 << 30) -> tuple[LoadedDataset, Loa
     levels = plan_levels(g, reading.overview_level, budget, below_top=0)  # every coarse level of a small wall
     path = raster_path(folder, reading.generation)
     path.parent.mkdir(parents=True, exist_ok=True)
-    build_raster(path, reading.name, reading.generation, levels, g.tile_size, reading._overview_tile, g.has_tile,
-                 reading.background)
-    reading.coarse = open_raster(path, reading.name, reading.generation, g)
+    reading.coarse = build_dataset_raster(reading, path, levels)
     assert reading.coarse is not None
     return decoding, reading
 
