@@ -122,10 +122,12 @@ class RenderPool:
 
 class IiifPool:
     """IIIF renders in threads of their own (``threads``, at a lower CPU priority than tile renders, so a
-    IIIF burst never starves tiles), ``max_queue`` waiting, else 503. When the pool falls idle the
-    allocator's free memory is handed back (``tiler.malloc``)."""
+    IIIF burst never starves tiles), ``max_queue`` waiting, else 503. Once the pool has been idle for
+    ``TRIM_AFTER_SECONDS`` the allocator's free memory is handed back (``trim_due``, ``tiler.malloc``); until
+    then the next answer reuses the buffers of the last."""
 
     NICE = 10
+    TRIM_AFTER_SECONDS = 0.5
 
     def __init__(self, threads: int, max_queue: int):
         self.executor = ThreadPoolExecutor(threads, thread_name_prefix="iiif", initializer=self._lower_priority)
@@ -133,6 +135,7 @@ class IiifPool:
         self.helper = ThreadPoolExecutor(threads, thread_name_prefix="iiif-half", initializer=self._lower_priority)
         self.max_queue = max_queue
         self.waiting = 0
+        self._idle_since: float | None = None  # when the pool last fell idle, until the trim after it
         self._lock = threading.Lock()
 
     @classmethod
@@ -143,9 +146,18 @@ class IiifPool:
     def _done(self, future) -> None:
         with self._lock:
             self.waiting -= 1
-            idle = self.waiting == 0
-        if idle and not future.cancelled():  # in the worker thread that ran it: never on the event loop
-            malloc.trim()
+            if self.waiting == 0:
+                self._idle_since = time.monotonic()
+
+    def trim_due(self) -> bool:
+        """True once, when the pool has been idle ``TRIM_AFTER_SECONDS`` since its last answers: the caller
+        then trims (``malloc.trim``, off the event loop)."""
+        with self._lock:
+            due = (self.waiting == 0 and self._idle_since is not None
+                   and time.monotonic() - self._idle_since >= self.TRIM_AFTER_SECONDS)
+            if due:
+                self._idle_since = None
+            return due
 
     async def run(self, func, *args):
         with self._lock:
@@ -318,8 +330,8 @@ class TileService:
         started = time.perf_counter()
         copied = ds.coarse is not None and ds.coarse.has(plan.z)  # a copy out of the raster: no need of two cores
         helper = None if copied else self.iiif_pool.helper
-        pixels = finish(render_plan(plan, ds.geometry, ds.render_level_window, helper), req.mirror, req.rotation,
-                        req.quality)
+        pixels = finish(render_plan(plan, ds.geometry, ds.render_level_window, helper, ds.decodes_tiles(plan.z)),
+                        req.mirror, req.rotation, req.quality)
         data = encode_tile(pixels, req.fmt, self.settings.jpeg_quality)
         metrics.RENDER_SECONDS.labels("iiif").observe(time.perf_counter() - started)
         return data
@@ -416,6 +428,8 @@ def build_app(settings: ServeSettings, catalog: Catalog | None = None) -> CorsMi
             await asyncio.sleep(min(settings.reload_seconds, UNLOADED_POLL_SECONDS) if waiting
                                 else settings.reload_seconds)
             await refresh()
+            if service.iiif_pool.trim_due():
+                await anyio.to_thread.run_sync(malloc.trim)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
@@ -445,5 +459,5 @@ def build_app(settings: ServeSettings, catalog: Catalog | None = None) -> CorsMi
 
 def create_app() -> CorsMiddleware:
     """Factory for uvicorn workers: settings come from the CLI through the environment."""
-    malloc.fix_mmap_threshold()
+    malloc.keep_freed_until_trim()
     return build_app(ServeSettings.from_env())

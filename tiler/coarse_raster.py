@@ -31,6 +31,7 @@ import numpy as np
 
 from gigaformat.layout import DatasetDir
 from gigaformat.levels import Geometry
+from tiler.compose import background_window
 
 log = logging.getLogger(__name__)
 
@@ -102,8 +103,7 @@ class CoarseRaster:
         ax1, ay1 = min(view.shape[1], x0 + width), min(view.shape[0], y0 + height)
         if (ax0, ay0, ax1, ay1) == (x0, y0, x0 + width, y0 + height):
             return np.array(view[y0:y0 + height, x0:x0 + width])
-        out = np.empty((height, width, 3), dtype=np.uint8)
-        out[:] = background
+        out = background_window(height, width, background)
         if ax0 < ax1 and ay0 < ay1:
             out[ay0 - y0:ay1 - y0, ax0 - x0:ax1 - x0] = view[ay0:ay1, ax0:ax1]
         return out

@@ -364,11 +364,18 @@ def _fill(out, red, green, blue):  # pragma: no cover
         _copy(o[r * row:(r + 1) * row], o[:row], row)
 
 
+def background_window(height: int, width: int, background: tuple[int, int, int]) -> np.ndarray:
+    """A new (height, width, 3) uint8 array of the background colour (numpy's fill from a 3-tuple broadcasts
+    pixel by pixel: 5 ms for 1024², against 0.05 ms here)."""
+    out = np.empty((height, width, 3), dtype=np.uint8)
+    _fill(out, *background)
+    return out
+
+
 def render_window(window: Window, canvas_size: tuple[int, int], background: tuple[int, int, int],
                   table: ItemTable, indices: np.ndarray, mips: MipStore) -> np.ndarray:
     """Pixels (height, width, 3) uint8 of a level window: ``indices`` drawn in order over the background."""
-    out = np.empty((window.height, window.width, 3), dtype=np.uint8)
-    _fill(out, *background)
+    out = background_window(window.height, window.width, background)
     if len(indices):
         _compose(out, window.x0, window.y0, window.factor, canvas_size[0], canvas_size[1],
                  table.x[indices], table.y[indices], table.w[indices], table.h[indices],

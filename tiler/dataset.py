@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from concurrent.futures import Executor
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ from gigaformat.levels import CELL_SIZE, Geometry
 from gigaformat.state import STATE_NAME, State
 from gigaformat.tiles import TileCodec
 from tiler.coarse_raster import CoarseRaster
-from tiler.compose import MipStore, Window, render_window
+from tiler.compose import MipStore, Window, background_window, render_window
 from tiler.encode import encode_tile
 from tiler.errors import CorruptData, NotFound
 from tiler.items import ItemCatalog
@@ -27,7 +28,7 @@ from tiler.lazyfetch import RemoteTiles
 from tiler.mips import halve
 from tiler.packspace import PackSpace
 from tiler.spatial import ItemTable, SpatialIndex
-from tiler.storedtiles import child_span, decode_stored, derive
+from tiler.storedtiles import child_span, decode_stored, decode_top_rows, derive
 from tiler.tilestore import TileStore
 
 log = logging.getLogger(__name__)
@@ -127,10 +128,12 @@ class LoadedDataset:
             raise NotFound(f"no tile {z}/{x}/{y} in {self.name}: levels are 0-{self.geometry.top}"
                            + (f", level {z} has {cols}x{rows} tiles" if cols else ""))
 
-    def render_level_window(self, z: int, x0: int, y0: int, width: int, height: int) -> np.ndarray:
-        """Any window of level ``z`` (level pixels), background outside the level."""
+    def render_level_window(self, z: int, x0: int, y0: int, width: int, height: int,
+                            helper: Executor | None = None) -> np.ndarray:
+        """Any window of level ``z`` (level pixels), background outside the level. With ``helper``, a window
+        pasted from stored tiles (``decodes_tiles(z)``) has every other tile decoded there meanwhile."""
         if z <= self.overview_level:
-            return self._overview_window(z, x0, y0, width, height)
+            return self._overview_window(z, x0, y0, width, height, helper)
         f = self.geometry.factor(z)
         found = self.index.query(x0 * f, y0 * f, (x0 + width) * f, (y0 + height) * f)
         window = Window(x0, y0, width, height, f)
@@ -149,35 +152,51 @@ class LoadedDataset:
     def stored_codec(self, z: int) -> TileCodec:
         return self.stored.codec(z, self.geometry.top)
 
-    def _overview_tile(self, z: int, x: int, y: int) -> np.ndarray:
+    def _overview_tile(self, z: int, x: int, y: int, rows: int | None = None) -> np.ndarray:
+        """Tile (z, x, y) of a level at or below ``overview_level``; with ``rows``, only its first rows are
+        wanted (a stored tile is decoded no further)."""
         coarse = self.coarse
         if coarse is not None and coarse.has(z):
             size = self.geometry.tile_size
             return coarse.window(z, x * size, y * size, size, size, self.background)
         data = self.stored_tile(z, x, y)
         if data is not None:
-            return decode_stored(data)
+            return decode_stored(data) if rows is None else decode_top_rows(data, rows)
         kids = [[self.stored_tile(z + 1, 2 * x + col, 2 * y + row)
                  if self.geometry.has_tile(z + 1, 2 * x + col, 2 * y + row) else None for col in range(2)]
                 for row in range(2)]
         return derive(kids, child_span(self.geometry, z, x, y), self.background)
 
-    def _overview_window(self, z: int, x0: int, y0: int, width: int, height: int) -> np.ndarray:
+    def decodes_tiles(self, z: int) -> bool:
+        """True when a window of level ``z`` is pasted from stored tiles, each decoded (or derived) apart."""
+        return z <= self.overview_level and not (self.coarse is not None and self.coarse.has(z))
+
+    def _overview_window(self, z: int, x0: int, y0: int, width: int, height: int,
+                         helper: Executor | None = None) -> np.ndarray:
         coarse = self.coarse
         if coarse is not None and coarse.has(z):
             return coarse.window(z, x0, y0, width, height, self.background)
         size = self.geometry.tile_size
-        out = np.empty((height, width, 3), dtype=np.uint8)
-        out[:] = self.background
-        for ty in range(max(0, y0 // size), (y0 + height - 1) // size + 1):
-            for tx in range(max(0, x0 // size), (x0 + width - 1) // size + 1):
-                if not self.geometry.has_tile(z, tx, ty):
-                    continue
-                tile = self._overview_tile(z, tx, ty)
+        out = background_window(height, width, self.background)
+        tiles = [(tx, ty) for ty in range(max(0, y0 // size), (y0 + height - 1) // size + 1)
+                 for tx in range(max(0, x0 // size), (x0 + width - 1) // size + 1) if self.geometry.has_tile(z, tx, ty)]
+
+        def paste(some: list[tuple[int, int]]) -> None:  # each tile into its own part of ``out``
+            for tx, ty in some:
                 ax0, ay0 = max(x0, tx * size), max(y0, ty * size)
                 ax1, ay1 = min(x0 + width, (tx + 1) * size), min(y0 + height, (ty + 1) * size)
+                tile = self._overview_tile(z, tx, ty, ay1 - ty * size)
                 out[ay0 - y0:ay1 - y0, ax0 - x0:ax1 - x0] = tile[ay0 - ty * size:ay1 - ty * size,
                                                                  ax0 - tx * size:ax1 - tx * size]
+
+        if helper is None or len(tiles) < 2:
+            paste(tiles)
+            return out
+        other = helper.submit(paste, tiles[1::2])
+        try:
+            paste(tiles[0::2])
+        finally:
+            other.result()
         return out
 
     def render_below_zero(self, steps: int) -> np.ndarray:

@@ -140,18 +140,24 @@ def plan_request(geometry: Geometry, req: IiifImageRequest) -> Plan:
 SPLIT_ROWS = 256  # outputs at least twice this tall are rendered in two halves at once when a helper is given
 
 
-def render_plan(plan: Plan, geometry: Geometry, render_level_window, helper: Executor | None = None) -> np.ndarray:
+def render_plan(plan: Plan, geometry: Geometry, render_level_window, helper: Executor | None = None,
+                by_tile: bool = False) -> np.ndarray:
     """The (out_height, out_width, 3) uint8 pixels of a plan; ``render_level_window(z, x0, y0, w, h)`` draws
     any window of a level (``LoadedDataset.render_level_window``, whose pixels do not depend on the window).
-    With ``helper``, a tall output's lower half is rendered there meanwhile (the same pixels, sooner)."""
+    With ``helper``, the same pixels sooner: where the level's windows are pasted from tiles decoded apart
+    (``by_tile``), half of the tiles are decoded there (``render_level_window(..., helper=helper)``; halves of
+    the output would each decode the tiles their border cuts); otherwise a tall output's lower half is
+    rendered there meanwhile."""
     factor = geometry.factor(plan.z)
     tx = axis_taps(plan.x, plan.width, plan.out_width, plan.step_x, factor, geometry.width)
     ty = axis_taps(plan.y, plan.height, plan.out_height, plan.step_y, factor, geometry.height)
+    tiles_helper = helper if by_tile else None
 
     def rows(ty: AxisTaps) -> np.ndarray:
-        return resample(lambda r0, n: render_level_window(plan.z, tx.origin, ty.origin + r0, tx.length, n), tx, ty)
+        return resample(lambda r0, n: render_level_window(plan.z, tx.origin, ty.origin + r0, tx.length, n,
+                                                          helper=tiles_helper), tx, ty)
 
-    if helper is None or plan.out_height < 2 * SPLIT_ROWS:
+    if helper is None or by_tile or plan.out_height < 2 * SPLIT_ROWS:
         return rows(ty)
     head, tail = split_taps(ty, plan.out_height // 2)
     lower = helper.submit(rows, tail)

@@ -1,10 +1,15 @@
-"""glibc's allocator tuned so that a burst of large IIIF answers gives its memory back to the system.
+"""glibc's allocator tuned so that image-sized buffers are reused from request to request, and a burst of
+large IIIF answers gives its memory back to the system once the burst is over.
 
-By default glibc raises its mmap threshold each time a large block is freed (up to 32 MB), so after a
-burst the next large buffers come from the heap arenas, where freed memory stays mapped: a worker's
-anonymous memory rose 307 -> 493 MB after 96 concurrent 2048-px requests and stayed there. With the
-threshold fixed at 1 MiB every image-sized buffer is its own mapping, returned on free, and ``trim`` hands
-back what the arenas hold once the IIIF pool falls idle. Elsewhere than glibc both are no-ops.
+By default glibc serves a block of 128 KiB or more as a mapping of its own and raises that threshold each
+time such a block is freed (up to 32 MiB), while ``free`` gives the top of a heap back to the system beyond
+128 KiB. Either way a request's image buffers are fresh pages every time: a 1024² answer's 3 MB window cost
+~2 ms of page faults (a fifth of the request); and once the threshold has grown, what a burst freed stays
+mapped (a worker's anonymous memory rose 307 -> 493 MB after 96 concurrent 2048-px requests and stayed).
+
+Here both thresholds are fixed: blocks up to ``MMAP_THRESHOLD`` come from the heaps, and ``free`` never
+trims them, so the next request reuses what the last one freed; ``trim`` hands everything free back once
+the IIIF pool has been idle a moment (``app.IiifPool.trim_due``). Elsewhere than glibc both are no-ops.
 """
 
 from __future__ import annotations
@@ -15,8 +20,10 @@ import logging
 
 log = logging.getLogger(__name__)
 
+M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
-MMAP_THRESHOLD = 1 << 20
+MMAP_THRESHOLD = 32 << 20  # the largest glibc takes (HEAP_MAX_SIZE / 2); a larger block is its own mapping
+TRIM_THRESHOLD = 1 << 30  # free() itself never trims: trim() does, when idle
 
 _libc = None
 try:
@@ -27,9 +34,10 @@ except (OSError, AttributeError):
     _libc = None
 
 
-def fix_mmap_threshold() -> bool:
-    """Fix the mmap threshold (no more dynamic growth); True when the allocator took it."""
-    return bool(_libc is not None and _libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD))
+def keep_freed_until_trim() -> bool:
+    """Fix both thresholds (no more dynamic growth, no trimming on free); True when the allocator took them."""
+    return bool(_libc is not None and _libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+                and _libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
 
 
 def trim() -> None:

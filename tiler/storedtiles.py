@@ -39,6 +39,42 @@ def decode_stored(data: bytes) -> np.ndarray:
     return simplejpeg.decode_jpeg(data, "RGB")
 
 
+def decode_top_rows(data: bytes, rows: int) -> np.ndarray:
+    """The first ``rows`` rows of a stored tile's pixels, exactly those of ``decode_stored``, decoding no more
+    than they need: a baseline JPEG's rows come in order, so its frame header is told the image is ``rows``
+    tall and the decoder stops there (the bytes left over are the rest of the tile, not damage)."""
+    frame = _baseline_frame(data)
+    if frame is None or not 0 < rows < TILE:
+        return decode_stored(data)[:rows]
+    at, mcu_rows = frame
+    # with chroma subsampled down the rows, a row's colour is interpolated from the chroma row below it: one
+    # more MCU row is decoded, so that every row kept has the neighbours it has in the whole tile
+    told = rows if mcu_rows == 8 else min(TILE, -(-rows // mcu_rows) * mcu_rows + mcu_rows)
+    if told >= TILE:
+        return decode_stored(data)[:rows]
+    shorter = bytearray(data)
+    shorter[at + 5:at + 7] = told.to_bytes(2, "big")
+    return simplejpeg.decode_jpeg(bytes(shorter), "RGB", strict=False)[:rows]
+
+
+def _baseline_frame(data: bytes) -> tuple[int, int] | None:
+    """Where the baseline (SOF0/SOF1) frame header of a JPEG starts and its MCU's height in rows, or None
+    (progressive, or no frame before the scan)."""
+    at = 2
+    while at + 4 <= len(data) and data[at] == 0xFF:
+        marker = data[at + 1]
+        if marker in (0xC0, 0xC1):
+            components = data[at + 9] if at + 10 <= len(data) else 0
+            factors = data[at + 11:at + 11 + 3 * components:3]
+            if not components or len(factors) != components:
+                return None
+            return at, 8 * max(f & 0x0F for f in factors)
+        if marker == 0xDA:
+            return None
+        at += 2 + int.from_bytes(data[at + 2:at + 4], "big")
+    return None
+
+
 def background_tile(background: tuple[int, int, int]) -> np.ndarray:
     """A new tile of the background colour (a copy of one made once: filling from a tuple is slow)."""
     return _background(tuple(background)).copy()

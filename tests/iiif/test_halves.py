@@ -1,4 +1,5 @@
-"""A tall IIIF answer drawn in two halves at once is the answer drawn in one piece, pixel for pixel."""
+"""A tall IIIF answer drawn in two halves at once, or from stored tiles decoded on two threads, is the answer
+drawn in one piece, pixel for pixel."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from tiler.iiif_plan import SPLIT_ROWS, plan_request, render_plan
 
 def test_halves_drawn_apart_are_the_whole(awkward_root, awkward_pyramid_root):
     rng = random.Random(11)
+    tiled = 0
     for root in (awkward_root, awkward_pyramid_root):
         ds = LoadedDataset.open(DatasetDir(root, "awkward"))
         g = ds.geometry
@@ -33,4 +35,9 @@ def test_halves_drawn_apart_are_the_whole(awkward_root, awkward_pyramid_root):
                 halves = render_plan(plan, g, ds.render_level_window, helper)
                 assert halves.shape == whole.shape and np.array_equal(halves, whole), path
                 split += plan.out_height >= 2 * SPLIT_ROWS
+                if ds.decodes_tiles(plan.z):
+                    by_tile = render_plan(plan, g, ds.render_level_window, helper, by_tile=True)
+                    assert np.array_equal(by_tile, whole), path
+                    tiled += 1
         assert split >= 10  # most were drawn in halves
+    assert tiled >= 10  # the pyramid layout's levels are pasted from tiles

@@ -3,12 +3,15 @@ without bound, and answers already encoded are served from the IIIF cache."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from tests.iiif.test_spec import BASE, make_client
 from tests.processes import wait_for
 from tiler import malloc
+from tiler.app import IiifPool
 
 
 def test_a_saturated_iiif_pool_leaves_tiles_alone_and_refuses_beyond_its_queue(awkward_root):
@@ -54,6 +57,19 @@ def test_an_iiif_answer_is_encoded_once(awkward_root):
         assert len(calls) == 4
 
 
-def test_the_allocator_takes_the_fixed_mmap_threshold():
-    assert malloc.fix_mmap_threshold()  # glibc (Debian): large buffers are their own mappings
+def test_the_allocator_takes_the_fixed_thresholds():
+    assert malloc.keep_freed_until_trim()  # glibc (Debian): freed buffers stay for the next request until a trim
     malloc.trim()
+
+
+def test_the_pool_asks_for_one_trim_once_it_has_been_idle_a_moment():
+    pool = IiifPool(threads=1, max_queue=4)
+    try:
+        assert not pool.trim_due()  # nothing ran yet: nothing to hand back
+        assert asyncio.run(pool.run(lambda: 7)) == 7
+        wait_for(lambda: pool.waiting == 0, 10, "the pool idle")
+        assert not pool.trim_due()  # just fell idle: the next answer may reuse the buffers
+        time.sleep(IiifPool.TRIM_AFTER_SECONDS)
+        assert pool.trim_due() and not pool.trim_due()  # once per idle spell
+    finally:
+        pool.close()
