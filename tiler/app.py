@@ -417,8 +417,11 @@ def build_app(settings: ServeSettings, catalog: Catalog | None = None) -> CorsMi
 
     async def refresh() -> None:
         try:
-            for name in await anyio.to_thread.run_sync(catalog.refresh):
+            loaded = await anyio.to_thread.run_sync(catalog.refresh)
+            for name in loaded:
                 metrics.GENERATION.labels(name).set(catalog.loaded[name].generation)
+            if loaded:  # what loading freed goes back to the system (free() itself does not trim: tiler.malloc)
+                await anyio.to_thread.run_sync(malloc.trim)
         except Exception:  # a watcher that dies would freeze the node on old data
             log.exception("dataset refresh failed")
 
