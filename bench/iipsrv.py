@@ -6,9 +6,10 @@ The 1-Gpx wall, published for us, and flattened once (not timed) to a pyramidal 
 ours ``/tiles/covers_files/<level>/<x>_<y>.jpg``, iipsrv ``/fcgi-bin/iipsrv.fcgi?DeepZoom=<flat.tif>_files/
 <level>/<x>_<y>.jpg``. For the deepest level and the level two below it (1:4), the same tiles from a fixed seed,
 distinct as far as the level has tiles, are loaded on each side with the same load generator (wrk with a Lua
-script of the paths, or the bounded Python client), alternating rounds, best round of each. Both sides encode
-JPEG q85 and have their tile caches off, so that every request makes its tile; iipsrv runs as 2 processes (as
-many as our workers) behind one nginx worker. Before the load, a sanity check: the same paths on both sides
+script of the paths, or the bounded Python client), alternating rounds, best round of each. Tile caches are off
+on both sides. Ours answers a whole tile as ``/tiles/`` does (a stored JPEG as it is stored, a composed tile
+encoded at q85); iipsrv 1.1 decodes its pyramid's JPEG tile and re-encodes it at q85. iipsrv runs as 2
+processes (as many as our workers) behind one nginx worker. Before the load, a sanity check: the same paths on both sides
 give 200, real JPEGs, of the same size (PSNR between them is printed).
 
     .venv/bin/python -m bench.iipsrv [--quick] [--seconds 10] [--rounds 2] [--results-dir DIR]

@@ -258,9 +258,10 @@ class TileService:
         if found is None:
             top = deepzoom.max_level(g.width, g.height)
             raise NotFound(f"no DeepZoom tile {req.level}/{req.col}_{req.row}: levels are 0-{top}")
-        if found.crop is not None:
+        if found.crop is not None:  # a whole tile is the tile /tiles/ serves (a stored JPEG as it is stored)
+            whole = found.crop == (g.tile_size, g.tile_size)
             return await self.tile_response(request, ds, found.z, found.col, found.row, req.fmt, req.version,
-                                            found.crop)
+                                            None if whole else found.crop)
         version = int(ds.cells.max())
         data = await self.pool.run(lambda: encode_tile(ds.render_below_zero(-found.z), req.fmt,
                                                        self.settings.jpeg_quality))

@@ -123,3 +123,23 @@ def test_health_ready_and_metrics(client):
     client.get("/tiles/awkward/0/0/0.jpg")
     text = client.get("/metrics").text
     assert "gigatile_requests_total" in text and "gigatile_render_seconds" in text
+
+
+@pytest.fixture(scope="module")
+def pyramid_client(tmp_path_factory):
+    base = tmp_path_factory.mktemp("app-pyramid")
+    make_awkward_wall(base / "src")
+    publish_local(base / "src", DatasetDir(base / "node", "awkward"), store="pyramid")
+    settings = ServeSettings(root=base / "node", datasets=("awkward",), reload_seconds=0.1)
+    with TestClient(build_app(settings)) as test_client:
+        yield test_client
+
+
+def test_a_whole_deepzoom_tile_is_the_stored_tile_and_an_edge_tile_its_crop(pyramid_client):
+    client = pyramid_client
+    for dz, ours in (("11/1/1", "3/1/1"), ("10/1/0", "2/1/0")):  # the stored 1:1 level and the derived one
+        level, col, row = dz.split("/")
+        whole = client.get(f"/tiles/awkward_files/{level}/{col}_{row}.jpg")
+        assert whole.status_code == 200 and whole.content == client.get(f"/tiles/awkward/{ours}.jpg").content, dz
+    edge = Image.open(io.BytesIO(client.get("/tiles/awkward_files/11/5_3.jpg").content))
+    assert edge.size == (1531 - 5 * 256, 1002 - 3 * 256)
