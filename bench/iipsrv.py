@@ -9,8 +9,8 @@ distinct as far as the level has tiles, are loaded on each side with the same lo
 script of the paths, or the bounded Python client), alternating rounds, best round of each. Tile caches are off
 on both sides. Ours answers a whole tile as ``/tiles/`` does (a stored JPEG as it is stored, a composed tile
 encoded at q85); iipsrv 1.1 decodes its pyramid's JPEG tile and re-encodes it at q85. iipsrv runs as 2
-processes (as many as our workers) behind one nginx worker. Before the load, a sanity check: the same paths on both sides
-give 200, real JPEGs, of the same size (PSNR between them is printed).
+processes (as many as our workers) behind one nginx worker. Before the load, a sanity check: the same paths on
+both sides give 200, real JPEGs, of the same size (PSNR between them is printed).
 
     .venv/bin/python -m bench.iipsrv [--quick] [--seconds 10] [--rounds 2] [--results-dir DIR]
 

@@ -13,7 +13,9 @@ from bench.processes import Children, free_port, http_status, wait_until
 from bench.progress import console
 from bench.walls import DATASET, TILER
 from gigaformat.layout import DatasetDir
-from tiler.coarse_raster import raster_path
+from gigaformat.levels import Geometry
+from tiler.coarse_raster import plan_levels, raster_path
+from tiler.settings import ServeSettings
 
 
 def start_tiler_serve(children: Children, root: Path, log_name: str, workers: int = 2, datasets: str = DATASET,
@@ -39,10 +41,19 @@ def start_tiler_serve(children: Children, root: Path, log_name: str, workers: in
         started = time.monotonic()
         for name in datasets.split(","):
             folder = DatasetDir(root, name)
+            if not plans_a_raster(folder):
+                continue
             path = raster_path(folder, folder.current_generation())
             wait_until(path.is_file, 300, f"the coarse raster {path} (see {children.log_dir / log_name})")
         console.log(f"coarse rasters of {datasets} there {time.monotonic() - started:.1f} s after ready")
     return server, base
+
+
+def plans_a_raster(folder: DatasetDir) -> bool:
+    """Whether the server (at its default ``--coarse-raster-mb``) gives the served generation a coarse raster."""
+    state = folder.load_current_state()
+    geometry = Geometry(state.canvas.width, state.canvas.height)
+    return bool(plan_levels(geometry, state.overview_level, ServeSettings.coarse_raster_mb << 20))
 
 
 def cache_lookups(base: str) -> dict[str, float]:

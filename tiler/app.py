@@ -423,6 +423,8 @@ def build_app(settings: ServeSettings, catalog: Catalog | None = None) -> CorsMi
                 metrics.GENERATION.labels(name).set(catalog.loaded[name].generation)
             if loaded:  # what loading freed goes back to the system (free() itself does not trim: tiler.malloc)
                 await anyio.to_thread.run_sync(malloc.trim)
+            for name, ds in catalog.loaded.items():  # attached in the background (tiler.coarse_raster)
+                metrics.COARSE_RASTER.labels(name).set(ds.coarse.nbytes if ds.coarse is not None else 0)
         except Exception:  # a watcher that dies would freeze the node on old data
             log.exception("dataset refresh failed")
 

@@ -251,7 +251,14 @@ def _try_lock(path: Path):
 
 
 def _remove_older(folder: Path, generation: int) -> None:
-    for old in folder.glob("coarse-*"):
-        number = old.name.split("-", 1)[1].split(".", 1)[0]
-        if number.isdigit() and int(number) < generation:
-            old.unlink(missing_ok=True)
+    """Remove the files of every generation older than the newest raster there (``generation``'s own too when
+    a newer one finished first: that generation is being swapped out, and its open mapping stays valid)."""
+    def number(path: Path) -> int | None:
+        digits = path.name.split("-", 1)[1].split(".", 1)[0]
+        return int(digits) if digits.isdigit() else None
+
+    found = [(path, number(path)) for path in folder.glob("coarse-*")]
+    newest = max([generation, *(n for path, n in found if n is not None and path.name == f"coarse-{n}.raw")])
+    for path, n in found:
+        if n is not None and n < newest:
+            path.unlink(missing_ok=True)

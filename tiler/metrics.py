@@ -26,6 +26,9 @@ RENDER_QUEUE = Gauge("gigatile_render_queue", "Renders admitted and not finished
                      multiprocess_mode="livesum")
 RENDER_QUEUE_LIMIT = Gauge("gigatile_render_queue_limit", "Renders admitted at most before 503 (per worker)",
                            multiprocess_mode="livesum")
+COARSE_RASTER = Gauge("gigatile_coarse_raster_bytes", "Bytes of the coarse raster the served generation's coarse "
+                      "levels are copied from (0: none yet, or none planned)", ["dataset"],
+                      multiprocess_mode="livemax")
 DISK_FREE = Gauge("gigatile_disk_free_bytes", "Free bytes on the filesystem of the node root",
                   multiprocess_mode="livemostrecent")
 DISK_SIZE = Gauge("gigatile_disk_size_bytes", "Size of the filesystem of the node root",

@@ -9,6 +9,7 @@ import time
 import httpx
 import numpy as np
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from gigaformat.layout import DatasetDir
 from tests.processes import free_port, start_tiler_serve, wait_for
@@ -123,6 +124,21 @@ def test_one_worker_builds_while_another_waits_and_then_opens_the_file(wall):
     assert waiting.coarse.path == building.coarse.path == path
 
 
+def test_a_build_finishing_after_a_newer_generations_leaves_only_the_newer_file(wall):
+    ds = LoadedDataset.open(wall)
+    path = raster_path(wall, ds.generation)
+    path.unlink(missing_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    newer = path.with_name(f"coarse-{ds.generation + 1}.raw")
+    newer.write_bytes(b"the next generation's raster, finished first")
+    try:
+        wait_attached(ds, RasterKeeper(1024, below_top=0), wall)
+        assert newer.exists() and not path.exists()  # its own file goes: the next generation replaces it
+        assert ds.render_level_window(0, 0, 0, 32, 32).shape == (32, 32, 3)  # still read from its mapping
+    finally:
+        newer.unlink(missing_ok=True)
+
+
 def test_no_raster_for_a_budget_of_zero(wall):
     ds = LoadedDataset.open(wall)
     raster_path(wall, ds.generation).unlink(missing_ok=True)
@@ -139,6 +155,11 @@ def wide_wall(tmp_path_factory) -> DatasetDir:
     folder = DatasetDir(base / "node", "awkward")
     publish_local(base / "src", folder, store="pyramid")
     return folder
+
+
+def raster_metric(text: str) -> float | None:
+    return next((sample.value for family in text_string_to_metric_families(text) for sample in family.samples
+                 if sample.name == "gigatile_coarse_raster_bytes" and sample.labels == {"dataset": "awkward"}), None)
 
 
 def test_a_served_region_is_the_same_bytes_before_and_after_the_raster(wide_wall, tmp_path):
@@ -168,6 +189,9 @@ def test_a_served_region_is_the_same_bytes_before_and_after_the_raster(wide_wall
                 assert not path.exists()
             with httpx.Client(base_url=f"http://{host}:{port}", timeout=30) as client:
                 answers.append([client.get(url).raise_for_status().content for url in urls])
+                shown = path.stat().st_size if with_raster else 0
+                wait_for(lambda expected=shown: raster_metric(client.get("/metrics").text) == expected, 10,
+                         f"the raster's size in /metrics ({shown})")
         finally:
             server.stop()
     assert answers[0] == answers[1]
