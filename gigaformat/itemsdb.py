@@ -10,7 +10,8 @@ changes (``meta_set``, with ``items_remove``), and a node applies them to a copy
 is a small diff. A generation's metadata columns are fixed by its snapshot (a new column makes a snapshot).
 
 Fields: ``id`` (exact), ``doc`` (the item's metadata, a JSON object, stored), ``text`` (every cell but
-links, words folded to lowercase ASCII), and ``m_<column>`` per column (exact values, for filters).
+links, composed (NFC) and cut into words by ``_analyzer``: lowercase, folded to ASCII where a
+letter has an ASCII form), and ``m_<column>`` per column (exact values, for filters).
 """
 
 from __future__ import annotations
@@ -44,9 +45,19 @@ def meta_digest(meta: Meta) -> str:
     return hashlib.sha256(json.dumps(dict(sorted(meta.items())), separators=(",", ":")).encode()).hexdigest()[:16]
 
 
-def fold(text: str) -> str:
-    """Lowercase ASCII of ``text`` (Ångström -> angstrom), as the index folds every word."""
-    return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower()
+def search_words(text: str) -> list[str]:
+    """The words of ``text`` as the index holds its items' words: the index's own analyzer (``_analyzer``) on the
+    text composed (NFC), so a query finds what was indexed (Søren -> soren, Straße -> strasse, 東京 kept)."""
+    return _analyzer().analyze(unicodedata.normalize("NFC", text))
+
+
+def _analyzer():
+    """Words of the full-text field: runs of letters and digits, lowercase, folded to ASCII where a letter has an
+    ASCII form (Ø -> o, ß -> ss, Æ -> ae, é -> e), other letters kept (東京, война); words of 64 bytes or more
+    are left out. A microsecond to build, so each use builds its own."""
+    tantivy = _tantivy()
+    return (tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.simple()).filter(tantivy.Filter.remove_long(64))
+            .filter(tantivy.Filter.lowercase()).filter(tantivy.Filter.ascii_fold()).build())
 
 
 def _tantivy():
@@ -67,16 +78,13 @@ def _schema(columns: Iterable[str]):
 
 
 def _register(index) -> None:
-    tantivy = _tantivy()
-    analyzer = (tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.simple()).filter(tantivy.Filter.remove_long(64))
-                .filter(tantivy.Filter.lowercase()).filter(tantivy.Filter.ascii_fold()).build())
-    index.register_tokenizer(FOLDED, analyzer)
+    index.register_tokenizer(FOLDED, _analyzer())
 
 
 def _document(item_id: str, meta: Meta):
     tantivy = _tantivy()
     fields = {"id": item_id, "doc": json.dumps(dict(meta), separators=(",", ":"), ensure_ascii=False),
-              "text": " ".join(v for k, v in meta.items() if k not in NOT_INDEXED)}
+              "text": unicodedata.normalize("NFC", " ".join(v for k, v in meta.items() if k not in NOT_INDEXED))}
     fields.update({f"m_{k}": v for k, v in meta.items()})
     return tantivy.Document(**fields)
 

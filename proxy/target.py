@@ -3,7 +3,8 @@
 Tile URLs are plain: letters, digits and a few marks. A percent-escape of one of those marks is decoded
 (``%2D`` is ``-``: the same URL, RFC 3986 section 6.2.2.2) and the result checked like any other path;
 anything else (other escapes, ``..``, ``//``, NUL, backslashes, absurd lengths) is refused here, so no later
-step has to think about it.
+step has to think about it. A query is never a file name (cache entries are named by a hash): it may also
+hold well-formed percent-escapes (a search for "Søren" is ``q=S%C3%B8ren``), forwarded as they are.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import re
 from proxy.errors import BadTarget, TargetTooLong
 
 MAX_PATH = 256
-MAX_QUERY = 128
+MAX_QUERY = 512  # a search of 8 words, escaped
 # RFC 3986 path characters without '%': no escapes means no encoded '/', '..' or NUL can slip through.
 _PATH = re.compile(rb"^/[A-Za-z0-9._~!$&'()*+,;=:@/^-]*$")  # '^': IIIF sizes (upscaling)
 _ESCAPE = re.compile(rb"%([0-9A-Fa-f]{2})")
@@ -30,7 +31,7 @@ def _decode(match: re.Match) -> bytes:
 def normalize_path(raw_path: bytes) -> bytes:
     """``raw_path`` with its escapes of plain characters decoded; BadTarget for any other escape."""
     return _ESCAPE.sub(_decode, raw_path) if b"%" in raw_path else raw_path
-_QUERY = re.compile(rb"^[A-Za-z0-9._~!$'()*+,;=:@/&-]*$")
+_QUERY = re.compile(rb"^(?:[A-Za-z0-9._~!$'()*+,;=:@/&-]|%[0-9A-Fa-f]{2})*$")
 
 
 def check_target(raw_path: bytes, query: bytes) -> bytes:
@@ -45,7 +46,7 @@ def check_target(raw_path: bytes, query: bytes) -> bytes:
     if not query:
         return raw_path
     if not _QUERY.match(query):
-        raise BadTarget("query may contain only letters, digits and -._~!$'()*+,;=:@/& (no escapes)")
+        raise BadTarget("query may contain only letters, digits, -._~!$'()*+,;=:@/& and percent-escapes (%HH)")
     return raw_path + b"?" + query
 
 

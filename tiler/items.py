@@ -8,15 +8,13 @@ metadata from its items index. Every answer is a list of items,
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
 
-from gigaformat.itemsdb import ItemsIndex, fold
+from gigaformat.itemsdb import ItemsIndex, search_words
 from tiler.errors import BadRequest, NotFound
 
-_WORD = re.compile(r"\w+", re.UNICODE)
 MAX_WORDS = 8
 
 
@@ -74,7 +72,7 @@ class ItemCatalog:
         unknown = [name for name, _ in filters if name not in self.columns]
         if unknown:
             raise BadRequest(f"no metadata column {unknown[0]!r}; the columns are {', '.join(self.columns) or 'none'}")
-        words = [w for w in (fold(word) for word in _WORD.findall(query)[:MAX_WORDS]) if w]
+        words = search_words(query)[:MAX_WORDS]
         if not words and not filters:
             raise BadRequest("search needs q (words to find) or a filter (column=value)")
         if self.metadata is None:

@@ -25,15 +25,20 @@ def test_absurd_lengths_are_414():
         check_target(b"/tiles/" + b"a" * 300, b"")
     assert status_of(caught.value) == 414
     with pytest.raises(ProxyError) as caught:
-        check_target(b"/tiles/a.jpg", b"v=" + b"1" * 200)
+        check_target(b"/tiles/a.jpg", b"v=" + b"1" * 600)
     assert status_of(caught.value) == 414
 
 
-@pytest.mark.parametrize("query", [b"v=%2e", b"v=1\x00", b"v=1#x", b"v=<script>", b"v=1\\"])
+@pytest.mark.parametrize("query", [b"v=%2", b"q=%zz", b"v=1\x00", b"v=1#x", b"v=<script>", b"v=1\\", b"q=a b"])
 def test_bad_queries_are_400(query):
     with pytest.raises(ProxyError) as caught:
         check_target(b"/tiles/covers/0/0/0.jpg", query)
     assert status_of(caught.value) == 400
+
+
+def test_a_query_may_hold_percent_escapes_forwarded_as_they_are():
+    query = b"q=S%C3%B8ren%20og%20Stra%C3%9Fe&limit=10&v=3"
+    assert check_target(b"/tiles/covers/search", query) == b"/tiles/covers/search?" + query
 
 
 def test_good_targets_pass_unchanged():

@@ -127,3 +127,23 @@ def test_a_metadata_only_change_is_a_small_diff_that_touches_no_pixel(wall):
     after = folder.load_current_state()
     assert after.cells == before.cells and after.tiles == before.tiles  # no tile version, no stored tile moved
     assert not list(folder.objects.glob("diff-2/*.bin"))  # no pixels written
+
+
+def test_search_folds_a_query_as_the_index_folds_titles(tmp_path: Path):
+    source = tmp_path / "src"
+    generate_wall(source, gigapixels=0.01, unique=30, seed=5, all_distinct=True)
+    rows = read_rows(source)
+    titles = {"nordic": "Søren og Straße", "tokyo": "東京物語", "war": "Война и мир", "eclair": "E\u0301clair Æble"}
+    for row, (item_id, title) in zip(rows, titles.items(), strict=False):
+        row.update(id=item_id, title=title)
+    write_rows(source, rows)
+    publish_local(source, DatasetDir(tmp_path / "node", DS))
+    settings = ServeSettings(root=tmp_path / "node", datasets=(DS,), reload_seconds=0.1)
+    with TestClient(build_app(settings)) as client:
+        deadline = time.monotonic() + 20
+        while client.get("/readyz").status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for query, item_id in (("søren STRASSE", "nordic"), ("soren straße", "nordic"), ("東京物語", "tokyo"),
+                               ("ВОЙНА мир", "war"), ("éclair aeble", "eclair"), ("E\u0301CLAIR æble", "eclair")):
+            found = client.get(f"/tiles/{DS}/search", params={"q": query}).json()
+            assert [item["id"] for item in found["items"]][:1] == [item_id], (query, found)

@@ -7,7 +7,7 @@ import { fetchJson, HttpError } from "./live.js";
 export const SEARCH_LIMIT = 10;  // results listed under the search box
 const HITS_KEPT = 2000;  // hit-test answers remembered per generation (a pixel: an item or the background)
 const MAX_WORDS = 8;  // the server reads the first 8 words (tiler/items.py)
-const MAX_QUERY_CHARS = 96;  // of q: with limit and v, within tile-proxy's 128 characters of query
+const MAX_QUERY_CHARS = 400;  // of q, percent-escaped: with limit and v, within tile-proxy's 512 of a query
 
 /** A question answered from the browser's cache when it has the answer: it names the generation (`v`). */
 function fetchItems(url) {
@@ -72,24 +72,25 @@ export class ItemsApi {
 }
 
 /**
- * The words of `text` the server searches for, as it reads them (tiler/items.py, gigaformat/itemsdb.fold):
- * runs of letters, digits and `_`, at most MAX_WORDS, each folded to lowercase ASCII (Ångström: angstrom).
- * Sending them folded keeps the query plain ASCII, which tile-proxy forwards (it refuses percent-escapes in
- * a query), and short enough for its 128-character query limit.
+ * The words of `text` as the search box sends them: runs of letters and digits of the text composed (NFC),
+ * lowercase, at most MAX_WORDS (the server reads 8: tiler/items.py), while q stays within MAX_QUERY_CHARS once
+ * percent-escaped (a longer word is left out). The server folds them as its index folds titles
+ * (gigaformat/itemsdb.search_words: Søren -> soren, Straße -> strasse, 東京 kept), so they are sent as typed.
  */
 export function searchWords(text) {
     const words = [];
     let length = 0;
-    for (const [word] of text.normalize("NFC").matchAll(/[\p{L}\p{N}_]+/gu)) {
-        const folded = word.normalize("NFKD").replace(/[^\x00-\x7f]/g, "").toLowerCase();
+    for (const [word] of text.normalize("NFC").matchAll(/[\p{L}\p{N}]+/gu)) {
+        const lower = word.toLowerCase();
+        const escaped = encodeURIComponent(lower).length;
         if (words.length === MAX_WORDS) {
             break;
         }
-        if (!folded || length + folded.length + 1 > MAX_QUERY_CHARS) {
+        if (length + escaped + 3 > MAX_QUERY_CHARS) {  // 3: the escaped space before it
             continue;
         }
-        words.push(folded);
-        length += folded.length + 1;
+        words.push(lower);
+        length += escaped + 3;
     }
     return words;
 }

@@ -73,8 +73,7 @@ export function linkedItem(href) {
 
 /** The address (path, query, fragment) of `href` naming item `id`: `?item=<id>` and no fragment; for a null
  *  `id`, `href` without its `?item=`. Its other parameters stay as they were written, and the id as it is
- *  (`:`, `@` and `+` are plain in a query; linkedItem reads it back): tile-proxy, which serves this page,
- *  refuses percent-escapes in a query. */
+ *  (`:`, `@` and `+` are plain in a query; linkedItem reads it back), other characters percent-escaped. */
 export function addressNaming(href, id) {
     const url = new URL(href);
     const parts = url.search.replace(/^\?/, "").split("&").filter((part) => part !== "");
