@@ -1,6 +1,7 @@
-"""The bookstore routes on a real published wall (SQLite FTS5 built by the real publisher): hit-testing in
-drawing order, one item, a rectangle, ranked search with prefixes, words and filters; a diff that moves an
-item and renames it is seen at once; a metadata-only change is a small diff that touches no pixel."""
+"""The bookstore routes on a real published wall (the Tantivy index built by the real publisher): hit-testing
+in drawing order, one item, a rectangle, ranked search with prefixes, words and filters, words of any script
+folded as the index folds them; a diff that moves an item and renames it is seen at once; a metadata-only
+change is a small diff that touches no pixel."""
 
 from __future__ import annotations
 
