@@ -7,7 +7,8 @@ on 127.0.0.N; the bench polls ``s3://BUCKET/proxy/`` for the node's record and a
 for a tile. Phases come from the node's own timestamps: ``run/status.json`` (bootstrap, update, children),
 ``synch.down`` (sync), the render server's log (load, register).
 
-    .venv/bin/python -m bench.coldstart [--quick] [--gigapixels 46] [--runs 3] [--no-kernels] [--no-warmup]
+    .venv/bin/python -m bench.coldstart [--quick] [--gigapixels 46] [--runs 3] [--distinct-runs 1]
+        [--no-kernels] [--no-warmup]
 
 Bar (issue 5): launch to first tile <= 20 s (the median of the runs; each run's load average is shown, as the
 figures move with what else the machine does). Zoomii: 3 hours (full copy), 3 minutes (lazy EBS snapshots).
@@ -336,6 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gigapixels", type=float, default=ColdstartBenchSettings.gigapixels)
     parser.add_argument("--runs", type=int, default=None,
                         help="launches of the default wall (0: only the distinct walls' launches)")
+    parser.add_argument("--distinct-runs", type=int, default=None, help="launches of each distinct wall")
     parser.add_argument("--no-warmup", action="store_true", help="launch nodes without the kernel warm-up")
     parser.add_argument("--no-kernels", action="store_true", help="release without kernels compiled here")
     parser.add_argument("--work", type=Path, default=ColdstartBenchSettings.work, help="walls and scratch folders")
@@ -347,6 +349,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = settings.quick() if args.quick else settings
     if args.runs is not None:
         settings = replace(settings, runs=args.runs)
+    if args.distinct_runs is not None:
+        settings = replace(settings, distinct_runs=args.distinct_runs)
     return run_and_report(run, print_report, settings, "every child process and node was stopped", fail_on_bars=True)
 
 
