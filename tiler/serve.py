@@ -1,4 +1,5 @@
-"""``tiler serve``: run the render server (uvicorn, several worker processes) and its heartbeat."""
+"""``tiler serve``: run the render server (uvicorn, several worker processes forked from this one, see
+tiler.forked) and its heartbeat."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import tempfile
 import threading
 
 import uvicorn
+from uvicorn.config import STARTUP_FAILURE
 
 from gigaformat.commandline import LOG_FORMAT
 from tiler.settings import ENV_KEY, ServeSettings
@@ -18,8 +20,8 @@ log = logging.getLogger(__name__)
 
 
 def worker_logging(level: int) -> dict:
-    """uvicorn's ``log_config`` for each worker process: workers are spawned, so they do not inherit the
-    parent's logging set-up, and without this their INFO lines (dataset loaded, generation switched) are lost."""
+    """uvicorn's ``log_config`` (it replaces the process's logging set-up with it): without this the workers'
+    INFO lines (dataset loaded, generation switched) are lost."""
     return {
         "version": 1,
         "disable_existing_loggers": False,
@@ -40,12 +42,30 @@ def start_heartbeat(settings: ServeSettings):
     return heartbeat
 
 
+def uvicorn_config(settings: ServeSettings) -> uvicorn.Config:
+    return uvicorn.Config("tiler.app:create_app", factory=True, host=settings.host, port=settings.port,
+                          workers=settings.workers, log_level="warning", access_log=False,
+                          proxy_headers=False,  # the app reads forwarding headers itself, from trusted peers only
+                          log_config=worker_logging(logging.getLogger().getEffectiveLevel()),
+                          timeout_graceful_shutdown=5)
+
+
 def serve(settings: ServeSettings) -> None:
     """Serve until SIGINT/SIGTERM; registration (if a bucket is set) is withdrawn on the way out."""
     settings.root.joinpath("data", "log").mkdir(parents=True, exist_ok=True)
     os.environ[ENV_KEY] = settings.to_env()
+    with tempfile.TemporaryDirectory(prefix="gigatile-metrics-") as metrics_dir:
+        if settings.workers > 1:
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # before prometheus_client is imported
+            serve_forked(settings)
+        else:
+            serve_in_process(settings)
+
+
+def serve_in_process(settings: ServeSettings) -> None:
+    """One worker: uvicorn in this process, the heartbeat in a thread beside it."""
     heartbeats = []
-    if settings.bucket:  # built in a thread: its S3 client (boto3's import) must not delay the workers' spawn
+    if settings.bucket:  # built in a thread: its S3 client (boto3's import) must not delay the server's start
         def begin() -> None:
             try:
                 heartbeats.append(start_heartbeat(settings))
@@ -57,17 +77,59 @@ def serve(settings: ServeSettings) -> None:
         starter.start()
     # uvicorn re-raises a caught SIGTERM under the default handler, which would skip the deregistration below.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    with tempfile.TemporaryDirectory(prefix="gigatile-metrics-") as metrics_dir:
-        if settings.workers > 1:
-            os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-        try:
-            uvicorn.run("tiler.app:create_app", factory=True, host=settings.host, port=settings.port,
-                        workers=settings.workers, log_level="warning", access_log=False,
-                        proxy_headers=False,  # the app reads forwarding headers itself, from trusted peers only
-                        log_config=worker_logging(logging.getLogger().getEffectiveLevel()),
-                        timeout_graceful_shutdown=5)
-        finally:
-            if settings.bucket:
-                starter.join()
-            for heartbeat in heartbeats:
-                heartbeat.stop()
+    try:
+        server = uvicorn.Server(uvicorn_config(settings))
+        server.run()
+        if not server.started:
+            raise SystemExit(STARTUP_FAILURE)
+    finally:
+        if settings.bucket:
+            starter.join()
+        for heartbeat in heartbeats:
+            heartbeat.stop()
+
+
+def run_heartbeat(settings: ServeSettings) -> int:
+    """The heartbeat's own process (forked beside the workers): register, renew, withdraw on SIGTERM."""
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    try:
+        heartbeat = start_heartbeat(settings)
+    except Exception:  # a node that cannot register must not serve unannounced: the server stops
+        log.exception("registration could not start; stopping")
+        return 1
+    while not stopping.wait(1.0):
+        pass
+    heartbeat.stop()
+    return 0
+
+
+def serve_forked(settings: ServeSettings) -> None:
+    """Several workers: the app imported and the socket bound here, once; the workers (and the heartbeat)
+    forked from this process (tiler.forked), which only supervises them."""
+    from tiler import app  # noqa: F401 - imported once, inherited by every worker
+    from tiler.forked import ForkedWorkers, WorkerStartFailure, fork_helper
+
+    config = uvicorn_config(settings)
+    sock = config.bind_socket()
+    workers = ForkedWorkers(config, sock, settings.workers)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, workers.stop)
+    heartbeat = None
+    try:
+        workers.start()
+        if settings.bucket:
+            heartbeat = fork_helper(lambda: run_heartbeat(settings))
+            workers.watch(heartbeat, "the heartbeat")
+        workers.run()
+    except WorkerStartFailure as exc:
+        log.error("%s; stopping", exc)
+        raise SystemExit(STARTUP_FAILURE) from None
+    except RuntimeError as exc:
+        log.error("%s; stopping", exc)
+        raise SystemExit(1) from None
+    finally:
+        workers.terminate(set(workers.pids))
+        if heartbeat is not None:  # after the workers: the record is withdrawn on the way out
+            workers.terminate({heartbeat})
+        sock.close()
