@@ -5,9 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import boto3
-from botocore.exceptions import BotoCoreError, ClientError
-
 from bootstrap.errors import BootstrapError
 from bootstrap.node.userdata import DEFAULT_COMMAND, NodeConfig, render_user_data
 
@@ -61,6 +58,9 @@ def build_run_request(config: NodeConfig, image_id: str, instance_type: str = DE
 
 def run_instances(request: dict[str, Any], region: str | None = None) -> list[dict[str, Any]]:
     """Send the request (boto3 encodes UserData in base64); returns the instances EC2 reports."""
+    import boto3  # here: ``--local`` launches (a node's cold start is timed from them) need no boto3 (~0.2 s)
+    from botocore.exceptions import BotoCoreError, ClientError
+
     try:
         client = boto3.session.Session().client("ec2", region_name=region or None)
         return client.run_instances(**request)["Instances"]
