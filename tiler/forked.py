@@ -68,13 +68,13 @@ def fork_helper(run: Callable[[], int]) -> int:
 
 
 class ForkedWorkers:
-    """``count`` uvicorn servers of ``config`` on ``sock``, each in a process forked from this one."""
+    """``count`` uvicorn servers (of ``start``'s config, on its socket), each in a process forked from this one."""
 
-    def __init__(self, config: uvicorn.Config, sock: socket.socket, count: int, grace: float = 10.0):
-        self.config = config
-        self.sock = sock
+    def __init__(self, count: int, grace: float = 10.0):
         self.count = count
         self.grace = grace
+        self.config: uvicorn.Config | None = None
+        self.sock: socket.socket | None = None
         self.pids: set[int] = set()
         self.helpers: dict[int, str] = {}  # pid -> name: processes whose exit stops the server
         self.stopping = False
@@ -83,7 +83,8 @@ class ForkedWorkers:
         uvicorn.Server(self.config).run(sockets=[self.sock])
         return 0
 
-    def start(self) -> None:
+    def start(self, config: uvicorn.Config, sock: socket.socket) -> None:
+        self.config, self.sock = config, sock
         for _ in range(self.count):
             self.pids.add(_fork(self._serve))
         log.debug("workers forked pids=%s", sorted(self.pids))

@@ -105,22 +105,24 @@ def run_heartbeat(settings: ServeSettings) -> int:
 
 
 def serve_forked(settings: ServeSettings) -> None:
-    """Several workers: the app imported and the socket bound here, once; the workers (and the heartbeat)
-    forked from this process (tiler.forked), which only supervises them."""
-    from tiler import app  # noqa: F401 - imported once, inherited by every worker
+    """Several workers: the app imported and the socket bound here, once; the workers forked from this
+    process (tiler.forked), which only supervises them. The heartbeat's process is forked first, so that its
+    S3 client (boto3's import) is built while this one imports the app."""
     from tiler.forked import ForkedWorkers, WorkerStartFailure, fork_helper
 
-    config = uvicorn_config(settings)
-    sock = config.bind_socket()
-    workers = ForkedWorkers(config, sock, settings.workers)
+    workers = ForkedWorkers(settings.workers)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, workers.stop)
-    heartbeat = None
+    heartbeat = fork_helper(lambda: run_heartbeat(settings)) if settings.bucket else None
+    sock = None
     try:
-        workers.start()
-        if settings.bucket:
-            heartbeat = fork_helper(lambda: run_heartbeat(settings))
+        if heartbeat is not None:
             workers.watch(heartbeat, "the heartbeat")
+        from tiler import app  # noqa: F401 - imported once, inherited by every worker
+
+        config = uvicorn_config(settings)
+        sock = config.bind_socket()
+        workers.start(config, sock)
         workers.run()
     except WorkerStartFailure as exc:
         log.error("%s; stopping", exc)
@@ -132,4 +134,5 @@ def serve_forked(settings: ServeSettings) -> None:
         workers.terminate(set(workers.pids))
         if heartbeat is not None:  # after the workers: the record is withdrawn on the way out
             workers.terminate({heartbeat})
-        sock.close()
+        if sock is not None:
+            sock.close()
