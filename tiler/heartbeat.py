@@ -26,7 +26,7 @@ class Heartbeat(threading.Thread):
         super().__init__(name="heartbeat", daemon=True)
         self.bucket = bucket
         self.check_url = check_url
-        self.client = client or make_client()
+        self.client = client or make_client(transfer_methods=False, operations=("PutObject", "DeleteObject"))
         now = utc_now_iso()
         self.record = Registration(address=address, port=port, routes=list(ROUTES), instance_id=instance_id,
                                    started=now, heartbeat=now, ttl_seconds=ttl_seconds)

@@ -30,7 +30,8 @@ class RemoteTiles:
         if client is None:
             from gigaformat.s3 import make_client
 
-            client = make_client(attempts=2, connect_timeout=2, read_timeout=5, max_connections=16)
+            client = make_client(attempts=2, connect_timeout=2, read_timeout=5, max_connections=16,
+                                 transfer_methods=False, operations=("GetObject",))  # no boto3: built ~0.1 s sooner
         self.client = client
         self.fetched = 0
         self._flights: dict[tuple[str, int], Future] = {}

@@ -144,7 +144,7 @@ def _bring_up(options: NodeOptions, stop: threading.Event, identity: InstanceIde
     log.info("node instance=%s address=%s bucket=%s datasets=%s channel=%s root=%s bootstrap=%s",
              identity.instance_id, identity.local_ipv4, config.bucket, ",".join(config.datasets), config.channel,
              layout.root, digest[:16])
-    s3 = make_client(config.s3_endpoint_url or None, config.region or identity.region)
+    s3 = make_client(config.s3_endpoint_url or None, config.region or identity.region, reads_only=True)
     refresh_bootstrap(options, config, layout, s3, digest, started)
     board.phase("self_update")
     install_release(options, config, layout, s3, board)
