@@ -51,6 +51,6 @@ def test_the_format_layer_imports_only_the_standard_library_and_boto3():
 
 def test_a_render_worker_starts_without_numba_or_boto3():
     """Each tiler serve worker imports the app at a node's start (its cold start's critical path): numba
-    comes with the first kernel call (tiler/jit.py), boto3 with the first lazy dataset (tiler/lazyfetch.py)."""
+    comes with the first kernel call (tiler/jit.py), botocore with the first lazy dataset (tiler/lazyfetch.py)."""
     loaded = {m.split(".")[0] for m in loaded_after_import(["tiler.cli", "tiler.serve", "tiler.app"])}
     assert not loaded & {"numba", "boto3", "botocore"}, sorted(loaded & {"numba", "boto3", "botocore"})
