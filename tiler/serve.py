@@ -120,6 +120,11 @@ def serve_forked(settings: ServeSettings) -> None:
             workers.watch(heartbeat, "the heartbeat")
         from tiler import app  # noqa: F401 - imported once, inherited by every worker
 
+        if settings.bucket:  # a lazy start's S3 client: its modules imported once too (lazyfetch)
+            from tiler.lazyfetch import import_client_modules
+
+            import_client_modules()
+
         config = uvicorn_config(settings)
         sock = config.bind_socket()
         workers.start(config, sock)
