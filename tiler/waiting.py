@@ -1,7 +1,7 @@
 """Which wanted datasets a render server has no data of yet, and what to do about it, in words.
 
-Light on imports on purpose: ``tiler serve`` says it in its parent process before the workers start, and
-importing the catalog there (numba, numpy, the render core: ~0.8 s) would hold the workers' spawn back.
+Light on imports on purpose: ``tiler serve`` says it in its parent process first thing, before that process
+imports the app (numpy, the render core: ~0.3 s) to fork the workers from.
 """
 
 from __future__ import annotations
