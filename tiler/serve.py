@@ -92,7 +92,8 @@ def serve_in_process(settings: ServeSettings) -> None:
 def run_heartbeat(settings: ServeSettings) -> int:
     """The heartbeat's own process (forked beside the workers): register, renew, withdraw on SIGTERM."""
     stopping = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    for sig in (signal.SIGTERM, signal.SIGINT):  # SIGINT: a terminal's Ctrl-C reaches the whole group
+        signal.signal(sig, lambda *_: stopping.set())
     try:
         heartbeat = start_heartbeat(settings)
     except Exception:  # a node that cannot register must not serve unannounced: the server stops
