@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 
 import httpx
@@ -33,5 +35,40 @@ def test_an_empty_root_says_where_it_listens_and_that_boxlink_must_run(tmp_path:
         publish_local(tmp_path / "src", DatasetDir(root, "covers"))
         wait_for(lambda: httpx.get(f"{base}/readyz").status_code == 200, 30, "the dataset to load")
         assert httpx.get(f"{base}/tiles/covers/info.json").json()["generation"] == 1
+    finally:
+        server.stop()
+
+
+def _children(pid: int) -> set[int]:
+    return {int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z")  # a zombie is gone too
+    except OSError:
+        return True
+
+
+def test_forked_workers_are_forked_again_when_one_dies_and_all_end_with_the_server(tmp_path: Path):
+    root, port = tmp_path / "node", free_port()
+    generate_wall(tmp_path / "src", 0.002)
+    publish_local(tmp_path / "src", DatasetDir(root, "covers"))
+    server = start_tiler_serve(root, "covers", "127.0.0.1", port, tmp_path / "serve.log", "--workers", "2")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: len(_children(server.pid)) == 2, 10, "two workers")
+        first = _children(server.pid)
+        killed = min(first)
+        os.kill(killed, signal.SIGKILL)
+        wait_for(lambda: len(_children(server.pid)) == 2 and killed not in _children(server.pid), 15,
+                 "a worker forked in place of the killed one")
+        wait_for(lambda: all(httpx.get(f"{base}/readyz").status_code == 200 for _ in range(6)), 30,
+                 "both workers ready")
+        workers = _children(server.pid)
+        os.kill(server.pid, signal.SIGTERM)  # the parent alone, as node-bootstrap's supervisor does
+        server.popen.wait(20)
+        assert server.popen.returncode == 0
+        assert all(_gone(pid) for pid in workers), "a worker outlived the server"
     finally:
         server.stop()
