@@ -70,9 +70,10 @@ def fork_helper(run: Callable[[], int]) -> int:
 class ForkedWorkers:
     """``count`` uvicorn servers (of ``start``'s config, on its socket), each in a process forked from this one."""
 
-    def __init__(self, count: int, grace: float = 10.0):
+    def __init__(self, count: int, grace: float = 10.0, on_exit: Callable[[int], None] | None = None):
         self.count = count
         self.grace = grace
+        self.on_exit = on_exit  # called with the pid of each worker that ended (its metrics files are dropped)
         self.config: uvicorn.Config | None = None
         self.sock: socket.socket | None = None
         self.pids: set[int] = set()
@@ -121,6 +122,8 @@ class ForkedWorkers:
             if pid not in self.pids:
                 continue
             self.pids.discard(pid)
+            if self.on_exit is not None:
+                self.on_exit(pid)
             if self.stopping:
                 continue
             if code == STARTUP_FAILURE:

@@ -105,13 +105,21 @@ def run_heartbeat(settings: ServeSettings) -> int:
     return 0
 
 
+def forget_worker_metrics(pid: int) -> None:
+    """A worker that ended: its gauges leave /metrics (prometheus_client keeps a dead pid's "live" files
+    until told; a worker forked in its place would else count twice in ``gigatile_render_queue_limit``)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(pid)
+
+
 def serve_forked(settings: ServeSettings) -> None:
     """Several workers: the app imported and the socket bound here, once; the workers forked from this
     process (tiler.forked), which only supervises them. The heartbeat's process is forked first, so that its
     S3 client (boto3's import) is built while this one imports the app."""
     from tiler.forked import ForkedWorkers, WorkerStartFailure, fork_helper
 
-    workers = ForkedWorkers(settings.workers)
+    workers = ForkedWorkers(settings.workers, on_exit=forget_worker_metrics)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, workers.stop)
     heartbeat = fork_helper(lambda: run_heartbeat(settings)) if settings.bucket else None

@@ -65,6 +65,9 @@ def test_forked_workers_are_forked_again_when_one_dies_and_all_end_with_the_serv
                  "a worker forked in place of the killed one")
         wait_for(lambda: all(httpx.get(f"{base}/readyz").status_code == 200 for _ in range(6)), 30,
                  "both workers ready")
+        metrics = httpx.get(f"{base}/metrics").text  # the killed worker's gauges are gone: two workers' limits
+        limit = next(line for line in metrics.splitlines() if line.startswith("gigatile_render_queue_limit "))
+        assert float(limit.split()[1]) == 2 * 64, limit  # --max-queue's default, per worker
         workers = _children(server.pid)
         os.kill(server.pid, signal.SIGTERM)  # the parent alone, as node-bootstrap's supervisor does
         server.popen.wait(20)
