@@ -25,12 +25,9 @@ def make_client(endpoint_url: str | None = None, region: str | None = None, read
     S3-compatible stores (else ``AWS_ENDPOINT_URL_S3`` or AWS). ``reads_only``: a client of GetObject alone
     (a node's: pointers, the bundle, kernels), built without boto3 from botocore's data cut to it
     (gigaformat.s3data): ~0.2 s sooner in a node's start."""
-    if reads_only:
-        return s3.make_client(attempts=6, connect_timeout=5, read_timeout=30, max_connections=10,
-                              endpoint_url=endpoint_url, region=region, transfer_methods=False,
-                              operations=("GetObject",))
+    cut = {"transfer_methods": False, "operations": ("GetObject",)} if reads_only else {}
     return s3.make_client(attempts=6, connect_timeout=5, read_timeout=30, max_connections=10,
-                          endpoint_url=endpoint_url, region=region)
+                          endpoint_url=endpoint_url, region=region, **cut)
 
 
 def _failed(exc: Exception, doing: str, bucket: str) -> BootstrapError:

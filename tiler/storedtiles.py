@@ -43,8 +43,8 @@ def decode_top_rows(data: bytes, rows: int) -> np.ndarray:
     """The first ``rows`` rows of a stored tile's pixels, exactly those of ``decode_stored``, decoding no more
     than they need: a baseline JPEG's rows come in order, so its frame header is told the image is ``rows``
     tall and the decoder stops there (the bytes left over are the rest of the tile, not damage)."""
-    frame = _baseline_frame(data)
-    if frame is None or not 0 < rows < TILE:
+    frame = _baseline_frame(data) if 0 < rows < TILE else None  # a whole tile (most of a window's): no parsing
+    if frame is None:
         return decode_stored(data)[:rows]
     at, mcu_rows = frame
     # with chroma subsampled down the rows, a row's colour is interpolated from the chroma row below it: one
