@@ -60,6 +60,8 @@ class SpatialIndex:
         g = self.grid
         c0, c1 = max(0, x0 // g), min(self.cols - 1, (x1 - 1) // g)
         r0, r1 = max(0, y0 // g), min(self.rows - 1, (y1 - 1) // g)
+        if c1 < c0 or r1 < r0:  # the rect lies wholly beside the canvas
+            return np.empty(0, dtype=np.int32)
         parts = [self.items[self.starts[r * self.cols + c0]:self.starts[r * self.cols + c1 + 1]]
                  for r in range(r0, r1 + 1)]
         found = parts[0] if len(parts) == 1 else np.concatenate(parts)
