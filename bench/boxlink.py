@@ -66,7 +66,7 @@ class BoxlinkBenchSettings:
     results_dir: Path | None = RESULTS_DIR
 
     def quick(self) -> BoxlinkBenchSettings:
-        return replace(self, rounds=2, latency_samples=3, max_seconds=240, settle_seconds=5)  # 2: no tool always first
+        return replace(self, rounds=3, latency_samples=3, max_seconds=240, settle_seconds=5)  # each tool in each place
 
 
 @dataclass(frozen=True)
@@ -382,7 +382,7 @@ def print_report(doc: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.boxlink", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="one round, 3 latency samples")
+    parser.add_argument("--quick", action="store_true", help="3 rounds, 3 latency samples, a shorter settle")
     parser.add_argument("--gigapixels", type=float, default=BoxlinkBenchSettings.gigapixels)
     parser.add_argument("--unique", type=int, default=BoxlinkBenchSettings.unique)
     parser.add_argument("--rounds", type=int, default=None)
