@@ -1,6 +1,6 @@
 """The page cache of a dataset's data files: evict them (``posix_fadvise(POSIX_FADV_DONTNEED)``, no root
-needed) and count how much of them is resident (``mincore`` over a fresh read-only mapping), so that a
-cold-cache sample can be taken and shown to have been cold.
+needed), read them in (``warm``), and count how much of them is resident (``mincore`` over a fresh read-only
+mapping), so that a cold-cache sample can be taken and shown to have been cold, and a warm one warm.
 
 Linux keeps a page that some process has mapped: ``DONTNEED`` drops only unmapped clean pages. A dataset whose
 packs the reading process memory-maps (the chains layout) therefore stays resident however often it is
@@ -42,6 +42,16 @@ def evict(paths: Iterable[Path]) -> None:
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
         finally:
             os.close(fd)
+
+
+def warm(paths: Iterable[Path], block: int = 8 << 20) -> None:
+    """Read every file through once, so that its pages are in the page cache (a step that claims a warm page
+    cache must not inherit another step's eviction, nor the pages a bigger wall pushed out)."""
+    buffer = bytearray(block)
+    for path in paths:
+        with path.open("rb", buffering=0) as handle:
+            while handle.readinto(buffer):
+                pass
 
 
 def resident_pages(path: Path) -> tuple[int, int]:

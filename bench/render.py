@@ -339,10 +339,11 @@ def latency_report(name: str, wall: dict, settings: dict) -> list[str]:
             f"{fm['n']} encodes)",
             f"cold tiles: one process, {settings['samples_per_level']} random tiles per level (seed "
             f"{settings['seed']}), levels interleaved, numba warmed first; no tile twice (* = the level has fewer "
-            "tiles: all of them, cycled); OS page cache warm. p50/p99 = as a request answers the tile (tile_bytes: a "
-            "stored JPEG as stored, a drawn one rendered + JPEG q85); cpu = its process CPU time (wall >> cpu: "
-            "preempted); render = the same tile's pixels rendered (a stored tile decoded) + JPEG q85, what a PNG "
-            "tile or an IIIF region pays",
+            "tiles: all of them, cycled); OS page cache warm (every data file read first: "
+            f"{wall.get('resident_before_cold_tiles', float('nan')):.0%} resident). p50/p99 = as a request "
+            "answers the tile (tile_bytes: a stored JPEG as stored, a drawn one rendered + JPEG q85); cpu = its "
+            "process CPU time (wall >> cpu: preempted, or a read from disk); render = the same tile's pixels "
+            "rendered (a stored tile decoded) + JPEG q85, what a PNG tile or an IIIF region pays",
             format_table(("level", "tiles", "tiles are", "samples", "p50 ms", "p99 ms", "p50/floor", "bar(≤5×)",
                           "p99 bar(≤25ms)", "cpu p50", "render p50", "render/floor"), rows)]
 
@@ -448,6 +449,9 @@ def run(settings: RenderBenchSettings) -> dict:
                 ds = LoadedDataset.open(DatasetDir(roots[w], DATASET))
                 wall = doc["walls"][w.name] = {"wall": walls.describe_wall(ds)}
                 if "latency" in steps:
+                    files = pagecache.data_files(DatasetDir(roots[w], DATASET))
+                    pagecache.warm(files)  # caches cold, page cache warm: whatever an earlier step or run evicted
+                    wall["resident_before_cold_tiles"] = pagecache.resident_fraction(files)
                     wall.update(step(f"{w.name} wall: encode floor and cold tiles", lambda ds=ds: {
                         "floor": measure_floor(ds, s.floor_encodes, s.seed),
                         "levels": measure_cold_tiles(ds, s.samples_per_level, s.seed)}))
