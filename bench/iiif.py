@@ -265,11 +265,12 @@ def measure_memory(settings: IiifBenchSettings, root: Path, children: Children) 
     g = walls.wall_geometry(root)
     server, base = start_tiler_serve(children, root, "iiif-memory.log", workers=2)
     try:
-        with httpx.Client(base_url=base, timeout=60) as client:  # every code path loaded and compiled once
-            for path in walls.distinct_tile_paths(g, 200, settings.seed + 21):
-                client.get(path)
-            for path in large_iiif_paths(g, 8, settings.seed + 22):
-                client.get(path)
+        # every code path loaded and compiled once in every worker: the warm-up's requests go at once, each on a
+        # connection of its own (one kept-alive connection would warm one worker, and the other would count
+        # its first composed tile's one-time loading of the render core as growth in the burst)
+        warm_up = (walls.distinct_tile_paths(g, 200, settings.seed + 21), large_iiif_paths(g, 8, settings.seed + 22))
+        for paths in warm_up:
+            asyncio.run(_burst(base, paths, settings.burst_seconds))
         time.sleep(settings.settle_seconds)
         before = memory_of(server.pid)
         burst = asyncio.run(_burst(base, large_iiif_paths(g, settings.burst, settings.seed + 23),
@@ -318,7 +319,9 @@ def collect_bars(doc: dict) -> list[dict]:
         m = doc["memory"]
         bars.append(bar("anonymous memory after 100 large IIIF requests", m["anonymous_after_mb"], "MB", 1.10,
                         anchor="before the burst", anchor_figure=m["anonymous_before_mb"], key="iiif.memory",
-                        note=f"burst {m['burst']}"))
+                        note=f"burst {m['burst']}; per process " + ", ".join(
+                            f"{a['anonymous_mb']:.0f} -> {b['anonymous_mb']:.0f}"
+                            for a, b in zip(m["before"]["processes"], m["after"]["processes"], strict=False)) + " MB"))
     return bars
 
 
