@@ -181,6 +181,17 @@ def _row_kernel(o, d, buf, top, bottom, n, dx, a, b, c, e):  # pragma: no cover
 
 
 @njit(cache=True, nogil=True)
+def _blend_pixel(o, d, v0, v1, v2, alpha):  # pragma: no cover
+    """Blend the RGB value (v0, v1, v2) over the pixel at flat offset ``d`` by ``alpha``, rounded."""
+    below = np.float32(o[d])
+    o[d] = np.uint8(below + (v0 - below) * alpha + np.float32(0.5))
+    below = np.float32(o[d + 1])
+    o[d + 1] = np.uint8(below + (v1 - below) * alpha + np.float32(0.5))
+    below = np.float32(o[d + 2])
+    o[d + 2] = np.uint8(below + (v2 - below) * alpha + np.float32(0.5))
+
+
+@njit(cache=True, nogil=True)
 def _ring(o, ow3, ox, oy, r0, r1, c0, c1, cover_x, first_x, weights_x, cover_y, first_y, weights_y,
           buf, at, mw, mh, taps):  # pragma: no cover
     """The general path for output pixels [r0, r1) x [c0, c1): box-resample the taps, blend by the cover."""
@@ -205,12 +216,7 @@ def _ring(o, ow3, ox, oy, r0, r1, c0, c1, cover_x, first_x, weights_x, cover_y, 
                 v2 += wx * (wy0 * np.float32(buf[p0 + 2]) + wy1 * np.float32(buf[p1 + 2])
                             + wy2 * np.float32(buf[p2 + 2]))
             d = (oy + r) * ow3 + (ox + c) * 3
-            below = np.float32(o[d])
-            o[d] = np.uint8(below + (v0 - below) * alpha + np.float32(0.5))
-            below = np.float32(o[d + 1])
-            o[d + 1] = np.uint8(below + (v1 - below) * alpha + np.float32(0.5))
-            below = np.float32(o[d + 2])
-            o[d + 2] = np.uint8(below + (v2 - below) * alpha + np.float32(0.5))
+            _blend_pixel(o, d, v0, v1, v2, alpha)
 
 
 @njit(cache=True, nogil=True)
@@ -268,12 +274,7 @@ def _rows_box2(o, ow3, ox, oy, nx, ny, cover_x, first_x, weights_x, cover_y, fir
                 v2 += wx * line[q + 2]
             weight = alpha * cover_x[col]
             e = (oy + r) * ow3 + (ox + col) * 3
-            below = np.float32(o[e])
-            o[e] = np.uint8(below + (v0 - below) * weight + np.float32(0.5))
-            below = np.float32(o[e + 1])
-            o[e + 1] = np.uint8(below + (v1 - below) * weight + np.float32(0.5))
-            below = np.float32(o[e + 2])
-            o[e + 2] = np.uint8(below + (v2 - below) * weight + np.float32(0.5))
+            _blend_pixel(o, e, v0, v1, v2, weight)
 
 
 @njit(cache=True, nogil=True)
