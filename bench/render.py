@@ -120,8 +120,8 @@ def cold_tile_plan(g: Geometry, samples: int, seed: int) -> list[tuple[int, int,
 
 def measure_cold_tiles(ds: LoadedDataset, samples: int, seed: int) -> dict:
     """Each tile of the plan timed twice, as a request for it answers it (``tile_bytes``: a stored JPEG as
-    stored, anything else rendered and encoded q85; the bar) and rendered then encoded q85 whatever its level
-    (``render``: what a PNG tile or an IIIF region pays for the pixels; the cold-cache step's anchor)."""
+    stored, anything else rendered and encoded q85: ``ms``, the bar) and rendered then encoded q85 whatever its
+    level (``render_ms``: what a PNG tile or an IIIF region pays for the pixels; the cold-cache step's anchor)."""
     g = ds.geometry
     for z in (g.top, g.top - 1):  # numba compiles (or loads its cache) on the first composed tile
         cols, rows = g.tile_counts(z)
@@ -446,18 +446,19 @@ def run(settings: RenderBenchSettings) -> dict:
             roots = {w: w.prepare(s.work, children, s.seed, s.rebuild)
                      for w in sorted(needed, key=lambda w: (-w.gigapixels, w.all_distinct))}
             for w in s.walls:
-                ds = LoadedDataset.open(DatasetDir(roots[w], DATASET))
+                folder = DatasetDir(roots[w], DATASET)
+                ds = LoadedDataset.open(folder)
                 wall = doc["walls"][w.name] = {"wall": walls.describe_wall(ds)}
                 if "latency" in steps:
-                    files = pagecache.data_files(DatasetDir(roots[w], DATASET))
+                    files = pagecache.data_files(folder)
                     pagecache.warm(files)  # caches cold, page cache warm: whatever an earlier step or run evicted
                     wall["resident_before_cold_tiles"] = pagecache.resident_fraction(files)
                     wall.update(step(f"{w.name} wall: encode floor and cold tiles", lambda ds=ds: {
                         "floor": measure_floor(ds, s.floor_encodes, s.seed),
                         "levels": measure_cold_tiles(ds, s.samples_per_level, s.seed)}))
                 if "cache" in steps and "latency" in steps and w in s.cache_walls:
-                    wall["cache"] = step(f"{w.name} wall: cold-cache tiles", lambda ds=ds, w=w: measure_cache_cold(
-                        ds, DatasetDir(roots[w], DATASET), s.cache_samples_per_level, s.seed))
+                    wall["cache"] = step(f"{w.name} wall: cold-cache tiles", lambda ds=ds, folder=folder:
+                                         measure_cache_cold(ds, folder, s.cache_samples_per_level, s.seed))
                 del ds
                 if "http" in steps and w in s.http_walls:
                     wall["http"] = step(f"{w.name} wall: HTTP throughput",

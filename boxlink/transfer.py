@@ -39,8 +39,8 @@ log = logging.getLogger(__name__)
 
 PIECE = 1 << 20  # bytes per read from a response stream and per hashing step
 WRITE_PIECE = 64 << 10  # bytes per pwrite. Larger writes fill the page cache with larger folios, which cost far
-# more system time per byte here: a 1.2-GB sync took 2.1 s of it with 256-KiB writes, 3.3 s with 1-MiB ones, and
-# 0.8 s with 64-KiB ones (s5cmd: 1.0 s), median of 5 (Linux 6.18 guest, ext4, 2026-12-03)
+# more system time per byte here: a 1.2-GB sync, 6 interleaved rounds, took 0.9 s of it with 64-KiB writes and
+# 3.1 s with 1-MiB ones (s5cmd, 32-KiB writes: 1.1 s) (Linux 6.18 guest, ext4, 2026-12-03)
 WRITEBACK_STEP = 8 * PIECE  # a GET hands what it wrote to the disk every this many bytes (start_writeback)
 PART_SUFFIX = ".part"
 _PERMANENT = {"NoSuchKey", "404", "NoSuchBucket", "AccessDenied", "403", "InvalidAccessKeyId",
