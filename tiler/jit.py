@@ -37,6 +37,11 @@ def njit(**options) -> Callable[[Callable], LazyKernel]:
     return record
 
 
+def compiled(module: str) -> bool:
+    """True once ``module``'s kernels have been handed to numba in this process (a call then costs no load)."""
+    return module in _compiled
+
+
 def dispatchers(module: str) -> dict[str, Callable]:
     """The numba dispatchers of ``module``'s kernels (made, and put in its globals, on the first call)."""
     found = _compiled.get(module)

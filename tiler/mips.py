@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from tiler import jit
 from tiler.jit import njit
 
 
@@ -37,6 +38,27 @@ def halve(pixels: np.ndarray) -> np.ndarray:
     out = np.empty((-(-h // 2), -(-w // 2), c), dtype=np.uint8)
     _halve(pixels, out)
     return out
+
+
+def halve_now(pixels: np.ndarray) -> np.ndarray:
+    """``halve``'s pixels, without waiting for numba: until this module's kernel is loaded in the process
+    (~0.25 s the first time, numba's import and its cache), numpy's same sums do it, ~2x the kernel's time
+    (0.9 against 0.4 ms for 512 x 512). For a server's rare edge tiles of a derived level, which would
+    otherwise stall their worker's first one; bulk work (publishing) calls ``halve``."""
+    return halve(pixels) if jit.compiled(__name__) else _halve_numpy(pixels)
+
+
+def _halve_numpy(pixels: np.ndarray) -> np.ndarray:
+    h, w, _ = pixels.shape
+    if h % 2:  # the last row of an odd height stands in for the missing one, as in the kernel
+        pixels = np.concatenate([pixels, pixels[-1:]], axis=0)
+    if w % 2:  # likewise the last column of an odd width
+        pixels = np.concatenate([pixels, pixels[:, -1:]], axis=1)
+    rows = np.add(pixels[0::2], pixels[1::2], dtype=np.uint16)
+    total = np.add(rows[:, 0::2], rows[:, 1::2])
+    total += 2
+    total >>= 2
+    return total.astype(np.uint8)
 
 
 def mip_shapes(width: int, height: int, channels: int = 3) -> list[tuple[int, int, int]]:

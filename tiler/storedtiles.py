@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import io
+from collections.abc import Callable
 
 import numpy as np
 import simplejpeg
@@ -20,7 +21,7 @@ from PIL import Image
 
 from gigaformat.levels import Geometry
 from gigaformat.tiles import TileCodec
-from tiler.mips import halve
+from tiler.mips import halve, halve_now
 
 TILE = 256
 SUBSAMPLING_NAMES = {0: "444", 1: "422", 2: "420"}
@@ -109,12 +110,14 @@ def derive(children: list[list[bytes | None]], span: tuple[int, int], background
                     children[row][col], "RGB", min_height=half, min_width=half)
         return out
     return reduce_children([[None if c is None else decode_stored(c) for c in row] for row in children], span,
-                           background)
+                           background, halving=halve_now)
 
 
 def reduce_children(children: list[list[np.ndarray | None]], span: tuple[int, int],
-                    background: tuple[int, int, int]) -> np.ndarray:
-    """The exact halving of the ``span`` pixels of four children's pixels (background beyond them)."""
+                    background: tuple[int, int, int], halving: Callable[[np.ndarray], np.ndarray] = halve
+                    ) -> np.ndarray:
+    """The exact halving of the ``span`` pixels of four children's pixels (background beyond them);
+    ``halving`` is ``mips.halve`` or, where one call must not wait on numba's load, ``mips.halve_now``."""
     span_w, span_h = span
     out = background_tile(background)
     if span_w <= 0 or span_h <= 0:
@@ -124,6 +127,6 @@ def reduce_children(children: list[list[np.ndarray | None]], span: tuple[int, in
         for col in range(2):
             if children[row][col] is not None:
                 block[row * TILE:(row + 1) * TILE, col * TILE:(col + 1) * TILE] = children[row][col]
-    small = halve(np.ascontiguousarray(block[:span_h, :span_w]))
+    small = halving(np.ascontiguousarray(block[:span_h, :span_w]))
     out[:small.shape[0], :small.shape[1]] = small
     return out
