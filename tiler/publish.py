@@ -137,7 +137,7 @@ def publish(source_dir: Path, dataset: str, bucket: str, client, snapshot: bool 
     with tempfile.TemporaryDirectory(prefix="gigatile-publish-") as tmp:
         staging = Path(tmp)
         steps, changed, sent, uploading = [], 0, 0, 0.0
-        generation = (manifest.generation + 1) if manifest else 1
+        generation = attempted = (manifest.generation + 1) if manifest else 1
         if previous is not None:
             build, prefix, packs_sent = _build_and_upload(client, bucket, dataset, source, "diff", generation,
                                                           previous, staging, now, options, on_bytes)
@@ -165,10 +165,12 @@ def publish(source_dir: Path, dataset: str, bucket: str, client, snapshot: bool 
             changed = changed or (len(source.items) if previous is None else 0)
     if not steps:
         log.info("publish dataset=%s unchanged generation=%d", dataset, generation)
+        _remove_leftovers(client, bucket, dataset, manifest, {attempted})
         return PublishResult(dataset, generation, (), 0, 0, time.monotonic() - started, 0, 0.0, len(source.items))
     new_manifest = _next_manifest(manifest, source.canvas, dataset, generation, steps, now, retention)
     put_bytes(client, bucket, manifest_key(dataset), new_manifest.to_bytes())
     _expire_retired(client, bucket, dataset, new_manifest, now, retention)
+    _remove_leftovers(client, bucket, dataset, new_manifest, {attempted, generation})
     result = PublishResult(dataset, generation, tuple(s.kind for s in steps), sum(len(s.objects) for s in steps),
                            sent, time.monotonic() - started, changed, uploading, len(source.items))
     log.info("published dataset=%s generation=%d kinds=%s bytes=%d seconds=%.1f", dataset, generation,
@@ -226,6 +228,30 @@ def _next_manifest(old: Manifest | None, canvas, dataset: str, generation: int, 
             keep.append(step)
     return Manifest(dataset=dataset, generation=generation, canvas=canvas, snapshot=snapshot, diffs=keep,
                     retired=retired, published=iso(now))
+
+
+def _remove_leftovers(client, bucket: str, dataset: str, manifest: Manifest | None, generations: set[int]) -> None:
+    """Delete what an interrupted publish left under the step prefixes of ``generations`` (the one this publish
+    set out to write, and the one it wrote) that ``manifest`` does not list: packs of an attempt whose source
+    has changed since, or whose diff came out empty. A re-run's packs are uploaded first and the attempt's
+    identical ones are kept (``PackUploader`` skips them); only the manifest, written before this, says what
+    is in use; a retired prefix waits for its retention, as nodes may still be fetching it. Call it with the
+    manifest now in S3."""
+    root = dataset_prefix(dataset)
+    listed = {root + key for key in manifest.objects()} if manifest else set()
+    retired = {r["prefix"] for r in manifest.retired} if manifest else set()
+    for generation in sorted(generations):
+        for prefix in (f"snap-{generation}/", f"diff-{generation}/"):
+            if prefix in retired:
+                continue
+            try:
+                count = delete_prefix(client, bucket, root + prefix, keep=listed)
+            except (ClientError, BotoCoreError) as exc:  # only storage is left over: the publish succeeded
+                error = storage_error(exc, f"cannot clear s3://{bucket}/{root}{prefix}", bucket)
+                log.warning("leftovers not deleted prefix=%s reason=%r", prefix, str(error))
+                continue
+            if count:
+                log.info("deleted leftovers of an interrupted publish prefix=%s objects=%d", prefix, count)
 
 
 def _expire_retired(client, bucket: str, dataset: str, manifest: Manifest, now: datetime,

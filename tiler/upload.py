@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,11 +91,12 @@ def check_present(client, bucket: str, dataset: str, refs: Iterable[ObjectRef]) 
             raise Mismatch(f"s3://{bucket}/{key} has {head.get('ContentLength')} bytes, expected {ref.size}")
 
 
-def delete_prefix(client, bucket: str, prefix: str) -> int:
+def delete_prefix(client, bucket: str, prefix: str, keep: Collection[str] = ()) -> int:
+    """Delete the objects under ``prefix`` but those whose full keys are in ``keep``; return how many."""
     deleted = 0
     paginator = client.get_paginator("list_objects_v2")
     for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
-        keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+        keys = [{"Key": o["Key"]} for o in page.get("Contents", []) if o["Key"] not in keep]
         if keys:
             client.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
             deleted += len(keys)

@@ -128,6 +128,37 @@ def test_interrupted_publish_leaves_the_old_manifest_and_reruns_cleanly(s3_env, 
     load_remote_state(client, s3_env.name, manifest)  # every listed object verifies
 
 
+def _keys(bucket, prefix: str) -> set[str]:
+    paginator = bucket.client.get_paginator("list_objects_v2")
+    pages = paginator.paginate(Bucket=bucket.name, Prefix=dataset_prefix(DS) + prefix)
+    return {o["Key"][len(dataset_prefix(DS)):] for page in pages for o in page.get("Contents", [])}
+
+
+def test_what_a_killed_publish_left_is_deleted_by_the_next(s3_env, wall, tmp_path):
+    """A publish killed outright (no cleanup ran) leaves packs under the next generation's prefix; when the
+    re-run's source has changed since, or its diff comes out empty, nothing would ever list or delete them."""
+    src = _copy_wall(wall, tmp_path / "src")
+    client = make_client()
+    publish(src, DS, s3_env.name, client)
+    stray = {"diff-2/pack-099.bin", "snap-2/pack-000.bin"}
+    for key in stray:
+        client.put_object(Bucket=s3_env.name, Key=dataset_prefix(DS) + key, Body=b"left by a killed publish")
+    before = _manifest(s3_env).to_bytes()
+    unchanged = publish(src, DS, s3_env.name, client)
+    assert unchanged.generation == 1 and _manifest(s3_env).to_bytes() == before
+    assert not (_keys(s3_env, "diff-2/") | _keys(s3_env, "snap-2/")) & stray
+
+    for key in stray:
+        client.put_object(Bucket=s3_env.name, Key=dataset_prefix(DS) + key, Body=b"left by a killed publish")
+    _edit(src)
+    assert publish(src, DS, s3_env.name, client).generation == 2
+    manifest = _manifest(s3_env)
+    assert _keys(s3_env, "diff-2/") == {k for k in manifest.objects() if k.startswith("diff-2/")}
+    assert not _keys(s3_env, "snap-2/")
+    assert _keys(s3_env, "snap-1/") == {k for k in manifest.objects() if k.startswith("snap-1/")}
+    load_remote_state(client, s3_env.name, manifest)
+
+
 def test_snapshot_compaction_keeps_diffs_for_old_nodes_then_expires(s3_env, wall, tmp_path):
     src = _copy_wall(wall, tmp_path / "src")
     client = make_client()
