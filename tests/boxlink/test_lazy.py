@@ -13,7 +13,7 @@ from boxlink.apply import Replica
 from boxlink.settings import MB, TransferPolicy
 from gigaformat.layout import DatasetDir
 from gigaformat.s3 import read_manifest
-from tests.boxlink.walls import DATASET, publish_source
+from tests.boxlink.walls import DATASET, publish_source, small_edit
 from tiler.catalog import Catalog
 from tiler.errors import NotReady
 
@@ -109,3 +109,32 @@ def test_an_s3_outage_during_the_lazy_phase_answers_retry(published, s3_server, 
                 ds.stored_tile(ds.geometry.top, 1, 1)
         finally:
             s3_server.start()
+
+
+def test_a_diff_published_during_the_lazy_phase_switches_in_after_it(published, wall, tmp_path):
+    """The lazily served generation keeps its pixels while a diff is published; the node then takes the diff
+    and switches, and serves exactly what a node that replicated the new generation from scratch serves."""
+    root = tmp_path / "node"
+    catalog = Catalog(root, (DATASET,))
+    with PausedSync(root, published) as sync:
+        catalog.refresh()
+        before = every_tile(catalog)
+        small_edit(wall)
+        assert publish_source(wall, published).generation == 2
+        assert every_tile(catalog) == before  # still generation 1, still lazily, from S3
+        assert catalog.get(DATASET).generation == 1 and catalog.get(DATASET).lazy
+    assert sync.result.generation == 1
+    folder = DatasetDir(root, DATASET)
+    later = Replica(folder, published.client, published.name, POLICY).sync(
+        read_manifest(published.client, published.name, DATASET))
+    assert later.generation == 2 and folder.down_generation() == 2
+    assert catalog.refresh() == [DATASET] and catalog.get(DATASET).generation == 2
+    after = every_tile(catalog)
+    assert after != before
+
+    fresh_root = tmp_path / "fresh"
+    Replica(DatasetDir(fresh_root, DATASET), published.client, published.name, POLICY).sync(
+        read_manifest(published.client, published.name, DATASET))
+    fresh = Catalog(fresh_root, (DATASET,))
+    fresh.refresh()
+    assert every_tile(fresh) == after
