@@ -1,9 +1,12 @@
 """A lazy start: the render server serves a generation boxlink has staged but not yet filled, fetching
 missing tiles from S3 (verified), with the same pixels as after full replication; a corrupt object or an
-S3 outage in that window gives 503, never wrong bytes."""
+S3 outage in that window gives 503, never wrong bytes; a diff published meanwhile switches in after the fill,
+and a boxlink killed in that window is resumed by the next sync while the server goes on serving."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
 import threading
 from pathlib import Path
 
@@ -14,9 +17,11 @@ from boxlink.settings import MB, TransferPolicy
 from gigaformat.layout import DatasetDir
 from gigaformat.s3 import read_manifest
 from tests.boxlink.walls import DATASET, publish_source, small_edit
+from tests.processes import BIN, Process, wait_for
 from tiler.catalog import Catalog
 from tiler.errors import NotReady
 
+BOXLINK = str(BIN / "boxlink")
 POLICY = TransferPolicy(concurrency=4, chunk_bytes=8 * MB, attempts=2, backoff_seconds=0.05)
 
 
@@ -138,3 +143,31 @@ def test_a_diff_published_during_the_lazy_phase_switches_in_after_it(published, 
     fresh = Catalog(fresh_root, (DATASET,))
     fresh.refresh()
     assert every_tile(fresh) == after
+
+
+def test_boxlink_killed_while_a_node_serves_lazily_is_resumed_without_a_gap(published, tmp_path):
+    """SIGKILL at the lazy point (staged, ``synch.lazy`` written, no pack yet): the render server goes on
+    serving the staged generation from S3, and the next ``boxlink sync`` fills it and writes ``synch.down``;
+    the tiles are the same before, during and after."""
+    root = tmp_path / "node"
+    folder = DatasetDir(root, DATASET)
+    command = [BOXLINK, "sync", "--root", str(root), "--dataset", DATASET, "--lazy-mb", "0"]
+    sync = Process(command, tmp_path / "sync.log", {**published.env, "GIGATILE_DEBUG_PAUSE": "lazy=60"})
+    try:
+        wait_for(lambda: "debug pause point=lazy" in sync.output() or not sync.alive(), 60, "boxlink at the lazy point")
+        assert sync.alive(), sync.output()[-2000:]
+        sync.signal(signal.SIGKILL)
+        sync.popen.wait(10)
+    finally:
+        sync.stop()
+    assert folder.down_generation() is None and not any(folder.objects.rglob("*.bin"))
+    catalog = Catalog(root, (DATASET,))
+    assert catalog.refresh() == [DATASET] and catalog.get(DATASET).lazy
+    lazily = every_tile(catalog)
+
+    done = subprocess.run(command, env=published.env, capture_output=True, text=True, timeout=60)
+
+    assert done.returncode == 0, done.stderr
+    assert folder.down_generation() == 1 and not list(folder.objects.rglob("*.part"))
+    assert catalog.refresh() == [DATASET] and not catalog.get(DATASET).lazy
+    assert every_tile(catalog) == lazily
