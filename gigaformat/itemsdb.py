@@ -12,6 +12,11 @@ is a small diff. A generation's metadata columns are fixed by its snapshot (a ne
 Fields: ``id`` (exact), ``doc`` (the item's metadata, a JSON object, stored), ``text`` (every cell but
 links, composed (NFC) and cut into words by ``_analyzer``: lowercase, folded to ASCII where a
 letter has an ASCII form), and ``m_<column>`` per column (exact values, for filters).
+
+Chinese and Japanese are written without spaces, so a run of Han, hiragana or katakana is indexed as its
+overlapping pairs of characters and its single characters (``_split_cjk``), and a query's run as its pairs
+(or its character): 東京 finds 東京物語. An index says so in ``gigatile-words.json``; one without it (built
+before) holds each run as one word, and is read and extended that way.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tarfile
 import unicodedata
@@ -31,6 +37,10 @@ ITEMS_INDEX_NAME = "items.index"  # a folder in generations/<g>/
 ITEMS_ARCHIVE_NAME = "items.index.tar"  # the snapshot's object
 NOT_INDEXED = ("url",)  # columns kept and filterable but not in the full-text index
 FOLDED = "folded"  # the tokenizer of ``text``: words, lowercase, ASCII-folded
+WORDS_FILE = "gigatile-words.json"  # how the index cut its words: {"cjk": "bigrams"}; absent: runs whole
+# Han (with extensions and compatibility ideographs), hiragana, katakana (with half-width forms)
+_CJK_RUN = re.compile("[\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f"
+                      "\U00020000-\U0003134f]+")
 WRITER_HEAP = 128 << 20
 MIN_PREFIX = 3  # the last word of a query also matches as a word's start from this many characters
 PREFIX_EXPANSIONS = 32  # ... as one of its this many most frequent completions
@@ -45,16 +55,32 @@ def meta_digest(meta: Meta) -> str:
     return hashlib.sha256(json.dumps(dict(sorted(meta.items())), separators=(",", ":")).encode()).hexdigest()[:16]
 
 
-def search_words(text: str) -> list[str]:
+def search_words(text: str, cjk_pairs: bool = True) -> list[str]:
     """The words of ``text`` as the index holds its items' words: the index's own analyzer (``_analyzer``) on the
-    text composed (NFC), so a query finds what was indexed (Søren -> soren, Straße -> strasse, 東京 kept)."""
-    return _analyzer().analyze(unicodedata.normalize("NFC", text))
+    text composed (NFC), so a query finds what was indexed (Søren -> soren, Straße -> strasse); a run of
+    Chinese or Japanese as its pairs of characters (東京物語 -> 東京 京物 物語) unless ``cjk_pairs`` is False
+    (an index built before: ``ItemsIndex.cjk_pairs``)."""
+    text = unicodedata.normalize("NFC", text)
+    return _analyzer().analyze(_split_cjk(text, singles=False) if cjk_pairs else text)
+
+
+def _split_cjk(text: str, singles: bool) -> str:
+    """``text`` with each run of Han, hiragana or katakana replaced by its overlapping pairs of characters, and
+    with ``singles`` its characters too (what the index holds, so one typed character finds it), spaced apart;
+    a run of one character stays itself."""
+    def pieces(run: re.Match) -> str:
+        chars = run.group()
+        pairs = [chars[i:i + 2] for i in range(len(chars) - 1)] or [chars]
+        return " " + " ".join(pairs + (list(chars) if singles and len(chars) > 1 else [])) + " "
+
+    return _CJK_RUN.sub(pieces, text)
 
 
 def _analyzer():
     """Words of the full-text field: runs of letters and digits, lowercase, folded to ASCII where a letter has an
     ASCII form (Ø -> o, ß -> ss, Æ -> ae, é -> e), other letters kept (東京, война); words of 64 bytes or more
-    are left out. A microsecond to build, so each use builds its own."""
+    are left out. Runs of Chinese and Japanese are cut before (``_split_cjk``). A microsecond to build, so each
+    use builds its own."""
     tantivy = _tantivy()
     return (tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.simple()).filter(tantivy.Filter.remove_long(64))
             .filter(tantivy.Filter.lowercase()).filter(tantivy.Filter.ascii_fold()).build())
@@ -81,16 +107,27 @@ def _register(index) -> None:
     index.register_tokenizer(FOLDED, _analyzer())
 
 
-def _document(item_id: str, meta: Meta):
+def _document(item_id: str, meta: Meta, cjk_pairs: bool = True):
     tantivy = _tantivy()
+    text = unicodedata.normalize("NFC", " ".join(v for k, v in meta.items() if k not in NOT_INDEXED))
     fields = {"id": item_id, "doc": json.dumps(dict(meta), separators=(",", ":"), ensure_ascii=False),
-              "text": unicodedata.normalize("NFC", " ".join(v for k, v in meta.items() if k not in NOT_INDEXED))}
+              "text": _split_cjk(text, singles=True) if cjk_pairs else text}
     fields.update({f"m_{k}": v for k, v in meta.items()})
     return tantivy.Document(**fields)
 
 
 def _columns_file(folder: Path) -> Path:
     return folder / "gigatile-columns.json"
+
+
+def _cjk_pairs(folder: Path) -> bool:
+    """True if the index in ``folder`` holds Chinese and Japanese as pairs of characters (``WORDS_FILE``)."""
+    try:
+        return json.loads((folder / WORDS_FILE).read_text()).get("cjk") == "bigrams"
+    except FileNotFoundError:
+        return False
+    except (OSError, ValueError, AttributeError) as exc:
+        raise MalformedDocument(f"{folder / WORDS_FILE}: unreadable ({exc})") from None
 
 
 def build_items_index(folder: Path, items: Iterable[tuple[str, Meta]], columns: Iterable[str]) -> None:
@@ -106,6 +143,7 @@ def build_items_index(folder: Path, items: Iterable[tuple[str, Meta]], columns: 
     writer.commit()
     writer.wait_merging_threads()
     _columns_file(folder).write_text(json.dumps(columns))
+    (folder / WORDS_FILE).write_text(json.dumps({"cjk": "bigrams"}))
 
 
 def archive_items_index(folder: Path, archive: Path) -> None:
@@ -139,11 +177,12 @@ def apply_meta(folder: Path, meta_set: Mapping[str, Meta], removed: Iterable[str
     tantivy = _tantivy()
     index = tantivy.Index.open(str(folder))
     _register(index)
+    cjk_pairs = _cjk_pairs(folder)  # an index built before keeps cutting its words as it did
     writer = index.writer(heap_size=WRITER_HEAP, num_threads=1)
     for item_id in [*removed, *meta_set]:
         writer.delete_documents_by_term("id", item_id)
     for item_id, meta in meta_set.items():
-        writer.add_document(_document(item_id, meta))
+        writer.add_document(_document(item_id, meta, cjk_pairs))
     writer.commit()
     writer.wait_merging_threads()
 
@@ -178,6 +217,7 @@ class ItemsIndex:
         try:
             self.columns: list[str] = json.loads(_columns_file(folder).read_text())
             self.index = tantivy.Index.open(str(folder))
+            self.cjk_pairs = _cjk_pairs(folder)  # a query is cut into words as this index cut its items' words
         except (OSError, ValueError) as exc:
             raise MalformedDocument(f"{folder}: not an items index ({exc})") from None
         _register(self.index)
