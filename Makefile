@@ -78,7 +78,7 @@ demo-stop: venv
 	$(BIN)/python scripts/demo.py stop --work demo-work $(DEMO_ARGS)
 
 # Benchmarks (not part of `make test`): Debian's anchors when missing, the `bench` extra, then the suite.
-# `make bench QUICK=1` is the reduced run (under 5 minutes); BENCH_ARGS passes more (e.g. --only render,iipsrv).
+# `make bench QUICK=1` is the reduced run (about 10 minutes); BENCH_ARGS passes more (e.g. --only render,iipsrv).
 # iipimage-server depends on "libapache2-mod-fcgid | lighttpd": naming lighttpd keeps apache2 out.
 BENCH_DEBS  := libvips-tools iipimage-server lighttpd nginx wrk time
 BENCH_STAMP := $(VENV)/.bench-installed
