@@ -38,9 +38,12 @@ ITEMS_ARCHIVE_NAME = "items.index.tar"  # the snapshot's object
 NOT_INDEXED = ("url",)  # columns kept and filterable but not in the full-text index
 FOLDED = "folded"  # the tokenizer of ``text``: words, lowercase, ASCII-folded
 WORDS_FILE = "gigatile-words.json"  # how the index cut its words: {"cjk": "bigrams"}; absent: runs whole
-# Han (with extensions and compatibility ideographs), hiragana, katakana (with half-width forms)
-_CJK_RUN = re.compile("[\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f"
-                      "\U00020000-\U0003134f]+")
+# Han (with its extensions, compatibility ideographs and the marks 々 〆 〇 〻), hiragana, katakana (with the
+# prolonged sound mark and half-width forms); not the middle dot ・ nor the combining sound marks, which are no
+# part of a word (the analyzer drops them)
+_CJK_RUN = re.compile("[\u3005-\u3007\u303b\u3041-\u3096\u309d-\u309f\u30a1-\u30fa\u30fc-\u30ff\u31f0-\u31ff"
+                      "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f\U00020000-\U000323af]+")
+_TYPED_WORD = re.compile(r"[^\W_]+")  # a word as the analyzer cuts one: a run of letters and digits
 WRITER_HEAP = 128 << 20
 MIN_PREFIX = 3  # the last word of a query also matches as a word's start from this many characters
 PREFIX_EXPANSIONS = 32  # ... as one of its this many most frequent completions
@@ -55,23 +58,36 @@ def meta_digest(meta: Meta) -> str:
     return hashlib.sha256(json.dumps(dict(sorted(meta.items())), separators=(",", ":")).encode()).hexdigest()[:16]
 
 
-def search_words(text: str, cjk_pairs: bool = True) -> list[str]:
-    """The words of ``text`` as the index holds its items' words: the index's own analyzer (``_analyzer``) on the
-    text composed (NFC), so a query finds what was indexed (Søren -> soren, Straße -> strasse); a run of
-    Chinese or Japanese as its pairs of characters (東京物語 -> 東京 京物 物語) unless ``cjk_pairs`` is False
-    (an index built before: ``ItemsIndex.cjk_pairs``)."""
+def search_words(text: str, cjk_pairs: bool = True, limit: int | None = None) -> list[str]:
+    """The words to look up for the query ``text``, as the index holds its items' words: the index's own analyzer
+    (``_analyzer``) on the text composed (NFC), so a query finds what was indexed (Søren -> soren, Straße ->
+    strasse); a run of Chinese or Japanese as pairs of characters that cover it (東京物語 -> 東京 物語, 東京都 ->
+    東京 京都; the index holds every pair), unless ``cjk_pairs`` is False (an index built before:
+    ``ItemsIndex.cjk_pairs``). ``limit``: only the first this many words of the text as typed (a run counts as
+    one word, whatever its pairs); each word looked up once."""
     text = unicodedata.normalize("NFC", text)
-    return _analyzer().analyze(_split_cjk(text, singles=False) if cjk_pairs else text)
+    if not cjk_pairs:
+        return _analyzer().analyze(text)[:limit]
+    if limit is not None:  # words the analyzer would drop whole (too long, and no Chinese or Japanese) not counted
+        typed = [w for w in _TYPED_WORD.findall(text) if len(w.encode()) < 64 or _CJK_RUN.search(w)]
+        text = " ".join(typed[:limit])
+    return list(dict.fromkeys(_analyzer().analyze(_split_cjk(text, for_index=False))))
 
 
-def _split_cjk(text: str, singles: bool) -> str:
-    """``text`` with each run of Han, hiragana or katakana replaced by its overlapping pairs of characters, and
-    with ``singles`` its characters too (what the index holds, so one typed character finds it), spaced apart;
-    a run of one character stays itself."""
+def _split_cjk(text: str, for_index: bool) -> str:
+    """``text`` with each run of Han, hiragana or katakana cut into pairs of characters, spaced apart: for the
+    index every overlapping pair and every single character (so a query's pairs and a single typed character
+    are all there); for a query, pairs that cover the run (the last overlapping the one before when the run is
+    odd). A run of one character stays itself."""
     def pieces(run: re.Match) -> str:
         chars = run.group()
-        pairs = [chars[i:i + 2] for i in range(len(chars) - 1)] or [chars]
-        return " " + " ".join(pairs + (list(chars) if singles and len(chars) > 1 else [])) + " "
+        if len(chars) == 1:
+            return f" {chars} "
+        if for_index:
+            parts = [chars[i:i + 2] for i in range(len(chars) - 1)] + list(chars)
+        else:
+            parts = [chars[i:i + 2] for i in range(0, len(chars) - 1, 2)] + ([chars[-2:]] if len(chars) % 2 else [])
+        return " " + " ".join(parts) + " "
 
     return _CJK_RUN.sub(pieces, text)
 
@@ -111,7 +127,7 @@ def _document(item_id: str, meta: Meta, cjk_pairs: bool = True):
     tantivy = _tantivy()
     text = unicodedata.normalize("NFC", " ".join(v for k, v in meta.items() if k not in NOT_INDEXED))
     fields = {"id": item_id, "doc": json.dumps(dict(meta), separators=(",", ":"), ensure_ascii=False),
-              "text": _split_cjk(text, singles=True) if cjk_pairs else text}
+              "text": _split_cjk(text, for_index=True) if cjk_pairs else text}
     fields.update({f"m_{k}": v for k, v in meta.items()})
     return tantivy.Document(**fields)
 

@@ -72,7 +72,7 @@ class ItemCatalog:
         unknown = [name for name, _ in filters if name not in self.columns]
         if unknown:
             raise BadRequest(f"no metadata column {unknown[0]!r}; the columns are {', '.join(self.columns) or 'none'}")
-        words = search_words(query, self.metadata.cjk_pairs if self.metadata else True)[:MAX_WORDS]
+        words = search_words(query, self.metadata.cjk_pairs if self.metadata else True, limit=MAX_WORDS)
         if not words and not filters:
             raise BadRequest("search needs q (words to find) or a filter (column=value)")
         if self.metadata is None:

@@ -11,7 +11,7 @@ from gigaformat import itemsdb
 from gigaformat.itemsdb import WORDS_FILE, ItemsIndex, apply_meta, build_items_index, search_words
 
 TITLES = {"tokyo": "東京物語", "ramen": "ラーメン大好き小池さん", "kyoto": "京都の東寺", "plain": "Tokyo Story",
-          "mixed": "Vol.2 東京"}
+          "mixed": "Vol.2 東京", "sasaki": "佐々木小次郎", "vinci": "レオナルド・ダ・ヴィンチ"}
 
 
 def found(index: ItemsIndex, query: str) -> list[str]:
@@ -28,22 +28,33 @@ def index(tmp_path: Path) -> ItemsIndex:
 @pytest.mark.parametrize(("query", "ids"), [
     ("東京", ["mixed", "tokyo"]), ("物語", ["tokyo"]), ("東京物語", ["tokyo"]), ("京物", ["tokyo"]),
     ("東", ["kyoto", "mixed", "tokyo"]), ("ラーメン", ["ramen"]), ("大好き", ["ramen"]), ("京東", []),
-    ("東京 story", []), ("tokyo", ["plain"]), ("vol 東京", ["mixed"]),
+    ("東京 story", []), ("tokyo", ["plain"]), ("vol 東京", ["mixed"]), ("佐々木", ["sasaki"]), ("々木", ["sasaki"]),
+    ("ダ・ヴィンチ", ["vinci"]), ("レオナルド", ["vinci"]), ("東京都", []),
 ])
 def test_a_word_inside_a_run_of_chinese_or_japanese_is_found(index, query, ids):
     assert index.cjk_pairs
     assert found(index, query) == ids
 
 
-def test_a_query_is_cut_as_the_index_cuts_titles():
-    assert search_words("東京物語 Søren") == ["東京", "京物", "物語", "soren"]
-    assert search_words("東") == ["東"] and search_words("東京物語", cjk_pairs=False) == ["東京物語"]
+def test_a_query_is_cut_into_pairs_that_cover_each_run():
+    assert search_words("東京物語 Søren") == ["東京", "物語", "soren"]
+    assert search_words("東京都") == ["東京", "京都"] and search_words("東") == ["東"]
+    assert search_words("東京東京東京") == ["東京"]  # each word looked up once
+    assert search_words("ダ・ヴィンチ") == ["ダ", "ヴィ", "ンチ"]  # the middle dot is no part of a word
+    assert search_words("東京物語", cjk_pairs=False) == ["東京物語"]
+
+
+def test_the_word_limit_counts_words_as_typed_not_their_pairs():
+    words = ["吾輩", "は猫", "であ", "ある", "夏目", "漱石", "story"]
+    assert search_words("吾輩は猫である 夏目漱石 story", limit=3) == words
+    assert search_words("one two three", limit=2) == ["one", "two"]
+    assert search_words("x" * 70 + " two three", limit=2) == ["two", "three"]  # a word too long is no word
 
 
 def test_an_index_built_before_is_read_and_extended_as_it_was_built(tmp_path: Path, monkeypatch):
     folder = tmp_path / "old"
     with monkeypatch.context() as patch:  # as an index was built before the runs were cut into pairs
-        patch.setattr(itemsdb, "_split_cjk", lambda text, singles: text)
+        patch.setattr(itemsdb, "_split_cjk", lambda text, for_index: text)
         build_items_index(folder, ((i, {"title": t}) for i, t in TITLES.items()), ["title"])
     (folder / WORDS_FILE).unlink()
     old = ItemsIndex(folder)

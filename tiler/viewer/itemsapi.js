@@ -75,7 +75,7 @@ export class ItemsApi {
  * The words of `text` as the search box sends them: runs of letters and digits of the text composed (NFC),
  * lowercase, at most MAX_WORDS (the server reads 8: tiler/items.py), while q stays within MAX_QUERY_CHARS once
  * percent-escaped (a longer word is left out). The server folds them as its index folds titles
- * (gigaformat/itemsdb.search_words: Søren -> soren, Straße -> strasse, 東京 kept), so they are sent as typed.
+ * (gigaformat/itemsdb.search_words: Søren -> soren, Straße -> strasse, 東京物語 -> 東京 物語), so they are sent as typed.
  */
 export function searchWords(text) {
     const words = [];
