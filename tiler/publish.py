@@ -18,7 +18,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from gigaformat.clock import iso, parse_iso, utc_now
 from gigaformat.digests import file_sha256
-from gigaformat.errors import UnsupportedFormat
+from gigaformat.errors import StorageError, UnsupportedFormat
 from gigaformat.manifest import Manifest, ObjectRef, Step, dataset_prefix, manifest_key
 from gigaformat.names import check_dataset_name
 from gigaformat.s3 import load_remote_state, read_manifest, storage_error
@@ -165,12 +165,14 @@ def publish(source_dir: Path, dataset: str, bucket: str, client, snapshot: bool 
             changed = changed or (len(source.items) if previous is None else 0)
     if not steps:
         log.info("publish dataset=%s unchanged generation=%d", dataset, generation)
-        _remove_leftovers(client, bucket, dataset, manifest, {attempted})
+        if manifest is not None:
+            _remove_leftovers(client, bucket, dataset, manifest, {attempted, manifest.generation})
         return PublishResult(dataset, generation, (), 0, 0, time.monotonic() - started, 0, 0.0, len(source.items))
     new_manifest = _next_manifest(manifest, source.canvas, dataset, generation, steps, now, retention)
     put_bytes(client, bucket, manifest_key(dataset), new_manifest.to_bytes())
     _expire_retired(client, bucket, dataset, new_manifest, now, retention)
-    _remove_leftovers(client, bucket, dataset, new_manifest, {attempted, generation})
+    _remove_leftovers(client, bucket, dataset, new_manifest,
+                      {attempted, generation} | ({manifest.generation} if manifest else set()))
     result = PublishResult(dataset, generation, tuple(s.kind for s in steps), sum(len(s.objects) for s in steps),
                            sent, time.monotonic() - started, changed, uploading, len(source.items))
     log.info("published dataset=%s generation=%d kinds=%s bytes=%d seconds=%.1f", dataset, generation,
@@ -230,25 +232,34 @@ def _next_manifest(old: Manifest | None, canvas, dataset: str, generation: int, 
                     retired=retired, published=iso(now))
 
 
-def _remove_leftovers(client, bucket: str, dataset: str, manifest: Manifest | None, generations: set[int]) -> None:
+def _remove_leftovers(client, bucket: str, dataset: str, manifest: Manifest, generations: set[int]) -> None:
     """Delete what an interrupted publish left under the step prefixes of ``generations`` (the one this publish
-    set out to write, and the one it wrote) that ``manifest`` does not list: packs of an attempt whose source
-    has changed since, or whose diff came out empty. A re-run's packs are uploaded first and the attempt's
-    identical ones are kept (``PackUploader`` skips them); only the manifest, written before this, says what
-    is in use; a retired prefix waits for its retention, as nodes may still be fetching it. Call it with the
-    manifest now in S3."""
+    set out to write, the one it wrote, the one before) that ``manifest`` does not list: packs of an attempt whose
+    source has changed since, or whose diff came out empty, or of a compaction killed before its manifest. A
+    re-run's packs are uploaded first and the attempt's identical ones kept (``PackUploader`` skips them); a
+    retired prefix waits for its retention, as nodes may still be fetching it. ``manifest`` is what this publish
+    wrote (or found, when nothing changed); if S3 holds another one by now, another publish ran meanwhile and
+    nothing is deleted."""
     root = dataset_prefix(dataset)
-    listed = {root + key for key in manifest.objects()} if manifest else set()
-    retired = {r["prefix"] for r in manifest.retired} if manifest else set()
+    try:
+        live = read_manifest(client, bucket, dataset)
+    except StorageError as exc:
+        log.warning("leftovers not looked for dataset=%s reason=%r", dataset, str(exc))
+        return
+    if live is None or live.to_bytes() != manifest.to_bytes():
+        log.warning("leftovers not looked for dataset=%s: the manifest changed since this publish read or wrote "
+                    "it (another publish of the dataset at the same time?)", dataset)
+        return
+    listed = {root + key for key in manifest.objects()}
+    retired = {r["prefix"] for r in manifest.retired}
     for generation in sorted(generations):
         for prefix in (f"snap-{generation}/", f"diff-{generation}/"):
             if prefix in retired:
                 continue
             try:
                 count = delete_prefix(client, bucket, root + prefix, keep=listed)
-            except (ClientError, BotoCoreError) as exc:  # only storage is left over: the publish succeeded
-                error = storage_error(exc, f"cannot clear s3://{bucket}/{root}{prefix}", bucket)
-                log.warning("leftovers not deleted prefix=%s reason=%r", prefix, str(error))
+            except (ClientError, BotoCoreError, StorageError) as exc:  # only storage left over: the publish is done
+                log.warning("leftovers not deleted prefix=%s reason=%r", prefix, str(exc))
                 continue
             if count:
                 log.info("deleted leftovers of an interrupted publish prefix=%s objects=%d", prefix, count)
@@ -262,8 +273,15 @@ def _expire_retired(client, bucket: str, dataset: str, manifest: Manifest, now: 
                if now - parse_iso(r["since"]) >= retention and r["prefix"] not in live]
     if not expired:
         return
-    for entry in expired:
-        count = delete_prefix(client, bucket, dataset_prefix(dataset) + entry["prefix"])
+    for entry in list(expired):
+        try:
+            count = delete_prefix(client, bucket, dataset_prefix(dataset) + entry["prefix"])
+        except (ClientError, BotoCoreError, StorageError) as exc:  # kept retired: the next publish tries again
+            log.warning("retired prefix not deleted prefix=%s reason=%r", entry["prefix"], str(exc))
+            expired.remove(entry)
+            continue
         log.info("deleted retired prefix=%s objects=%d", entry["prefix"], count)
+    if not expired:
+        return
     manifest.retired = [r for r in manifest.retired if r not in expired]
     put_bytes(client, bucket, manifest_key(dataset), manifest.to_bytes())

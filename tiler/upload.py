@@ -16,7 +16,7 @@ from boto3.s3.transfer import TransferConfig, create_transfer_manager
 from botocore.exceptions import BotoCoreError, ClientError
 from s3transfer.subscribers import BaseSubscriber
 
-from gigaformat.errors import Mismatch
+from gigaformat.errors import Mismatch, StorageError
 from gigaformat.manifest import ObjectRef, dataset_prefix
 from gigaformat.s3 import storage_error
 
@@ -92,13 +92,18 @@ def check_present(client, bucket: str, dataset: str, refs: Iterable[ObjectRef]) 
 
 
 def delete_prefix(client, bucket: str, prefix: str, keep: Collection[str] = ()) -> int:
-    """Delete the objects under ``prefix`` but those whose full keys are in ``keep``; return how many."""
+    """Delete the objects under ``prefix`` but those whose full keys are in ``keep``; return how many.
+    StorageError if S3 refuses any of them."""
     deleted = 0
     paginator = client.get_paginator("list_objects_v2")
     for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
         keys = [{"Key": o["Key"]} for o in page.get("Contents", []) if o["Key"] not in keep]
         if keys:
-            client.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
+            errors = client.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True}).get("Errors", [])
+            if errors:  # S3 answers 200 and lists the objects it could not delete
+                first = errors[0]
+                raise StorageError(f"cannot delete s3://{bucket}/{first.get('Key')}: {first.get('Code')} "
+                                   f"({first.get('Message', '')}; {len(errors)} of {len(keys)} objects not deleted)")
             deleted += len(keys)
     return deleted
 

@@ -159,6 +159,48 @@ def test_what_a_killed_publish_left_is_deleted_by_the_next(s3_env, wall, tmp_pat
     load_remote_state(client, s3_env.name, manifest)
 
 
+def test_a_compaction_sweeps_what_a_killed_one_left_and_keeps_what_nodes_use(s3_env, wall, tmp_path):
+    src = _copy_wall(wall, tmp_path / "src")
+    client = make_client()
+    publish(src, DS, s3_env.name, client)
+    _edit(src)
+    publish(src, DS, s3_env.name, client)  # generation 2: a diff
+    stray = "snap-2/pack-099.bin"  # what a compaction of generation 2, killed before its manifest, left
+    client.put_object(Bucket=s3_env.name, Key=dataset_prefix(DS) + stray, Body=b"left by a killed compaction")
+    diff_objects = _keys(s3_env, "diff-2/")
+    compacted = publish(src, DS, s3_env.name, client, snapshot=True, retention=timedelta(hours=1))
+    assert compacted.kinds == ("snapshot",) and compacted.generation == 2
+    manifest = _manifest(s3_env)
+    assert stray not in _keys(s3_env, "snap-2/")
+    assert _keys(s3_env, "snap-2/") == {k for k in manifest.objects() if k.startswith("snap-2/")}
+    assert _keys(s3_env, "diff-2/") == diff_objects  # listed or retired: nodes may still take it
+    load_remote_state(client, s3_env.name, manifest)
+    # Killed again, and the next publish is an ordinary diff: it sweeps the generation before its own too.
+    client.put_object(Bucket=s3_env.name, Key=dataset_prefix(DS) + stray, Body=b"left by a killed compaction")
+    rows = _rows(src)
+    rows[2][1] = str(int(rows[2][1]) + 8)
+    _write_rows(src, rows)
+    assert publish(src, DS, s3_env.name, client).generation == 3
+    assert stray not in _keys(s3_env, "snap-2/")
+    load_remote_state(client, s3_env.name, _manifest(s3_env))
+
+
+def test_nothing_is_swept_when_another_publish_changed_the_manifest(s3_env, wall, tmp_path):
+    import tiler.publish as publisher
+
+    src = _copy_wall(wall, tmp_path / "src")
+    client = make_client()
+    publish(src, DS, s3_env.name, client)
+    stray = dataset_prefix(DS) + "diff-2/pack-000.bin"
+    client.put_object(Bucket=s3_env.name, Key=stray, Body=b"another publish's, in flight")
+    seen = _manifest(s3_env)
+    seen.published = "2000-01-01T00:00:00Z"  # what this publish read, since replaced by another's
+    publisher._remove_leftovers(client, s3_env.name, DS, seen, {2})
+    assert client.head_object(Bucket=s3_env.name, Key=stray)["ContentLength"] > 0
+    publisher._remove_leftovers(client, s3_env.name, DS, _manifest(s3_env), {2})
+    assert "diff-2/pack-000.bin" not in _keys(s3_env, "diff-2/")
+
+
 def test_snapshot_compaction_keeps_diffs_for_old_nodes_then_expires(s3_env, wall, tmp_path):
     src = _copy_wall(wall, tmp_path / "src")
     client = make_client()
