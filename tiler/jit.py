@@ -38,7 +38,8 @@ def njit(**options) -> Callable[[Callable], LazyKernel]:
 
 
 def compiled(module: str) -> bool:
-    """True once ``module``'s kernels have been handed to numba in this process (a call then costs no load)."""
+    """True once ``module``'s kernels have been handed to numba in this process: numba is imported, and each
+    kernel loads its cache (or compiles) on its first call."""
     return module in _compiled
 
 

@@ -43,8 +43,9 @@ def halve(pixels: np.ndarray) -> np.ndarray:
 def halve_now(pixels: np.ndarray) -> np.ndarray:
     """``halve``'s pixels, without waiting for numba: until this module's kernel is loaded in the process
     (~0.25 s the first time, numba's import and its cache), numpy's same sums do it, ~2x the kernel's time
-    (0.9 against 0.4 ms for 512 x 512). For a server's rare edge tiles of a derived level, which would
-    otherwise stall their worker's first one; bulk work (publishing) calls ``halve``."""
+    (0.9 against 0.4 ms for 512 x 512). For the rare edge tiles of a derived level (``storedtiles.derive``), so
+    that a server worker's first one does not stall on the load; the bulk of publishing calls ``halve``, which
+    loads the kernel, and its later edge tiles then take it too."""
     return halve(pixels) if jit.compiled(__name__) else _halve_numpy(pixels)
 
 

@@ -146,9 +146,9 @@ def test_a_diff_published_during_the_lazy_phase_switches_in_after_it(published, 
 
 
 def test_boxlink_killed_while_a_node_serves_lazily_is_resumed_without_a_gap(published, tmp_path):
-    """SIGKILL at the lazy point (staged, ``synch.lazy`` written, no pack yet): the render server goes on
-    serving the staged generation from S3, and the next ``boxlink sync`` fills it and writes ``synch.down``;
-    the tiles are the same before, during and after."""
+    """SIGKILL at the lazy point (staged, ``synch.lazy`` written, no pack yet): the render server serves the
+    staged generation from S3 all the same, and the next ``boxlink sync`` fills it and writes ``synch.down``;
+    every tile is the same from disk as it was lazily."""
     root = tmp_path / "node"
     folder = DatasetDir(root, DATASET)
     command = [BOXLINK, "sync", "--root", str(root), "--dataset", DATASET, "--lazy-mb", "0"]
