@@ -26,7 +26,8 @@ class ProxyMetrics:
         self.requests = Counter("gigatile_proxy_requests_total", "Requests answered, by status and X-Cache",
                                 ["status", "cache"], registry=self.registry)
         self.upstream = Counter("gigatile_proxy_upstream_requests_total",
-                                "Requests sent to backends, by outcome (ok, http_5xx, error)", ["outcome"],
+                                "Requests sent to backends, by outcome (ok; other_version: a tile older than the "
+                                "version asked, the next backend tried; http_5xx; error)", ["outcome"],
                                 registry=self.registry)
         self.upstream_seconds = Histogram("gigatile_proxy_upstream_seconds", "Backend response time",
                                           buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 5),

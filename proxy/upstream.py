@@ -18,6 +18,7 @@ from proxy import routing
 from proxy.errors import NoBackend
 from proxy.metrics import ProxyMetrics
 from proxy.registry import Registry
+from proxy.target import asked_version
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +177,12 @@ class Pool:
         self.keep_only(set())
 
 
+def _older(version: bytes | None, asked: bytes | None) -> bool:
+    """True when a backend answered a tile of an older version than the one the URL asks for."""
+    return version is not None and asked is not None and version.isdigit() and asked.isdigit() \
+        and int(version) < int(asked)
+
+
 class Upstream:
     def __init__(self, pool: Pool, registry: Registry, metrics: ProxyMetrics, max_attempts: int):
         self.pool = pool
@@ -195,6 +202,8 @@ class Upstream:
             known = sum(1 for b in self.registry.backends.values() if b.serves(path))
             raise NoBackend(f"no live backend for {path} ({known} registered, none fresh and healthy)")
         failures = []
+        asked = asked_version(target)
+        behind: Fetched | None = None  # an answer older than the version asked (a node not switched yet)
         for backend_id in order:
             backend = live[backend_id]
             backend.stats["requests"] += 1
@@ -216,8 +225,17 @@ class Upstream:
                     self.registry.eject(backend, f"answered {status}")
                 failures.append(f"{backend_id}: answered {status}")
                 continue
-            self.metrics.upstream.labels("ok").inc()
-            return Fetched(status, [(n, v) for n, v in headers.items() if n in PASSED], body, backend_id)
+            fetched = Fetched(status, [(n, v) for n, v in headers.items() if n in PASSED], body, backend_id)
+            if behind is not None or status != 200 or not _older(headers.get(b"x-tile-version"), asked):
+                self.metrics.upstream.labels("ok").inc()
+                return fetched
+            # During a rolling switch the owner may not have switched to the generation the client knows of
+            # already: the next backend may have, and its answer is the one the URL names (cached for a year,
+            # where the owner's is kept a minute). One more backend at most: a made-up v costs two renders.
+            behind = fetched
+            self.metrics.upstream.labels("other_version").inc()
+        if behind is not None:
+            return behind
         if len(failures) > 1:
             log.warning("all attempts failed path=%s failures=%s", path, "; ".join(failures))
         raise NoBackend("no backend could answer: " + "; ".join(failures))

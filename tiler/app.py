@@ -76,6 +76,16 @@ log = logging.getLogger(__name__)
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 SHORT = "public, max-age=60"
+AHEAD = "no-store"  # the URL names a generation this node has not switched to yet: it will soon
+
+
+def cache_control(asked: int | None, current: int, generation: int) -> str:
+    """Cache-Control of an answer for ``?v=asked`` where the answer's own version is ``current`` and the node
+    serves ``generation``: a year for the version asked, nothing for one newer than the node (another node
+    may have it: tile-proxy asks it), a minute otherwise (an older or a missing ``v``)."""
+    if asked == current:
+        return IMMUTABLE
+    return AHEAD if asked is not None and asked > generation else SHORT
 VIEWER_DIR = Path(__file__).parent / "viewer"
 IIIF_CACHE_ENTRY = 256 << 10  # the largest IIIF answer kept in the IIIF cache
 
@@ -208,7 +218,7 @@ class TileService:
         version = ds.tile_version(z, x, y)
         quality = f"-q{self.settings.jpeg_quality}" if fmt in ("jpg", "webp") else ""
         etag = f'"{ds.name}-v{version}{quality}"'
-        headers = {"ETag": etag, "Cache-Control": IMMUTABLE if asked == version else SHORT,
+        headers = {"ETag": etag, "Cache-Control": cache_control(asked, version, ds.generation),
                    "X-Tile-Version": str(version)}
         if _etag_matches(request, etag):
             return Response(status_code=304, headers=headers)
@@ -249,7 +259,7 @@ class TileService:
             doc = await self.pool.run(catalog.within, req.bbox, req.limit)
         else:
             doc = await self.pool.run(catalog.search, req.query, req.filters, req.limit, req.offset)
-        cache = IMMUTABLE if req.version == ds.generation else SHORT
+        cache = cache_control(req.version, ds.generation, ds.generation)
         return JSONResponse(doc, headers={"Cache-Control": cache, "X-Generation": str(ds.generation)})
 
     async def deepzoom_tile(self, request: Request, ds: LoadedDataset, req: DeepZoomTileRequest) -> Response:
@@ -266,7 +276,7 @@ class TileService:
         data = await self.pool.run(lambda: encode_tile(ds.render_below_zero(-found.z), req.fmt,
                                                        self.settings.jpeg_quality))
         return Response(data, media_type=media_type(req.fmt),
-                        headers={"Cache-Control": IMMUTABLE if req.version == version else SHORT})
+                        headers={"Cache-Control": cache_control(req.version, version, ds.generation)})
 
     # -- IIIF ------------------------------------------------------------------------------------
 
