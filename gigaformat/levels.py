@@ -6,6 +6,7 @@ with sizes rounded up, anchored at the top-left; level 0 fits in one tile.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -29,9 +30,14 @@ class Geometry:
     height: int
     tile_size: int = TILE_SIZE
 
-    @property
-    def top(self) -> int:
+    @functools.cached_property
+    def top(self) -> int:  # kept: every tile asks (a frozen dataclass's cached_property writes its __dict__)
         return top_level(self.width, self.height, self.tile_size)
+
+    @functools.cached_property
+    def _tile_counts(self) -> tuple[tuple[int, int], ...]:
+        t = self.tile_size
+        return tuple((-(-w // t), -(-h // t)) for w, h in map(self.level_size, range(self.top + 1)))
 
     def factor(self, z: int) -> int:
         """Canvas pixels per level pixel along one side at level ``z``."""
@@ -42,6 +48,8 @@ class Geometry:
         return -(-self.width // f), -(-self.height // f)
 
     def tile_counts(self, z: int) -> tuple[int, int]:
+        if 0 <= z <= self.top:
+            return self._tile_counts[z]
         w, h = self.level_size(z)
         t = self.tile_size
         return -(-w // t), -(-h // t)
@@ -49,7 +57,7 @@ class Geometry:
     def has_tile(self, z: int, x: int, y: int) -> bool:
         if not 0 <= z <= self.top:
             return False
-        cols, rows = self.tile_counts(z)
+        cols, rows = self._tile_counts[z]
         return 0 <= x < cols and 0 <= y < rows
 
     def tile_footprint(self, z: int, x: int, y: int) -> tuple[int, int, int, int]:
