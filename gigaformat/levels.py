@@ -36,8 +36,12 @@ class Geometry:
 
     @functools.cached_property
     def _tile_counts(self) -> tuple[tuple[int, int], ...]:
+        return tuple(map(self._count_tiles, range(self.top + 1)))
+
+    def _count_tiles(self, z: int) -> tuple[int, int]:
+        w, h = self.level_size(z)
         t = self.tile_size
-        return tuple((-(-w // t), -(-h // t)) for w, h in map(self.level_size, range(self.top + 1)))
+        return -(-w // t), -(-h // t)
 
     def factor(self, z: int) -> int:
         """Canvas pixels per level pixel along one side at level ``z``."""
@@ -48,11 +52,7 @@ class Geometry:
         return -(-self.width // f), -(-self.height // f)
 
     def tile_counts(self, z: int) -> tuple[int, int]:
-        if 0 <= z <= self.top:
-            return self._tile_counts[z]
-        w, h = self.level_size(z)
-        t = self.tile_size
-        return -(-w // t), -(-h // t)
+        return self._tile_counts[z] if 0 <= z <= self.top else self._count_tiles(z)
 
     def has_tile(self, z: int, x: int, y: int) -> bool:
         if not 0 <= z <= self.top:

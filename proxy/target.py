@@ -50,15 +50,19 @@ def check_target(raw_path: bytes, query: bytes) -> bytes:
     return raw_path + b"?" + query
 
 
-def asked_version(target: bytes) -> bytes | None:
-    """The ``v=`` value of ``target``'s query (as bytes), or None."""
-    _, _, query = target.partition(b"?")
+def query_version(query: bytes) -> bytes | None:
+    """The ``v=`` value of a query (as bytes), or None."""
     for pair in query.split(b"&"):
         if pair.startswith(b"v="):
             return pair[2:]
     return None
 
 
+def asked_version(target: bytes) -> bytes | None:
+    """The ``v=`` value of ``target``'s query, or None."""
+    return query_version(target.partition(b"?")[2])
+
+
 def is_versioned(query: bytes) -> bool:
     """True when the URL names a tile version (``v=``): its response is immutable, never served stale."""
-    return query.startswith(b"v=") or b"&v=" in query
+    return query_version(query) is not None

@@ -78,6 +78,9 @@ IMMUTABLE = "public, max-age=31536000, immutable"
 SHORT = "public, max-age=60"
 AHEAD = "no-store"  # the URL names a generation this node has not switched to yet: it will soon
 
+VIEWER_DIR = Path(__file__).parent / "viewer"
+IIIF_CACHE_ENTRY = 256 << 10  # the largest IIIF answer kept in the IIIF cache
+
 
 def cache_control(asked: int | None, current: int, generation: int) -> str:
     """Cache-Control of an answer for ``?v=asked`` where the answer's own version is ``current`` and the node
@@ -86,8 +89,7 @@ def cache_control(asked: int | None, current: int, generation: int) -> str:
     if asked == current:
         return IMMUTABLE
     return AHEAD if asked is not None and asked > generation else SHORT
-VIEWER_DIR = Path(__file__).parent / "viewer"
-IIIF_CACHE_ENTRY = 256 << 10  # the largest IIIF answer kept in the IIIF cache
+
 
 # The one place an error becomes a status; the first matching type wins (subclasses before their bases).
 STATUS_CODES: tuple[tuple[type[Exception], int], ...] = (

@@ -137,7 +137,8 @@ def publish(source_dir: Path, dataset: str, bucket: str, client, snapshot: bool 
     with tempfile.TemporaryDirectory(prefix="gigatile-publish-") as tmp:
         staging = Path(tmp)
         steps, changed, sent, uploading = [], 0, 0, 0.0
-        generation = attempted = (manifest.generation + 1) if manifest else 1
+        generation = (manifest.generation + 1) if manifest else 1
+        swept = {generation} | ({manifest.generation} if manifest else set())  # see _remove_leftovers
         if previous is not None:
             build, prefix, packs_sent = _build_and_upload(client, bucket, dataset, source, "diff", generation,
                                                           previous, staging, now, options, on_bytes)
@@ -166,13 +167,12 @@ def publish(source_dir: Path, dataset: str, bucket: str, client, snapshot: bool 
     if not steps:
         log.info("publish dataset=%s unchanged generation=%d", dataset, generation)
         if manifest is not None:
-            _remove_leftovers(client, bucket, dataset, manifest, {attempted, manifest.generation})
+            _remove_leftovers(client, bucket, dataset, manifest, swept)
         return PublishResult(dataset, generation, (), 0, 0, time.monotonic() - started, 0, 0.0, len(source.items))
     new_manifest = _next_manifest(manifest, source.canvas, dataset, generation, steps, now, retention)
     put_bytes(client, bucket, manifest_key(dataset), new_manifest.to_bytes())
     _expire_retired(client, bucket, dataset, new_manifest, now, retention)
-    _remove_leftovers(client, bucket, dataset, new_manifest,
-                      {attempted, generation} | ({manifest.generation} if manifest else set()))
+    _remove_leftovers(client, bucket, dataset, new_manifest, swept)
     result = PublishResult(dataset, generation, tuple(s.kind for s in steps), sum(len(s.objects) for s in steps),
                            sent, time.monotonic() - started, changed, uploading, len(source.items))
     log.info("published dataset=%s generation=%d kinds=%s bytes=%d seconds=%.1f", dataset, generation,
