@@ -23,7 +23,7 @@ from bootstrap.node.install import NOT_INHERITED, update_release
 from bootstrap.node.selfupdate import REEXEC_VARIABLE, fetch_fresh_bootstrap, reexec, running_digest
 from bootstrap.node.status import STARTED_VARIABLE, StatusBoard
 from bootstrap.node.supervise import ChildSpec, RestartPolicy, Supervisor
-from bootstrap.node.userdata import NodeConfig, parse_user_data
+from bootstrap.node.userdata import NewerDocument, NodeConfig, parse_user_data
 from bootstrap.s3io import make_client
 from gigaformat.commandline import LOG_FORMAT
 from gigaformat.layout import RELEASE_WARMED as WARMED
@@ -110,31 +110,39 @@ def lock_root(layout: NodeLayout):
     return handle
 
 
-def read_instance(options: NodeOptions) -> tuple[InstanceIdentity, NodeConfig]:
+def read_instance(options: NodeOptions) -> tuple[InstanceIdentity, NodeConfig, NewerDocument | None]:
+    """The instance's identity and config; for user-data only a newer bootstrap reads whole, the config of
+    the keys this one knows and why the rest is unread."""
     with ImdsClient(options.imds_endpoint) as imds:
         identity = imds.identity()
         raw = imds.user_data()
     if raw is None:
         raise BootstrapError(f"this instance has no user-data (IMDS {options.imds_endpoint}): launch it with a "
                              "gigatile document, e.g. scripts/ec2_render.sh")
-    return identity, parse_user_data(raw)
+    try:
+        return identity, parse_user_data(raw), None
+    except NewerDocument as exc:
+        return identity, exc.known, exc
 
 
 def run_node(options: NodeOptions, stop: threading.Event) -> int:
     """Bring the node up and (unless ``supervise`` is False) supervise it until ``stop`` is set."""
     started = float(options.environ.get(STARTED_VARIABLE) or time.time())
-    identity, config = read_instance(options)
+    identity, config, unread = read_instance(options)
     layout = NodeLayout(Path(options.root or config.root).resolve())
     log_to_file(layout)
     try:
-        return _bring_up(options, stop, identity, config, layout, started)
+        return _bring_up(options, stop, identity, config, layout, started, unread)
     except BootstrapError as exc:
         log.error("node failed error=%r", str(exc))
         raise
 
 
 def _bring_up(options: NodeOptions, stop: threading.Event, identity: InstanceIdentity, config: NodeConfig,
-              layout: NodeLayout, started: float) -> int:
+              layout: NodeLayout, started: float, unread: NewerDocument | None = None) -> int:
+    """With ``unread`` (user-data newer than this bootstrap), only as far as re-executing a fresher bootstrap,
+    which reads it whole: an instance launched from an older image still comes up. Failing that, the node
+    fails, saying why."""
     lock = lock_root(layout)  # noqa: F841 - held until the process ends (or execs a fresh bootstrap)
     digest = running_digest()
     board = StatusBoard(layout.status_path, started=started, root=str(layout.root), bucket=config.bucket,
@@ -145,7 +153,13 @@ def _bring_up(options: NodeOptions, stop: threading.Event, identity: InstanceIde
              identity.instance_id, identity.local_ipv4, config.bucket, ",".join(config.datasets), config.channel,
              layout.root, digest[:16])
     s3 = make_client(config.s3_endpoint_url or None, config.region or identity.region, reads_only=True)
+    if unread is not None:
+        log.warning("%s; looking for a fresher bootstrap that reads it", unread)
     refresh_bootstrap(options, config, layout, s3, digest, started)
+    if unread is not None:
+        board.set(state="failed", error=str(unread))
+        raise BootstrapError(f"{unread}; and no fresher bootstrap that reads it was run (self_update "
+                             f"{'on' if config.self_update else 'off'}; bootstrap/README.md, \"Fresh bootstrap\")")
     board.phase("self_update")
     install_release(options, config, layout, s3, board)
     board.phase("update")

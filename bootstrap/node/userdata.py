@@ -113,8 +113,19 @@ def _validate(c: NodeConfig) -> None:
         raise _fail("log_level", c.log_level, " ".join(_LOG_LEVELS))
 
 
+class NewerDocument(BootstrapError):
+    """User-data this node-bootstrap cannot read whole (a newer format version, or keys it does not know,
+    as a newer bootstrap writes them), though the keys it knows are valid: ``known`` is the config of those
+    alone, enough to look for a fresher bootstrap (``bootstrap/current.json``) that reads the rest."""
+
+    def __init__(self, problem: str, known: NodeConfig):
+        super().__init__(problem)
+        self.known = known
+
+
 def config_from_document(doc: Any) -> NodeConfig:
-    """A NodeConfig from a parsed document; BootstrapError names the first problem."""
+    """A NodeConfig from a parsed document; BootstrapError names the first problem (``NewerDocument`` for one
+    that a fresher bootstrap may read)."""
     if not isinstance(doc, dict):
         raise BootstrapError(f"user-data: expected a JSON object, got {type(doc).__name__}")
     version = doc.get("gigatile")
@@ -122,21 +133,30 @@ def config_from_document(doc: Any) -> NodeConfig:
         raise BootstrapError('user-data: not a gigatile document (no "gigatile": 1 in it)')
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise _fail("gigatile", version, f"the format version, {FORMAT_VERSION}")
-    if version > FORMAT_VERSION:
-        raise BootstrapError(f"user-data: format version {version} is newer than this node-bootstrap reads "
-                             f"({FORMAT_VERSION}); release a newer bootstrap first")
     secrets = sorted(k for k in doc if _SECRET.search(str(k)))
     if secrets:
         raise BootstrapError(f"user-data must not carry secrets (found {', '.join(secrets)}): anything on the "
                              "instance and in the EC2 console can read it; credentials come from the instance "
                              "role through the AWS credential chain")
-    unknown = sorted(set(doc) - set(KNOWN_KEYS) - {"gigatile"})
-    if unknown:
-        raise BootstrapError(f"user-data: unknown key(s) {', '.join(unknown)}; known: {', '.join(KNOWN_KEYS)}")
+    unknown = sorted(str(k) for k in set(doc) - set(KNOWN_KEYS) - {"gigatile"})
+    if version > FORMAT_VERSION:
+        problem = (f"user-data: format version {version} is newer than this node-bootstrap reads "
+                   f"({FORMAT_VERSION})")
+    elif unknown:
+        problem = f"user-data: unknown key(s) {', '.join(unknown)}; known: {', '.join(KNOWN_KEYS)}"
+    else:
+        return _config(doc)
+    try:  # what it does know may still say where a fresher bootstrap is, which may read the rest
+        known = _config({k: v for k, v in doc.items() if k in KNOWN_KEYS})
+    except BootstrapError:
+        raise BootstrapError(problem) from None
+    raise NewerDocument(problem, known)
+
+
+def _config(doc: dict) -> NodeConfig:
     if "bucket" not in doc:
         raise BootstrapError("user-data: bucket is required")
-    values = dict(doc)
-    values.pop("gigatile")
+    values = {k: v for k, v in doc.items() if k != "gigatile"}
     if "datasets" in values:
         if not isinstance(values["datasets"], list):
             raise _fail("datasets", values["datasets"], "a JSON list of dataset names")

@@ -85,11 +85,13 @@ def publish_wall(wall: Path, bucket) -> int:
 # --- nodes ------------------------------------------------------------------------------------------------
 
 
-def update_node(bucket, root: Path) -> tuple[subprocess.CompletedProcess, dict]:
+def update_node(bucket, root: Path, newer_keys: dict | None = None) -> tuple[subprocess.CompletedProcess, dict]:
     """``node-bootstrap update`` (up to the installed release, no children) for ``bucket``, its IMDS served
-    from this process; returns the run and the node's status document."""
+    from this process; returns the run and the node's status document. ``newer_keys`` are added to the
+    user-data as a newer bootstrap would write them."""
     config = NodeConfig(bucket=bucket.name, root=str(root), s3_endpoint_url=bucket.endpoint_url)
-    metadata = InstanceMetadata("i-0update", "127.0.0.1", render_user_data(config).encode())
+    user_data = (json.dumps({**config.to_document(), **newer_keys}) if newer_keys else render_user_data(config))
+    metadata = InstanceMetadata("i-0update", "127.0.0.1", user_data.encode())
     with ImdsServer(metadata) as imds:
         done = subprocess.run([sys.executable, "-m", "bootstrap.cli", "update"], capture_output=True, text=True,
                               timeout=120, cwd=root.parent,

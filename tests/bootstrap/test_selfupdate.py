@@ -46,6 +46,46 @@ def fresh_package(tmp_path: Path, note: str) -> Path:
     return tmp_path / note
 
 
+def reading_a_newer_key(package: Path, key: str) -> Path:
+    """``package`` with a bootstrap whose user-data has one more key, ``key`` (a string, "" by default)."""
+    source = package / "bootstrap" / "node" / "userdata.py"
+    text = source.read_text()
+    anchor = "    public_url: str = \"\""
+    assert anchor in text
+    source.write_text(text.replace(anchor, f"{anchor}\n    {key}: str = \"\"", 1))
+    return package
+
+
+def test_user_data_of_a_newer_bootstrap_brings_the_node_up_through_the_published_one(s3_bucket, released,
+                                                                                     tmp_path):
+    newer = reading_a_newer_key(fresh_package(tmp_path, "newer"), "shelf_colour")
+    pointer = publish_bootstrap(s3_bucket.client, s3_bucket.name, newer, tmp_path)
+    put_json(s3_bucket.client, s3_bucket.name, BOOTSTRAP_POINTER_KEY, pointer.to_json())
+
+    done, status = update_node(s3_bucket, tmp_path / "node", newer_keys={"shelf_colour": "oak"})
+
+    assert done.returncode == 0, done.stderr
+    assert "unknown key(s) shelf_colour" in done.stderr and "looking for a fresher bootstrap" in done.stderr
+    assert done.stderr.count("re-executing fresh bootstrap") == 1
+    assert status["bootstrap_digest"] == pointer.digest and status["release"] == released.pointer.version
+
+
+@pytest.mark.parametrize("published", [False, True])
+def test_user_data_no_published_bootstrap_reads_fails_the_node_naming_the_key(s3_bucket, released, tmp_path,
+                                                                           published):
+    if published:  # a fresher bootstrap, which does not know the key either
+        pointer = publish_bootstrap(s3_bucket.client, s3_bucket.name, fresh_package(tmp_path, "other"), tmp_path)
+        put_json(s3_bucket.client, s3_bucket.name, BOOTSTRAP_POINTER_KEY, pointer.to_json())
+
+    done, status = update_node(s3_bucket, tmp_path / "node", newer_keys={"shelf_colour": "oak"})
+
+    assert done.returncode != 0
+    assert "unknown key(s) shelf_colour" in done.stderr and "no fresher bootstrap that reads it" in done.stderr
+    assert done.stderr.count("re-executing fresh bootstrap") == (1 if published else 0)
+    assert status["state"] == "failed" and "shelf_colour" in status["error"]
+    assert not status.get("release")  # nothing installed from user-data it could not read
+
+
 def test_a_node_runs_the_published_bootstrap_once(s3_bucket, released, tmp_path):
     pointer = publish_bootstrap(s3_bucket.client, s3_bucket.name, fresh_package(tmp_path, "fresh"), tmp_path)
     put_json(s3_bucket.client, s3_bucket.name, BOOTSTRAP_POINTER_KEY, pointer.to_json())

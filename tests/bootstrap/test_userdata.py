@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bootstrap.errors import BootstrapError
-from bootstrap.node.userdata import FORMAT_VERSION, NodeConfig, parse_user_data, render_user_data
+from bootstrap.node.userdata import FORMAT_VERSION, NewerDocument, NodeConfig, parse_user_data, render_user_data
 
 
 def test_a_minimal_document_gets_the_defaults():
@@ -69,6 +69,27 @@ def test_bad_user_data_is_refused_with_a_clear_message(raw, message):
     with pytest.raises(BootstrapError) as caught:
         parse_user_data(raw)
     assert message in str(caught.value)
+
+
+@pytest.mark.parametrize("raw", [
+    b'{"gigatile": 2, "bucket": "zoomii-tiles", "port": 80}',
+    b'{"gigatile": 1, "bucket": "zoomii-tiles", "port": 80, "shelf_colour": "oak"}',
+])
+def test_a_newer_document_still_says_where_a_fresher_bootstrap_is(raw):
+    with pytest.raises(NewerDocument) as caught:
+        parse_user_data(raw)
+    assert caught.value.known == NodeConfig(bucket="zoomii-tiles", port=80)
+
+
+@pytest.mark.parametrize("raw", [
+    b'{"gigatile": 2, "port": 80}',
+    b'{"gigatile": 1, "bucket": "B", "shelf_colour": "oak"}',
+    b'{"gigatile": 1, "bucket": "zoomii-tiles", "aws_session_token": "x", "shelf_colour": "oak"}',
+])
+def test_a_newer_document_whose_known_keys_are_wrong_is_refused_outright(raw):
+    with pytest.raises(BootstrapError) as caught:
+        parse_user_data(raw)
+    assert not isinstance(caught.value, NewerDocument)
 
 
 def test_documents_carry_their_version_and_nothing_empty():
