@@ -4,9 +4,10 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 VIEWER_VENDOR := tiler/viewer/vendor/openseadragon
+NPM_ALL := node_modules/.gigatile-all-installed  # the whole npm install (the tests'), done
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: venv viewer browser promtool faketime iiif-image test test-demo chaos demo demo-update demo-stop lint clean bench
+.PHONY: venv viewer iiif-viewers browser promtool faketime iiif-image test test-demo chaos demo demo-update demo-stop lint clean bench
 
 venv: $(STAMP)
 
@@ -16,13 +17,22 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
-# OpenSeadragon from the npm registry, copied into the viewer's static files (not committed).
+# OpenSeadragon from the npm registry, copied into the viewer's static files (not committed): the viewer's one
+# runtime dependency, so the demo installs it alone (`npm ci --omit=dev`), unless the tests' install is there.
 viewer: $(VIEWER_VENDOR)/openseadragon.min.js
 
 $(VIEWER_VENDOR)/openseadragon.min.js: package.json package-lock.json
-	npm ci --no-audit --no-fund --loglevel=error
+	test $(NPM_ALL) -nt package-lock.json || npm ci --omit=dev --no-audit --no-fund --loglevel=error
 	rm -rf $(VIEWER_VENDOR) && mkdir -p $(dir $(VIEWER_VENDOR))
 	cp -r node_modules/openseadragon/build/openseadragon $(VIEWER_VENDOR)
+
+# The IIIF viewers the tests open our manifests in (tests/iiif/: Mirador, the Universal Viewer): npm
+# devDependencies, installed for the tests only.
+iiif-viewers: $(NPM_ALL)
+
+$(NPM_ALL): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
 
 # Debian's Chromium for the viewer's end-to-end test (Playwright drives it; it cannot download browsers here).
 browser:
@@ -51,7 +61,7 @@ $(IIIF_IMAGE): $(STAMP)
 	  $(VENV)/share/iiif/wheel $@
 	rm -rf $(VENV)/share/iiif/wheel
 
-test: venv viewer browser promtool iiif-image
+test: venv iiif-viewers viewer browser promtool iiif-image
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

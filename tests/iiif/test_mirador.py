@@ -34,7 +34,7 @@ def mirador_site(iiif_server) -> Iterator[str]:
     from starlette.routing import Route
 
     if not MIRADOR.is_file():
-        pytest.fail(f"{MIRADOR} is missing: run `make viewer` (npm ci)", pytrace=False)
+        pytest.fail(f"{MIRADOR} is missing: run `make iiif-viewers` (npm ci)", pytrace=False)
     manifest = f"{iiif_server.url}/iiif/3/{IDENTIFIER}/manifest.json"
     app = Starlette(routes=[Route("/", lambda request: HTMLResponse(PAGE.replace("MANIFEST", manifest))),
                             Route("/mirador.min.js", lambda request: FileResponse(MIRADOR))])
