@@ -34,7 +34,7 @@ def _common(p: argparse.ArgumentParser, with_transfer: bool) -> None:
     if with_transfer:
         flag(p, "bucket", required=True, help="the S3 bucket the datasets are published in")
         flag(p, "concurrency", int, 8, help="ranged GETs in flight")
-        flag(p, "chunk-mb", int, 64, help="bytes per ranged GET, in MiB")
+        flag(p, "chunk-mb", int, TransferPolicy.chunk_bytes // MB, help="bytes per ranged GET, in MiB")
         flag(p, "attempts", int, 4, help="tries per object before a pass fails")
         flag(p, "lazy-mb", int, 64, help="when a pass fetches this many MB of packs or more, the render server "
              "serves the new generation at once, fetching missing tiles from S3 (synch.lazy)")
