@@ -83,6 +83,8 @@ class Run:
     max_rss_mb: float
     bytes: int
     flush_seconds: float  # a `sync` right after the tool: what it left in the page cache, not yet on disk
+    idle_seconds: float | None = None  # boxlink: a second `boxlink sync` of the same, nothing to fetch: what a
+    # run costs whatever its size (interpreter, imports, client, manifest, ledger)
 
     @property
     def mb_per_second(self) -> float:
@@ -196,7 +198,8 @@ def throughput(work: Path, env: dict[str, str], endpoint: str, published: int, p
                 complete = folder_bytes(dest) == published
             if not complete:
                 raise RuntimeError(f"{tool} did not bring the whole prefix into {dest}")
-            run = Run(tool, number + 1, seconds, user, system, rss, published, flush)
+            idle = timed(commands(tool, dest, endpoint, dataset), env, left())[0] if tool == "boxlink" else None
+            run = Run(tool, number + 1, seconds, user, system, rss, published, flush, idle)
             runs.append(run)
             console.log(f"{dataset} round {number + 1} {tool:<12} {seconds:7.2f} s {run.mb_per_second:7.0f} MB/s "
                         f"(+{flush:4.2f} s to disk) cpu {user:4.1f} user + {system:4.1f} sys, rss {rss:5.0f} MB")
@@ -264,6 +267,7 @@ def summarize_runs(runs: list[Run], latencies: list[float], published: int) -> d
             "median_durable_mb_per_second": durable, "runs": [asdict(r) for r in runs],
             "max_rss_mb": {tool: max(r.max_rss_mb for r in rs) for tool, rs in by_tool.items()},
             "cpu_seconds": {tool: statistics.median(r.cpu_seconds for r in rs) for tool, rs in by_tool.items()},
+            "boxlink_idle_seconds": statistics.median(r.idle_seconds for r in by_tool["boxlink"]),
             "diff_to_down_seconds": latencies}
 
 
@@ -271,11 +275,13 @@ def s5cmd_bar(name: str, f: dict) -> dict:
     """Issue 14's bar: boxlink's durable MB/s (bytes on disk / (whole process + the `sync` after it)) beside
     s5cmd's, measured the same way (s5cmd leaves its bytes in the page cache; boxlink fsyncs each object)."""
     durable, mbs = f["median_durable_mb_per_second"], f["median_mb_per_second"]
+    idle = f.get("boxlink_idle_seconds")  # not in results written before 2026-12-03
     return bar(f"{name} wall: boxlink sync durable MB/s, verifying every byte (median of {f['rounds']})",
                durable["boxlink"], "MB/s", 1.0, at_least=True, anchor="s5cmd", anchor_figure=durable["s5cmd"],
                key="boxlink.sync-s5cmd", group=name,
                note=f"{f['bytes'] / 1e6:,.0f} MB; process time alone: {mbs['boxlink']:.0f} vs {mbs['s5cmd']:.0f} "
-                    f"MB/s ({mbs['boxlink'] / mbs['s5cmd']:.2f}×)")
+                    f"MB/s ({mbs['boxlink'] / mbs['s5cmd']:.2f}×)"
+                    + ("" if idle is None else f"; a boxlink sync with nothing to fetch: {idle:.2f} s"))
 
 
 def collect_bars(doc: dict) -> list[dict]:
@@ -375,10 +381,12 @@ def print_report(doc: dict) -> None:
           "(durable: until the bytes are on disk, the tool's time + a `sync` right after it)")
     print(format_table(("tool", "MB/s", "vs aws", "durable MB/s", "vs aws", "cpu s", "peak RSS MB",
                         "verifies sha256"), rows))
+    print(f"a boxlink sync with nothing to fetch (what every run costs): {f['boxlink_idle_seconds']:.2f} s")
     for distinct in doc.get("distinct", []):
         d = distinct["figures"]
         print(f"{distinct['wall']['name']} wall: {d['bytes'] / 1e9:.2f} GB; durable MB/s "
-              + ", ".join(f"{tool} {v:.0f}" for tool, v in d["median_durable_mb_per_second"].items()))
+              + ", ".join(f"{tool} {v:.0f}" for tool, v in d["median_durable_mb_per_second"].items())
+              + f"; boxlink with nothing to fetch {d['boxlink_idle_seconds']:.2f} s")
     print("\n" + format_bars(doc["bars"]))
     if "results_file" in doc:
         print(f"results: {doc['results_file']}")
