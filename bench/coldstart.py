@@ -118,7 +118,11 @@ def one_launch(work: Path, env: dict[str, str], client, warmup: bool, number: in
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"no registration within 600 s; see {root}/data/log") from None
                 time.sleep(0.02)
-        info = httpx.get(f"http://{doc['address']}:{doc['port']}/tiles/{dataset}/info.json", timeout=120).json()
+        answer = httpx.get(f"http://{doc['address']}:{doc['port']}/tiles/{dataset}/info.json", timeout=120)
+        if answer.status_code != 200:
+            raise RuntimeError(f"the registered node's info.json: HTTP {answer.status_code}: {answer.text[:300]!r}; "
+                               f"see {root}/data/log")
+        info = answer.json()
         top, col, row = info["levels"] - 1, info["width"] // 512, info["height"] // 512  # mid-canvas, 1:1
         base = f"http://{doc['address']}:{doc['port']}/tiles/{dataset}/{top}"
         tile_url = f"{base}/{col}/{row}.jpg"

@@ -138,8 +138,9 @@ class Replica:
         if state.generation != manifest.generation or state.dataset != self.folder.dataset:
             raise BoxlinkError(f"{self.folder.dataset}: the steps built {state.dataset}@{state.generation}, "
                                f"the manifest names generation {manifest.generation}")
-        self._stage(state, steps, local, sum(j.size for j in jobs[1]))
-        report = _merged(report, self._fetch(jobs[1], ledger))
+        lazy = self._stage(state, steps, local, sum(j.size for j in jobs[1]))
+        # Serving lazily, the render server fetches what its tiles need itself: the fill yields the CPU to it.
+        report = _merged(report, self._fetch(jobs[1], ledger, background=lazy))
         self._check_packs(state, ledger, MissingBase if route == "diffs" else BoxlinkError)
         self._switch(state)
         self._collect(state.generation, local, ledger, {state.generation: state})
@@ -158,20 +159,20 @@ class Replica:
         else:
             log.info("fetch dataset=%s nothing to fetch: all %d objects verified here", self.folder.dataset, listed)
 
-    def _fetch(self, jobs: list[Job], ledger: Ledger) -> FetchReport | None:
+    def _fetch(self, jobs: list[Job], ledger: Ledger, background: bool = False) -> FetchReport | None:
         if not jobs:
             return None
-        downloader = Downloader(self.client, self.bucket, self.policy, self.stop, self.on_bytes)
+        downloader = Downloader(self.client, self.bucket, self.policy, self.stop, self.on_bytes, background)
         report = downloader.fetch(jobs, lambda job, digest: ledger.record(_key_of(self.folder, job), digest))
         log.info("fetched dataset=%s objects=%d bytes=%d seconds=%.2f rate_mbps=%.1f retries=%d",
                  self.folder.dataset, report.objects, report.bytes, report.seconds, report.mb_per_second,
                  report.retries)
         return report
 
-    def _stage(self, state: State, steps: list[Step], local: int | None, pack_bytes: int) -> None:
+    def _stage(self, state: State, steps: list[Step], local: int | None, pack_bytes: int) -> bool:
         """Write ``generations/<G>/`` (items database, tile index, state) before the packs come; when they are
         many and the layout needs no mip chains, write ``synch.lazy``: the render server may serve G at once,
-        fetching what is not here yet itself."""
+        fetching what is not here yet itself. True if it was written."""
         self._stage_items_index(state.generation, steps, local)
         try:
             self.folder.write_state(state)
@@ -181,8 +182,10 @@ class Replica:
                 log.info("lazy dataset=%s generation=%d packs_to_fetch_bytes=%d", self.folder.dataset,
                          state.generation, pack_bytes)
                 self.pause("lazy")
+                return True
         except OSError as exc:
             raise disk_error(exc, self.folder.path) from None
+        return False
 
     def _already_here(self, ref: ObjectRef, ledger: Ledger) -> bool:
         """True if ``objects/<key>`` is verified; a file not in the ledger is hashed once, kept if it matches."""

@@ -7,12 +7,13 @@ import ctypes
 import hashlib
 import mmap
 import os
+import threading
 from pathlib import Path
 
 import pytest
 
 from boxlink.settings import TransferPolicy
-from boxlink.transfer import DIRECT_ALIGN, PIECE, Downloader, Job, _open_direct, _PartFile
+from boxlink.transfer import BACKGROUND_NICE, DIRECT_ALIGN, PIECE, Downloader, Job, _open_direct, _PartFile
 
 SIZE = 2 * PIECE + 12_345  # three pieces, the last ending off a block boundary
 
@@ -88,3 +89,18 @@ def test_a_buffer_the_kernel_refuses_for_o_direct_is_written_through_the_page_ca
     finally:
         os.close(fd)
     assert part.read_bytes() == data
+
+
+@pytest.mark.parametrize("background", [False, True], ids=["foreground", "background"])
+def test_a_background_fetch_runs_its_threads_at_a_lower_priority(s3_bucket, tmp_path, background):
+    data = os.urandom(3 * PIECE)
+    s3_bucket.client.put_object(Bucket=s3_bucket.name, Key="obj", Body=data)
+    job = Job("obj", tmp_path / "obj", len(data), hashlib.sha256(data).hexdigest())
+    niceness = set()  # of the threads that received the bytes
+    policy = TransferPolicy(concurrency=2, chunk_bytes=PIECE, attempts=1)
+    downloader = Downloader(s3_bucket.client, s3_bucket.name, policy, background=background,
+                            on_bytes=lambda n: niceness.add(os.getpriority(os.PRIO_PROCESS, threading.get_native_id())))
+    downloader.fetch([job], lambda j, d: None)
+    ours = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    assert niceness == {min(19, ours + BACKGROUND_NICE) if background else ours}
+    assert (tmp_path / "obj").read_bytes() == data
