@@ -13,6 +13,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from email.utils import formatdate
 from pathlib import Path
@@ -197,9 +198,11 @@ def _etag_matches(request: Request, etag: str) -> bool:
 
 
 class TileService:
-    def __init__(self, settings: ServeSettings, catalog: Catalog):
+    def __init__(self, settings: ServeSettings, catalog: Catalog,
+                 reload: Callable[[], Awaitable[object]] | None = None):
         self.settings = settings
         self.catalog = catalog
+        self.reload = reload or (lambda: anyio.to_thread.run_sync(catalog.refresh))
         self.pool = RenderPool(settings.render_threads, settings.max_queue)
         self.cache = TileCache(settings.cache_mb << 20)
         self.iiif_pool = IiifPool(settings.iiif_threads, settings.iiif_max_queue)
@@ -232,12 +235,22 @@ class TileService:
             self.cache.put(key, data)
         return Response(data, media_type=media_type(fmt), headers=headers)
 
+    async def dataset(self, name: str) -> LoadedDataset:
+        """Dataset ``name`` as this worker serves it. One that is wanted and not loaded here yet is looked for on
+        disk at once, not at the watch loop's next poll: with several workers on one socket, another worker may
+        have loaded it and answered /readyz (the node registers on that), and this request must not get 503."""
+        try:
+            return self.catalog.get(name)
+        except NotReady:
+            await self.reload()
+            return self.catalog.get(name)
+
     async def tiles(self, request: Request) -> Response:
         parsed = parse_tiles_path(request.path_params["path"], request.query_params)
         if isinstance(parsed, DatasetsRequest):
             listing = [{"name": name, "generation": gen} for name, gen in self.catalog.generations().items()]
             return JSONResponse({"datasets": listing}, headers={"Cache-Control": "no-cache"})
-        ds = self.catalog.get(parsed.dataset)
+        ds = await self.dataset(parsed.dataset)
         if isinstance(parsed, InfoRequest):
             return JSONResponse(ds.info(), headers={"Cache-Control": "no-cache"})
         if isinstance(parsed, TileRequest):
@@ -293,7 +306,7 @@ class TileService:
 
     async def iiif(self, request: Request) -> Response:
         parsed = parse_iiif_path(request.path_params["path"])
-        ds = self.catalog.get(parsed.dataset)
+        ds = await self.dataset(parsed.dataset)
         base = self.base_url(request)
         if isinstance(parsed, IiifBaseRequest):
             return RedirectResponse(f"{service_id(base, ds.name)}/info.json", status_code=303,
@@ -412,21 +425,6 @@ UNLOADED_POLL_SECONDS = 0.05  # how often a worker looks for data while a wanted
 
 def build_app(settings: ServeSettings, catalog: Catalog | None = None) -> CorsMiddleware:
     catalog = catalog or Catalog(settings.root, settings.datasets, rasters=RasterKeeper(settings.coarse_raster_mb))
-    service = TileService(settings, catalog)
-    metrics.watch_disk(settings.root)
-
-    async def healthz(request: Request) -> Response:
-        return PlainTextResponse("ok\n", headers={"Cache-Control": "no-store"})
-
-    async def readyz(request: Request) -> Response:
-        ready, missing = catalog.ready()
-        doc = {"ready": ready, "datasets": catalog.generations(), "waiting": missing,
-               "lazy": sorted(name for name, ds in catalog.loaded.items() if ds.lazy)}
-        return JSONResponse(doc, status_code=200 if ready else 503, headers={"Cache-Control": "no-store"})
-
-    async def metrics_endpoint(request: Request) -> Response:
-        body, content_type = metrics.exposition()
-        return Response(body, media_type=content_type)
 
     async def refresh() -> None:
         try:
@@ -439,6 +437,25 @@ def build_app(settings: ServeSettings, catalog: Catalog | None = None) -> CorsMi
                 metrics.COARSE_RASTER.labels(name).set(ds.coarse.nbytes if ds.coarse is not None else 0)
         except Exception:  # a watcher that dies would freeze the node on old data
             log.exception("dataset refresh failed")
+
+    service = TileService(settings, catalog, reload=refresh)
+    metrics.watch_disk(settings.root)
+
+    async def healthz(request: Request) -> Response:
+        return PlainTextResponse("ok\n", headers={"Cache-Control": "no-store"})
+
+    async def readyz(request: Request) -> Response:
+        ready, missing = catalog.ready()
+        if not ready:  # what reached the disk since the watch loop last looked counts at once (a few stats)
+            await refresh()
+            ready, missing = catalog.ready()
+        doc = {"ready": ready, "datasets": catalog.generations(), "waiting": missing,
+               "lazy": sorted(name for name, ds in catalog.loaded.items() if ds.lazy)}
+        return JSONResponse(doc, status_code=200 if ready else 503, headers={"Cache-Control": "no-store"})
+
+    async def metrics_endpoint(request: Request) -> Response:
+        body, content_type = metrics.exposition()
+        return Response(body, media_type=content_type)
 
     async def watch() -> None:
         while True:  # a node's first tile waits on this: markers are looked at often until every wanted dataset loads

@@ -25,6 +25,8 @@ class Catalog:
     errors: dict[str, str] = field(default_factory=dict)
     rasters: RasterKeeper | None = None  # decoded coarse levels for each fully local generation
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _refreshing: threading.Lock = field(default_factory=threading.Lock)  # one refresh at a time: a dataset is
+    # opened once, however many requests and the watch loop ask for it together
 
     def request_wanted(self) -> None:
         """Write synch.active for every wanted dataset: boxlink starts replicating them."""
@@ -56,6 +58,10 @@ class Catalog:
 
         Returns the names switched. The previous generation stays in use by requests holding it.
         """
+        with self._refreshing:
+            return self._refresh()
+
+    def _refresh(self) -> list[str]:
         switched = []
         for folder in NodeLayout(self.root).datasets():
             fresh = self._newer(folder)

@@ -129,6 +129,20 @@ def test_health_ready_and_metrics(client):
     assert "gigatile_requests_total" in text and "gigatile_render_seconds" in text
 
 
+def test_a_worker_serves_data_that_reached_its_disk_before_its_watch_loop_looked(tmp_path, monkeypatch):
+    """Another worker on the same socket may have loaded it and said ready: the node is registered."""
+    monkeypatch.setattr("tiler.app.UNLOADED_POLL_SECONDS", 3600)  # this worker's watch loop will not look
+    settings = ServeSettings(root=tmp_path / "node", datasets=("awkward",), reload_seconds=3600)
+    with TestClient(build_app(settings)) as client:
+        assert client.get("/tiles/awkward/info.json").status_code == 503  # no data yet
+        make_awkward_wall(tmp_path / "src")
+        publish_local(tmp_path / "src", DatasetDir(tmp_path / "node", "awkward"))
+        info = client.get("/tiles/awkward/info.json")
+        assert info.status_code == 200 and info.json()["generation"] == 1
+        assert client.get("/iiif/3/awkward/info.json").status_code == 200
+        assert client.get("/readyz").status_code == 200
+
+
 @pytest.fixture(scope="module")
 def pyramid_client(tmp_path_factory):
     base = tmp_path_factory.mktemp("app-pyramid")
