@@ -154,7 +154,7 @@ def cache_table(render: dict) -> str:
             continue
         resident = w["cache"]["resident_after_evict"].get("mean", 0.0)
         for z, lv in w["cache"]["levels"].items():
-            warm, cold = w["levels"][z]["ms"]["p50"], lv["render"]
+            warm, cold = w["levels"][z]["render_ms"]["p50"], lv["render"]  # render + encode, as the bar's anchor
             rows.append((wall, w["cache"]["layout"], f"{resident:.0%}", z, cold["n"], f"{warm:.3f}",
                          f"{cold['p50']:.3f}", f"{cold['p99']:.3f}", f"{cold['p50'] / warm:.2f}×",
                          f"{lv['served warm']['p50']:.3f}", f"{lv['served']['p50']:.3f}", f"{lv['served']['p99']:.3f}",
