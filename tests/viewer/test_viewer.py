@@ -14,7 +14,6 @@ from __future__ import annotations
 import csv
 import io
 import os
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ import pytest
 from PIL import Image
 
 from gigaformat.levels import Geometry
-from tests.processes import free_port, wait_for
+from tests.processes import serve_in_thread
 from tests.viewer.conftest import ServedWall
 from tests.viewer.pages import (
     MIN_STDDEV,
@@ -50,7 +49,6 @@ pytestmark = pytest.mark.usefixtures("browser")  # skip (or fail in CI) before b
 @pytest.fixture
 def proxy_like_site(wall: ServedWall) -> Iterator[str]:
     """The viewer folder at ``/`` and ``/tiles/`` forwarded to the node, as the proxy serves them."""
-    import uvicorn
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import Response
@@ -66,16 +64,8 @@ def proxy_like_site(wall: ServedWall) -> Iterator[str]:
 
     app = Starlette(routes=[Route("/tiles/{path:path}", forward),
                             Mount("/", StaticFiles(directory=VIEWER_DIR, html=True))])
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        wait_for(lambda: server.started, 10, "the stand-in proxy")
+    with serve_in_thread(app, "127.0.0.1", "the stand-in proxy") as port:
         yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 # --- a page with its network log -------------------------------------------------------------------------------
