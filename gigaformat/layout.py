@@ -197,11 +197,17 @@ class DatasetDir:
     # -- generations -----------------------------------------------------------------------
     def write_state(self, state: State) -> Path:
         """Stage ``generations/<g>/``: the tile index first, the state document (what marks it staged) last."""
-        folder = self.generation_dir(state.generation)
-        if state.tiles is not None:
-            write_atomic(folder / INDEX_NAME, state.tiles.to_bytes())
         # Level 1: a file on this disk, not an upload (a 4,600-item state: 4 ms instead of 18, 11 % larger).
-        write_atomic(folder / STATE_NAME, dump_gzip_json(state.to_json(), compresslevel=1))
+        return self.write_state_documents(state.generation, dump_gzip_json(state.to_json(), compresslevel=1),
+                                          state.tiles.to_bytes() if state.tiles is not None else None)
+
+    def write_state_documents(self, generation: int, state_doc: bytes, tile_index: bytes | None) -> Path:
+        """Stage ``generations/<generation>/`` from its documents' bytes (gzipped state, tile index), in the
+        order ``write_state`` writes them."""
+        folder = self.generation_dir(generation)
+        if tile_index is not None:
+            write_atomic(folder / INDEX_NAME, tile_index)
+        write_atomic(folder / STATE_NAME, state_doc)
         return folder
 
     def switch_to(self, generation: int) -> None:

@@ -16,6 +16,7 @@ from boxlink.settings import MB, TransferPolicy
 from boxlink.status import read_status
 from gigaformat.itemsdb import ITEMS_INDEX_NAME, ItemsIndex
 from gigaformat.layout import DatasetDir
+from gigaformat.manifest import dataset_prefix
 from gigaformat.s3 import load_remote_state, read_manifest
 from tests.boxlink.walls import DATASET, documents, make_node, publish_source, small_edit
 from tiler.dataset import LoadedDataset
@@ -49,6 +50,9 @@ def test_first_sync_stages_switches_then_marks_down(s3_bucket, wall, tmp_path):
     assert folder.current_generation() == folder.down_generation() == 1
     assert json.loads((folder.path / "synch.down").read_text())["generation"] == 1
     assert folder.load_current_state() == load_remote_state(s3_bucket.client, s3_bucket.name, manifest)
+    key = dataset_prefix(DATASET) + manifest.snapshot.index  # a lone snapshot is staged as published, not serialised
+    published = s3_bucket.client.get_object(Bucket=s3_bucket.name, Key=key)["Body"].read()
+    assert (folder.generation_dir(1) / "state.json.gz").read_bytes() == published
     packs = folder.load_current_state().packs()
     assert packs and {p: _sha(folder.object_path(p)) for p in packs} == \
         {p: manifest.objects()[p].sha256 for p in packs}
