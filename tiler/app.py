@@ -198,11 +198,10 @@ def _etag_matches(request: Request, etag: str) -> bool:
 
 
 class TileService:
-    def __init__(self, settings: ServeSettings, catalog: Catalog,
-                 reload: Callable[[], Awaitable[object]] | None = None):
+    def __init__(self, settings: ServeSettings, catalog: Catalog, reload: Callable[[], Awaitable[None]]):
         self.settings = settings
         self.catalog = catalog
-        self.reload = reload or (lambda: anyio.to_thread.run_sync(catalog.refresh))
+        self.reload = reload  # the app's catalog refresh (build_app), which the watch loop and /readyz call too
         self.pool = RenderPool(settings.render_threads, settings.max_queue)
         self.cache = TileCache(settings.cache_mb << 20)
         self.iiif_pool = IiifPool(settings.iiif_threads, settings.iiif_max_queue)
