@@ -8,6 +8,13 @@ from pathlib import Path
 
 MB = 1 << 20
 LAZY_BYTES = 64 * MB  # a pass fetching this many pack bytes or more lets the render server start lazily
+# A lazy start's fill waits (at most this long) until the render server that wants the dataset serves the
+# staged generation: on a node's few cores the fill slowed its workers' load 3-5x (boxlink/apply.py).
+LAZY_HOLD_SECONDS = 5.0
+# ... and then fetches on this many connections at most while the node serves lazily: its tiles' ranged GETs
+# wait behind fewer streams (20-Gpx wall on 2 cores, local S3: the first tile 0.3-0.4 s after registering
+# instead of 0.8-1.2 with 8; fully replicated 13.5-17.1 s against 13.7-18.2); the disk is the limit either way.
+LAZY_FILL_CONCURRENCY = 2
 
 
 @dataclass(frozen=True)

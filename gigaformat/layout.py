@@ -15,12 +15,16 @@
                                  state and tile index verified), its packs are arriving: serve it, fetching
                                  what is not here yet from s3://bucket/prefix
   synch.down                     written by boxlink: {"generation": G, ...}: all of G is here and verified
+  synch.serving                  written by the render server once the node serves G: {"generation": G, ...}
+                                 (its heartbeat, once the registration record names G; else a worker); boxlink
+                                 holds a lazy start's fill until then, a few seconds at most
 <root>/data/log/                 rolling logs (render, boxlink, bootstrap), uploaded by boxlink
 <root>/run/status.json           node-bootstrap's state, rewritten on every change
 <root>/local/                    only on local nodes: user-data, the launch record, the IMDS emulator's log
 ```
-boxlink (the only writer of ``data/<dataset>/``) switches ``current`` and then writes ``synch.down``; the
-render server reads only ``current``, and only once ``synch.down`` names the same generation.
+boxlink (the only writer of ``data/<dataset>/`` but for the render server's two markers) switches
+``current`` and then writes ``synch.down``; the render server reads only ``current``, and only once
+``synch.down`` names the same generation.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from gigaformat.tiles import INDEX_NAME, TileIndex
 ACTIVE = "synch.active"
 DOWN = "synch.down"
 LAZY = "synch.lazy"
+SERVING = "synch.serving"
 LOG_FOLDER = "log"
 RELEASE_INSTALLED = ".installed"  # in a release folder, written last by the install
 RELEASE_WARMED = ".warmed"  # in a release folder: its render kernels are compiled (tiler.warmup)
@@ -181,6 +186,18 @@ class DatasetDir:
         try:
             doc = json.loads((self.path / LAZY).read_bytes())
             return {"generation": int(doc["generation"]), "bucket": str(doc["bucket"]), "prefix": str(doc["prefix"])}
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def mark_serving(self, generation: int, lazy: bool) -> None:
+        doc = {"dataset": self.dataset, "generation": generation, "lazy": lazy, "by": os.getpid(),
+               "since": utc_now_iso()}
+        write_atomic(self.path / SERVING, json.dumps(doc).encode())
+
+    def serving_generation(self) -> int | None:
+        """The generation ``synch.serving`` names (a render server serves it), or None."""
+        try:
+            return int(json.loads((self.path / SERVING).read_bytes())["generation"])
         except (OSError, ValueError, KeyError, TypeError):
             return None
 

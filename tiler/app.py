@@ -29,7 +29,7 @@ from gigaformat import deepzoom
 from gigaformat.errors import FormatError, GigatileError
 from gigaformat.forwarding import Origin, parse_networks, public_origin
 from gigaformat.levels import CELL_SIZE
-from tiler import malloc, metrics
+from tiler import lazyfetch, malloc, metrics
 from tiler.catalog import Catalog
 from tiler.coarse_raster import RasterKeeper
 from tiler.cors import CorsMiddleware
@@ -423,7 +423,8 @@ UNLOADED_POLL_SECONDS = 0.05  # how often a worker looks for data while a wanted
 
 
 def build_app(settings: ServeSettings, catalog: Catalog | None = None) -> CorsMiddleware:
-    catalog = catalog or Catalog(settings.root, settings.datasets, rasters=RasterKeeper(settings.coarse_raster_mb))
+    catalog = catalog or Catalog(settings.root, settings.datasets, rasters=RasterKeeper(settings.coarse_raster_mb),
+                                 announces=not settings.bucket)  # a registry node's heartbeat announces
 
     async def refresh() -> None:
         try:
@@ -471,6 +472,8 @@ def build_app(settings: ServeSettings, catalog: Catalog | None = None) -> CorsMi
         # What is on disk is loaded before this worker takes a connection: with several workers on one socket,
         # a worker still loading would answer 503 "not loaded yet" while another already says ready.
         await refresh()
+        if not catalog.ready()[0]:  # waiting for data that may come lazily: its S3 client is built meanwhile
+            lazyfetch.build_client_ahead()
         task = asyncio.create_task(watch())
         try:
             yield

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gigaformat.errors import FormatError
-from gigaformat.layout import DatasetDir, NodeLayout
+from gigaformat.layout import SERVING, DatasetDir, NodeLayout
 from tiler.coarse_raster import RasterKeeper
 from tiler.dataset import LoadedDataset
 from tiler.errors import NotFound, NotReady, TilerError
@@ -24,6 +24,9 @@ class Catalog:
     loaded: dict[str, LoadedDataset] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
     rasters: RasterKeeper | None = None  # decoded coarse levels for each fully local generation
+    # Write synch.serving at each switch. False on a node with a registry: its heartbeat writes it once the
+    # record names the generation (the node counts as serving then, docs/architecture.md).
+    announces: bool = True
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _refreshing: threading.Lock = field(default_factory=threading.Lock)  # one refresh at a time: a dataset is
     # opened once, however many requests and the watch loop ask for it together
@@ -72,6 +75,11 @@ class Catalog:
             self.errors.pop(folder.dataset, None)
             switched.append(folder.dataset)
             log.info("serving dataset=%s generation=%d lazy=%s", folder.dataset, fresh.generation, fresh.lazy)
+            try:  # boxlink holds a lazy start's fill until the node says it serves the generation
+                if self.announces:
+                    folder.mark_serving(fresh.generation, fresh.lazy)
+            except OSError as exc:
+                log.warning("cannot write %s dataset=%s error=%s", SERVING, folder.dataset, exc)
         if self.rasters is not None:
             for name, ds in self.loaded.items():
                 self.rasters.tend(DatasetDir(self.root, name), ds)

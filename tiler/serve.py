@@ -37,7 +37,7 @@ def start_heartbeat(settings: ServeSettings):
 
     heartbeat = Heartbeat(settings.bucket, settings.advertise or settings.host, settings.port,
                           f"http://{settings.host}:{settings.port}/readyz", settings.instance_id,
-                          settings.ttl_seconds)
+                          settings.ttl_seconds, root=settings.root)
     heartbeat.start()
     return heartbeat
 
@@ -127,6 +127,8 @@ def serve_forked(settings: ServeSettings) -> None:
     try:
         if heartbeat is not None:
             workers.watch(heartbeat, "the heartbeat")
+        import tantivy  # noqa: F401 - every generation's items index opens with it: imported once too (0.06 s)
+
         from tiler import app  # noqa: F401 - imported once, inherited by every worker
 
         if settings.bucket:  # a lazy start's S3 client: its modules imported once too (lazyfetch)

@@ -16,10 +16,8 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-import httpx
-
-from bootstrap.errors import BootstrapError
-from bootstrap.node.imds import ENDPOINT_VARIABLE, TTL_HEADER
+from bootstrap.errors import BootstrapError, ImdsError
+from bootstrap.node.imds import ENDPOINT_VARIABLE, ImdsClient
 from bootstrap.node.status import STARTED_VARIABLE, pid_alive, read_status, runs_command
 from bootstrap.node.userdata import NodeConfig, render_user_data
 from gigaformat.durable import write_atomic
@@ -112,9 +110,9 @@ def _wait_for_imds(url: str, popen: subprocess.Popen, log: Path, timeout: float 
         if popen.poll() is not None:
             raise BootstrapError(f"the IMDS emulator exited with code {popen.returncode}:\n"
                                  f"{log.read_text(errors='replace')[-1500:]}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.put(f"{url}/latest/api/token", headers={TTL_HEADER: "10"}, timeout=0.5).status_code == 200:
-                return
+        with contextlib.suppress(ImdsError), ImdsClient(url, token_ttl=10, timeout=0.5, attempts=1) as imds:
+            imds.token()
+            return
         time.sleep(0.02)
     raise BootstrapError(f"the IMDS emulator did not answer at {url} within {timeout:.0f} s; see {log}")
 

@@ -4,6 +4,9 @@ The endpoint comes from ``AWS_EC2_METADATA_SERVICE_ENDPOINT`` as in botocore (de
 http://169.254.169.254). Timeouts are short and a 401 is answered once with a fresh token. Hop-limit
 friendly: a token PUT whose answer never arrives (an instance with ``HttpPutResponseHopLimit`` 1 seen from
 a container) fails within seconds with a message naming the setting, instead of hanging the boot.
+
+urllib3, not httpx: botocore brings it into node-bootstrap anyway, and httpx's import (0.15-0.27 s, with its
+command line's rich and click when they are installed) sat on every node's start before its first request.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-import httpx
+import urllib3
+from urllib3.exceptions import HTTPError
 
 from bootstrap.errors import ImdsError
 
@@ -59,8 +63,8 @@ class ImdsClient:
         self.attempts = max(1, attempts)
         self.backoff = backoff
         self.clock = clock
-        # trust_env=False: never through an HTTP proxy (the metadata service must be reached directly)
-        self._http = httpx.Client(base_url=self.endpoint, timeout=httpx.Timeout(timeout), trust_env=False)
+        # a PoolManager reads no proxy settings: the metadata service is reached directly; retries are ours
+        self._http = urllib3.PoolManager(timeout=urllib3.Timeout(total=timeout), retries=False)
         self._token: str | None = None
         self._expires = 0.0
         self.tokens_fetched = 0
@@ -70,7 +74,7 @@ class ImdsClient:
         return cls(endpoint_from_environment(environ), **options)
 
     def close(self) -> None:
-        self._http.close()
+        self._http.clear()
 
     def __enter__(self) -> ImdsClient:
         return self
@@ -90,17 +94,17 @@ class ImdsClient:
     def _fetch_token(self) -> None:
         asked = self.clock()
         response = self._send("PUT", "/latest/api/token", {TTL_HEADER: str(self.token_ttl)})
-        if response.status_code == 403:
+        if response.status == 403:
             raise ImdsError(f"IMDS at {self.endpoint} refused a token (403): the metadata service may be "
                             "disabled, or a proxy added X-Forwarded-For")
-        if response.status_code != 200 or not response.text:
-            raise ImdsError(f"IMDS at {self.endpoint} answered the token PUT with {response.status_code}; "
+        if response.status != 200 or not response.data:
+            raise ImdsError(f"IMDS at {self.endpoint} answered the token PUT with {response.status}; "
                             f"this client speaks IMDSv2 only ({HOP_LIMIT_HINT})")
         try:
             ttl = int(response.headers.get(TTL_HEADER, self.token_ttl))
         except ValueError:
             ttl = self.token_ttl
-        self._token, self._expires = response.text, asked + ttl
+        self._token, self._expires = response.data.decode(errors="replace"), asked + ttl
         self.tokens_fetched += 1
         log.debug("imds token fetched endpoint=%s ttl=%d", self.endpoint, ttl)
 
@@ -109,17 +113,17 @@ class ImdsClient:
         """The body at ``/latest/<path>``, or None if the service has nothing there (404)."""
         url = "/latest/" + path.lstrip("/")
         response = self._send("GET", url, {TOKEN_HEADER: self.token()})
-        if response.status_code == 401:  # expired or forgotten early (metadata service restart): once more
+        if response.status == 401:  # expired or forgotten early (metadata service restart): once more
             log.info("imds token refused endpoint=%s path=%s; fetching a new one", self.endpoint, url)
             self._token = None
             response = self._send("GET", url, {TOKEN_HEADER: self.token()})
-            if response.status_code == 401:
+            if response.status == 401:
                 raise ImdsError(f"IMDS at {self.endpoint} refused a fresh token for {url} (401)")
-        if response.status_code == 404:
+        if response.status == 404:
             return None
-        if response.status_code != 200:
-            raise ImdsError(f"IMDS at {self.endpoint} answered {url} with {response.status_code}")
-        return response.content
+        if response.status != 200:
+            raise ImdsError(f"IMDS at {self.endpoint} answered {url} with {response.status}")
+        return response.data
 
     def get(self, path: str) -> str:
         """The text at ``/latest/<path>``; ImdsError if there is none."""
@@ -141,12 +145,12 @@ class ImdsClient:
                                 instance_type=self.get("meta-data/instance-type"),
                                 hostname=self.get("meta-data/hostname"))
 
-    def _send(self, method: str, url: str, headers: dict[str, str]) -> httpx.Response:
+    def _send(self, method: str, url: str, headers: dict[str, str]) -> urllib3.BaseHTTPResponse:
         delay = self.backoff
         for attempt in range(1, self.attempts + 1):
             try:
-                return self._http.request(method, url, headers=headers)
-            except httpx.HTTPError as exc:
+                return self._http.request(method, self.endpoint + url, headers=headers)
+            except HTTPError as exc:
                 if attempt == self.attempts:
                     hint = f" ({HOP_LIMIT_HINT})" if method == "PUT" else ""
                     raise ImdsError(f"no answer from IMDS at {self.endpoint} to {method} {url} after "

@@ -15,8 +15,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
-
 from bootstrap.errors import BootstrapError
 from bootstrap.node.imds import ImdsClient, ImdsError, InstanceIdentity
 from bootstrap.node.install import NOT_INHERITED, update_release
@@ -195,7 +193,7 @@ def watch_lifecycle(options: NodeOptions, stop: threading.Event) -> None:
         while not stop.wait(options.lifecycle_seconds):
             try:
                 state = imds.get_bytes("meta-data/autoscaling/target-lifecycle-state")
-            except (ImdsError, httpx.HTTPError) as exc:
+            except ImdsError as exc:
                 log.debug("lifecycle state unread error=%s", exc)
                 continue
             if state is not None and state.decode(errors="replace").strip() == "Terminated":

@@ -1,7 +1,7 @@
 """The fresh bootstrap: node-bootstrap as one zipapp in S3, and re-executing it when it differs.
 
 A bootstrap is known by its *digest*: the sha256 over the names and contents of the ``.py`` files of the
-packages it is made of (``bootstrap`` and ``gigaformat``: standard library, boto3 and httpx only, so the
+packages it is made of (``bootstrap`` and ``gigaformat``: standard library and boto3 only, so the
 zipapp runs on any machine image with those; it never imports the renderer), computed the same way from a
 source folder (at release) and from the running code (on the node, whether it runs from a folder or from a
 zipapp). A node whose digest differs from

@@ -171,3 +171,38 @@ def test_boxlink_killed_while_a_node_serves_lazily_is_resumed_without_a_gap(publ
     assert folder.down_generation() == 1 and not list(folder.objects.rglob("*.part"))
     assert catalog.refresh() == [DATASET] and not catalog.get(DATASET).lazy
     assert every_tile(catalog) == lazily
+
+
+def start_sync(root: Path, bucket, lazy_hold: float) -> threading.Thread:
+    replica = Replica(DatasetDir(root, DATASET), bucket.client, bucket.name, POLICY, lazy_bytes=0,
+                      lazy_hold=lazy_hold)
+    thread = threading.Thread(target=replica.sync, args=(read_manifest(bucket.client, bucket.name, DATASET),),
+                              daemon=True)
+    thread.start()
+    return thread
+
+
+def test_the_fill_waits_until_the_render_server_that_wants_the_dataset_serves_it(published, tmp_path):
+    """On a node's few cores the workers' load of a staged generation comes before the fill: with
+    ``synch.active`` written, boxlink fetches no pack until a render server says it serves the generation."""
+    root = tmp_path / "node"
+    folder = DatasetDir(root, DATASET)
+    catalog = Catalog(root, (DATASET,))
+    catalog.request_wanted()
+    sync = start_sync(root, published, lazy_hold=60)
+    wait_for(lambda: folder.lazy_marker() is not None, 30, "synch.lazy")
+    sync.join(1.0)
+    assert sync.is_alive() and not any(folder.objects.rglob("*.bin")), "the fill did not wait for the server"
+    assert catalog.refresh() == [DATASET] and catalog.get(DATASET).lazy  # it serves generation 1: synch.serving
+    assert folder.serving_generation() == 1
+    sync.join(60)
+    assert not sync.is_alive() and folder.down_generation() == 1
+
+
+def test_a_fill_held_for_a_render_server_that_never_serves_goes_on_after_the_hold(published, tmp_path):
+    root = tmp_path / "node"
+    folder = DatasetDir(root, DATASET)
+    folder.mark_active(by="a render server that never comes")
+    sync = start_sync(root, published, lazy_hold=0.5)
+    sync.join(60)
+    assert not sync.is_alive() and folder.down_generation() == 1 and folder.serving_generation() is None

@@ -7,6 +7,7 @@ import threading
 
 import httpx
 
+from gigaformat.layout import SERVING, DatasetDir
 from tests.processes import wait_for
 from tests.proxy.conftest import ADDRESSES, tile_paths, write_record
 
@@ -16,8 +17,12 @@ A, B = ADDRESSES
 def test_node_appears_after_registering_and_leaves_with_its_record(nodes, proxies, s3_bucket):
     proxy = proxies.start()
     assert proxy.live() == []
+    folder = DatasetDir(nodes.roots[A], "covers")
+    (folder.path / SERVING).unlink(missing_ok=True)
     node = nodes.start(A)  # registers itself once /readyz is green
     proxy.wait_live({node.id})
+    # ... and then says so on its disk (boxlink holds a lazy start's fill until a node serves the generation)
+    wait_for(lambda: folder.serving_generation() == folder.current_generation(), 10, "synch.serving")
     assert httpx.get(proxy.url + tile_paths(1)[0]).status_code == 200
     hand = nodes.start(B, register=False)
     key = write_record(s3_bucket, B, hand.port)
