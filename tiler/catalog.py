@@ -75,11 +75,11 @@ class Catalog:
             self.errors.pop(folder.dataset, None)
             switched.append(folder.dataset)
             log.info("serving dataset=%s generation=%d lazy=%s", folder.dataset, fresh.generation, fresh.lazy)
-            try:  # boxlink holds a lazy start's fill until the node says it serves the generation
-                if self.announces:
+            if self.announces:  # boxlink holds a lazy start's fill until the node says it serves the generation
+                try:
                     folder.mark_serving(fresh.generation, fresh.lazy)
-            except OSError as exc:
-                log.warning("cannot write %s dataset=%s error=%s", SERVING, folder.dataset, exc)
+                except OSError as exc:
+                    log.warning("cannot write %s dataset=%s error=%s", SERVING, folder.dataset, exc)
         if self.rasters is not None:
             for name, ds in self.loaded.items():
                 self.rasters.tend(DatasetDir(self.root, name), ds)

@@ -29,7 +29,7 @@ ROUTES = ["/tiles/*", "/iiif/*"]  # what this node serves through tile-proxy
 
 class Heartbeat(threading.Thread):
     def __init__(self, bucket: str, address: str, port: int, check_url: str, instance_id: str = "",
-                 ttl_seconds: int = 30, client=None, root: Path | None = None):
+                 ttl_seconds: int = 30, client=None, *, root: Path):
         super().__init__(name="heartbeat", daemon=True)
         self.bucket = bucket
         self.check_url = check_url
@@ -53,11 +53,11 @@ class Heartbeat(threading.Thread):
 
     def beat(self) -> None:
         readiness = self._readiness()
-        datasets = dict(readiness.get("datasets", {})) if readiness is not None else None
-        if datasets is None:
+        if readiness is None:
             if self.registered:  # not ready any more: stop advertising rather than serve errors
                 self.withdraw()
             return
+        datasets = dict(readiness.get("datasets", {}))
         self.record.datasets = datasets
         self.record.heartbeat = utc_now_iso()
         try:
@@ -75,7 +75,7 @@ class Heartbeat(threading.Thread):
         """The node serves what its record names: say so in each dataset's ``synch.serving`` (boxlink holds a
         lazy start's fill until then; on a registry node the workers do not write it themselves)."""
         for name, generation in datasets.items():
-            if self.root is None or self.announced.get(name) == generation:
+            if self.announced.get(name) == generation:
                 continue
             try:
                 DatasetDir(self.root, name).mark_serving(int(generation), name in lazy)

@@ -48,12 +48,10 @@ def shared_client():
         return _client
 
 
-def build_client_ahead() -> threading.Thread:
+def build_client_ahead() -> None:
     """Build ``shared_client()`` in a thread of its own: a worker waiting for its first data does it meanwhile
     (0.08-0.12 s of a lazy open, more on a node's busy cores), and its lazy open finds it built."""
-    thread = threading.Thread(target=shared_client, name="lazy-client", daemon=True)
-    thread.start()
-    return thread
+    threading.Thread(target=shared_client, name="lazy-client", daemon=True).start()
 
 
 class RemoteTiles:
