@@ -7,7 +7,8 @@ The order is what keeps a node safe at every instant (layout: ``gigaformat/layou
 3. build the new state (snapshot state, then ``apply_changes`` for each diff) and stage it in
    ``generations/<G>/`` (``write_state``); when many pack bytes are still to come and the layout needs no
    mip chains, write ``synch.lazy`` naming G (the render server may serve G now, fetching missing tiles);
-4. fetch and verify the packs; check that every pack the state reads is here and verified;
+4. fetch and verify the packs (alongside 2-3, unless a render server wants the dataset and may start
+   lazily from what 3 stages); check that every pack the state reads is here and verified;
 5. switch ``current`` to it (one atomic rename), then write ``synch.down`` naming G;
 6. only then delete generations and objects that neither G nor the generation before it uses.
 
@@ -137,16 +138,30 @@ class Replica:
         jobs = self._plan([r for r in refs if r.key in documents], ledger), self._plan(
             [r for r in refs if r.key not in documents], ledger)
         self._announce(jobs, len(refs))
-        report = self._fetch(jobs[0], ledger)  # the documents first: they are all a lazy start needs
-        state = self._build(steps, local)
-        if state.generation != manifest.generation or state.dataset != self.folder.dataset:
-            raise BoxlinkError(f"{self.folder.dataset}: the steps built {state.dataset}@{state.generation}, "
-                               f"the manifest names generation {manifest.generation}")
-        lazy = self._stage(state, steps, local, sum(j.size for j in jobs[1]))
-        served = lazy and self._hold_fill(state.generation)
-        # Serving lazily, the render server fetches what its tiles need itself: the fill yields the CPU to it
-        # and, when a node serves from it, S3 and the disk too (fewer streams).
-        report = _merged(report, self._fetch(jobs[1], ledger, background=lazy, narrow=served))
+        # The packs come alongside the documents (the manifest names them all, and each is verified against it
+        # on its own) unless a render server wants the dataset (synch.active) and may start lazily from what
+        # the documents stage: then they come first, alone (``_hold_fill``).
+        pack_bytes = sum(j.size for j in jobs[1])
+        lazy_first = self.folder.is_active() and pack_bytes >= self.lazy_bytes
+        alongside = _Alongside(self, jobs[1], ledger) if jobs[1] and not lazy_first else None
+        try:
+            report = self._fetch(jobs[0], ledger)  # the documents first: they are all a lazy start needs
+            state = self._build(steps, local)
+            if state.generation != manifest.generation or state.dataset != self.folder.dataset:
+                raise BoxlinkError(f"{self.folder.dataset}: the steps built {state.dataset}@{state.generation}, "
+                                   f"the manifest names generation {manifest.generation}")
+            lazy = self._stage(state, steps, local, pack_bytes)
+        except BaseException:
+            if alongside is not None:
+                alongside.cancel()
+            raise
+        if alongside is not None:
+            report = _merged(report, alongside.result(), concurrent=True)
+        else:
+            served = lazy and self._hold_fill(state.generation)
+            # Serving lazily, the render server fetches what its tiles need itself: the fill yields the CPU to
+            # it and, when a node serves from it, S3 and the disk too (fewer streams).
+            report = _merged(report, self._fetch(jobs[1], ledger, background=lazy, narrow=served))
         self._check_packs(state, ledger, MissingBase if route == "diffs" else BoxlinkError)
         self._switch(state)
         self._collect(state.generation, local, ledger, {state.generation: state})
@@ -165,13 +180,13 @@ class Replica:
         else:
             log.info("fetch dataset=%s nothing to fetch: all %d objects verified here", self.folder.dataset, listed)
 
-    def _fetch(self, jobs: list[Job], ledger: Ledger, background: bool = False, narrow: bool = False
-               ) -> FetchReport | None:
+    def _fetch(self, jobs: list[Job], ledger: Ledger, background: bool = False, narrow: bool = False,
+               stop: threading.Event | _EitherStop | None = None) -> FetchReport | None:
         if not jobs:
             return None
         policy = replace(self.policy, concurrency=min(self.policy.concurrency, LAZY_FILL_CONCURRENCY)) if narrow \
             else self.policy
-        downloader = Downloader(self.client, self.bucket, policy, self.stop, self.on_bytes, background)
+        downloader = Downloader(self.client, self.bucket, policy, stop or self.stop, self.on_bytes, background)
         report = downloader.fetch(jobs, lambda job, digest: ledger.record(_key_of(self.folder, job), digest))
         log.info("fetched dataset=%s objects=%d bytes=%d seconds=%.2f rate_mbps=%.1f retries=%d",
                  self.folder.dataset, report.objects, report.bytes, report.seconds, report.mb_per_second,
@@ -355,10 +370,62 @@ class Replica:
                  self.folder.dataset, sorted(kept_generations), removed_generations, removed, freed)
 
 
-def _merged(first: FetchReport | None, second: FetchReport | None) -> FetchReport | None:
+class _EitherStop:
+    """Set once the pass's ``stop`` (a signal) is, or ``cancel``: what a fetch running beside the pass's own work
+    checks (``Downloader`` calls ``is_set`` and ``wait``), so that a failure of that work ends it too."""
+
+    POLL_SECONDS = 0.05  # how often a wait looks at the other event
+
+    def __init__(self, stop: threading.Event):
+        self.stop = stop
+        self.cancel = threading.Event()
+
+    def is_set(self) -> bool:
+        return self.stop.is_set() or self.cancel.is_set()
+
+    def wait(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while not self.is_set() and (left := deadline - time.monotonic()) > 0:
+            self.cancel.wait(min(left, self.POLL_SECONDS))
+        return self.is_set()
+
+
+class _Alongside:
+    """The packs' fetch, started at once in a thread of its own while the pass fetches its documents and
+    builds and stages the generation; ``result`` waits for it, ``cancel`` ends it (its verified objects stay)."""
+
+    def __init__(self, replica: Replica, jobs: list[Job], ledger: Ledger):
+        self._stop = _EitherStop(replica.stop)
+        self._result: FetchReport | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._work, args=(replica, jobs, ledger), name="boxlink-packs",
+                                        daemon=True)
+        self._thread.start()
+
+    def _work(self, replica: Replica, jobs: list[Job], ledger: Ledger) -> None:
+        try:
+            self._result = replica._fetch(jobs, ledger, stop=self._stop)
+        except BaseException as exc:  # handed to the pass's own thread by result()
+            self._error = exc
+
+    def result(self) -> FetchReport | None:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._result
+
+    def cancel(self) -> None:
+        """End the fetch and wait for it (what it raises then is the cancel's, not news)."""
+        self._stop.cancel.set()
+        self._thread.join()
+
+
+def _merged(first: FetchReport | None, second: FetchReport | None, concurrent: bool = False) -> FetchReport | None:
+    """One report for two fetches, one after the other or (``concurrent``) started together."""
     if first is None or second is None:
         return first or second
-    return FetchReport(first.objects + second.objects, first.bytes + second.bytes, first.seconds + second.seconds,
+    seconds = max(first.seconds, second.seconds) if concurrent else first.seconds + second.seconds
+    return FetchReport(first.objects + second.objects, first.bytes + second.bytes, seconds,
                        first.retries + second.retries)
 
 

@@ -36,8 +36,8 @@ def _common(p: argparse.ArgumentParser, with_transfer: bool) -> None:
         flag(p, "concurrency", int, 8, help="ranged GETs in flight")
         flag(p, "chunk-mb", int, TransferPolicy.chunk_bytes // MB, help="bytes per ranged GET, in MiB")
         flag(p, "attempts", int, 4, help="tries per object before a pass fails")
-        flag(p, "buffered-writes", bool, help="write every byte through the page cache (no O_DIRECT): what was "
-             "fetched stays cached, at more system time per byte")
+        flag(p, "direct-writes", bool, help="write whole blocks past the page cache (O_DIRECT): nothing fetched "
+             "stays cached, and less system time per byte where filling the page cache is dear")
         flag(p, "lazy-mb", int, 64, help="when a pass fetches this many MB of packs or more, the render server "
              "serves the new generation at once, fetching missing tiles from S3 (synch.lazy)")
         flag(p, "progress", bool, help="show a progress bar")
@@ -72,7 +72,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         raise BoxlinkError("--interval must be positive")
     return Settings(root=args.root, bucket=args.bucket, instance_id=args.instance_id, interval=args.interval,
                     transfer=TransferPolicy(concurrency=args.concurrency, chunk_bytes=args.chunk_mb * MB,
-                                            attempts=args.attempts, direct_writes=not args.buffered_writes),
+                                            attempts=args.attempts, direct_writes=args.direct_writes),
                     log_interval=args.log_interval, retry_max_seconds=args.retry_max, progress=args.progress,
                     lazy_bytes=args.lazy_mb * MB,
                     debug_pauses=_parse_pauses(args.debug_pause))

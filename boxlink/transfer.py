@@ -2,11 +2,11 @@
 
 Many objects and the chunks of large objects come down in parallel, ``policy.concurrency`` ranged GETs
 at a time over one shared client. Each chunk is streamed straight into its place in ``<dest>.part``
-(never a whole object in memory; 4 MiB at a time, past the page cache where the file system allows:
-``_PartFile``), and what did go through the page cache is handed to the disk every 8 MB as it lands
-(``sync_file_range``, so writing to disk runs alongside the download and the fsync waits only for
-the tail); the sha256 is computed in order as the chunks land (the first chunk as it streams in, the
-others read back from the file: an object of one chunk, every pack by default, is never read back), so
+(never a whole object in memory), 4 MiB at a time (``_PartFile``: through the page cache, or past it with
+``policy.direct_writes``), and what goes through the page cache is handed to the disk every 8 MB as it
+lands (``sync_file_range``, so writing to disk runs alongside the download and the fsync waits only for
+the tail). The sha256 is computed in order as the chunks land (the first chunk as it streams in, the others
+read back from the file: an object of one chunk, every pack by default, is never read back), so
 verification runs alongside the download.
 Only an object whose size and sha256 match is fsynced and renamed to ``dest``; a mismatch or a network
 failure deletes the part and fetches the whole object again (bounded attempts, exponential backoff with
@@ -301,13 +301,14 @@ class Downloader:
 
 
 class _PartFile:
-    """Where an object's GETs write: ``part``, bypassing the page cache (O_DIRECT) where the file system allows.
+    """Where an object's GETs write: ``part``, through the page cache, or with ``direct`` past it (O_DIRECT)
+    where the file system allows.
 
     Written through the page cache, every byte costs the kernel a copy into a freshly allocated page, and on a
     VM whose free memory goes back to the host (virtio-balloon free page reporting), a fault of that page
-    back in: 45 % of boxlink's samples were in that write path (perf, a 2.9-GB sync). O_DIRECT hands the
-    buffer to the disk instead. Whole aligned blocks go that way; the tail of an object that does not end on
-    a block (and everything, where the file system refuses O_DIRECT) is written through the cache.
+    back in: 45 % of boxlink's samples were in that write path (perf, a 2.9-GB sync, 2026-12-03). O_DIRECT
+    hands the buffer to the disk instead. Whole aligned blocks go that way; the tail of an object that does
+    not end on a block (and everything, where the file system refuses O_DIRECT) is written through the cache.
     Readers lose nothing: the kernel drops any cached page an O_DIRECT write covers.
     """
 

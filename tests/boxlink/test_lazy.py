@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from boxlink.apply import Replica
+from boxlink.errors import BoxlinkError
 from boxlink.settings import MB, TransferPolicy
 from gigaformat.layout import DatasetDir
 from gigaformat.s3 import read_manifest
@@ -33,13 +34,15 @@ def every_tile(catalog: Catalog) -> dict[tuple[int, int, int], bytes]:
 
 
 class PausedSync:
-    """boxlink's pass over the dataset, held at the "lazy" point (staged, synch.lazy written, no pack yet)
-    until released."""
+    """boxlink's pass over a dataset a render server wants (synch.active), held at the "lazy" point (staged,
+    synch.lazy written, no pack yet) until released."""
 
     def __init__(self, root: Path, bucket):
         self.reached, self.release = threading.Event(), threading.Event()
-        self.replica = Replica(DatasetDir(root, DATASET), bucket.client, bucket.name, POLICY, pause=self._pause,
-                               lazy_bytes=0)
+        folder = DatasetDir(root, DATASET)
+        folder.mark_active(by="the test's render server")
+        self.replica = Replica(folder, bucket.client, bucket.name, POLICY, pause=self._pause, lazy_bytes=0,
+                               lazy_hold=0.5)
         self.manifest = read_manifest(bucket.client, bucket.name, DATASET)
         self.result = None
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -151,6 +154,7 @@ def test_boxlink_killed_while_a_node_serves_lazily_is_resumed_without_a_gap(publ
     every tile is the same from disk as it was lazily."""
     root = tmp_path / "node"
     folder = DatasetDir(root, DATASET)
+    folder.mark_active(by="the test's render server")
     command = [BOXLINK, "sync", "--root", str(root), "--dataset", DATASET, "--lazy-mb", "0"]
     sync = Process(command, tmp_path / "sync.log", {**published.env, "GIGATILE_DEBUG_PAUSE": "lazy=60"})
     try:
@@ -206,3 +210,36 @@ def test_a_fill_held_for_a_render_server_that_never_serves_goes_on_after_the_hol
     sync = start_sync(root, published, lazy_hold=0.5)
     sync.join(60)
     assert not sync.is_alive() and folder.down_generation() == 1 and folder.serving_generation() is None
+
+
+def test_with_no_render_server_waiting_the_packs_come_alongside_the_documents(published, tmp_path):
+    """No ``synch.active``: nobody starts lazily from what the documents stage, so the packs do not wait for
+    them (a ``boxlink sync`` by hand, or a pass too small to go lazy): a pack is in place while the pass is
+    still at the lazy point, right after staging."""
+    root = tmp_path / "node"
+    folder = DatasetDir(root, DATASET)
+    packs_during_staging = []
+
+    def at(point: str) -> None:
+        if point == "lazy":
+            wait_for(lambda: any(folder.objects.rglob("*.bin")), 30, "a pack while the documents are staged")
+            packs_during_staging.append(True)
+
+    replica = Replica(folder, published.client, published.name, POLICY, pause=at, lazy_bytes=0)
+    result = replica.sync(read_manifest(published.client, published.name, DATASET))
+    assert packs_during_staging == [True]
+    assert result.generation == folder.down_generation() == 1 and not list(folder.objects.rglob("*.part"))
+
+
+def test_a_document_that_fails_ends_the_packs_fetched_alongside_it(published, tmp_path):
+    manifest = read_manifest(published.client, published.name, DATASET)
+    key = f"data/{DATASET}/{manifest.snapshot.index}"
+    published.client.put_object(Bucket=published.name, Key=key, Body=b"not the state")
+    folder = DatasetDir(tmp_path / "node", DATASET)
+    replica = Replica(folder, published.client, published.name, POLICY, lazy_bytes=0)
+
+    with pytest.raises(BoxlinkError, match="object has 13 bytes"):
+        replica.sync(manifest)
+
+    assert not [t for t in threading.enumerate() if t.name == "boxlink-packs"], "the packs' fetch goes on"
+    assert folder.current_generation() is None and not list(folder.objects.rglob("*.part"))

@@ -1,5 +1,6 @@
-"""boxlink.transfer against a real SeaweedFS: objects of several pieces and an unaligned tail, written past the
-page cache (O_DIRECT) where the file system allows, and through it where the kernel refuses."""
+"""boxlink.transfer against a real SeaweedFS: objects of several pieces and an unaligned tail, written through the
+page cache, or (``direct_writes``) past it (O_DIRECT) where the file system allows and through it where the
+kernel refuses."""
 
 from __future__ import annotations
 
@@ -41,29 +42,36 @@ def _direct_allowed(folder: Path) -> bool:
     return fd is not None
 
 
-def _fetch(s3_bucket, tmp_path: Path, data: bytes, chunk_bytes: int) -> Path:
+def _fetch(s3_bucket, tmp_path: Path, data: bytes, chunk_bytes: int, direct_writes: bool = False) -> Path:
     s3_bucket.client.put_object(Bucket=s3_bucket.name, Key="obj", Body=data)
     dest = tmp_path / "out" / "obj"
     job = Job("obj", dest, len(data), hashlib.sha256(data).hexdigest())
     verified = []
-    policy = TransferPolicy(concurrency=4, chunk_bytes=chunk_bytes, attempts=2, backoff_seconds=0.01)
+    policy = TransferPolicy(concurrency=4, chunk_bytes=chunk_bytes, attempts=2, backoff_seconds=0.01,
+                            direct_writes=direct_writes)
     report = Downloader(s3_bucket.client, s3_bucket.name, policy).fetch([job], lambda j, d: verified.append(d))
     assert report.objects == 1 and verified == [job.sha256]
     return dest
 
 
+@pytest.mark.parametrize("direct_writes", [False, True], ids=["page-cache", "o-direct"])
 @pytest.mark.parametrize("chunk_bytes", [PIECE, 64 << 20], ids=["three-chunks", "one-chunk"])
-def test_an_unaligned_object_of_several_pieces_arrives_whole(s3_bucket, tmp_path, chunk_bytes):
+def test_an_unaligned_object_of_several_pieces_arrives_whole(s3_bucket, tmp_path, chunk_bytes, direct_writes):
     data = os.urandom(SIZE)
-    dest = _fetch(s3_bucket, tmp_path, data, chunk_bytes)
+    dest = _fetch(s3_bucket, tmp_path, data, chunk_bytes, direct_writes)
     assert dest.read_bytes() == data
     assert not dest.with_name("obj.part").exists()
 
 
-def test_an_object_of_one_chunk_is_written_past_the_page_cache(s3_bucket, tmp_path):
+def test_by_default_what_was_fetched_stays_in_the_page_cache(s3_bucket, tmp_path):
+    dest = _fetch(s3_bucket, tmp_path, os.urandom(SIZE), 64 << 20)
+    assert all(_resident_pages(dest)), "pages of a fetched object were not cached"
+
+
+def test_with_direct_writes_an_object_of_one_chunk_is_written_past_the_page_cache(s3_bucket, tmp_path):
     if not _direct_allowed(tmp_path):
         pytest.skip(f"the file system of {tmp_path} refuses O_DIRECT")
-    dest = _fetch(s3_bucket, tmp_path, os.urandom(SIZE), 64 << 20)
+    dest = _fetch(s3_bucket, tmp_path, os.urandom(SIZE), 64 << 20, direct_writes=True)
     resident = _resident_pages(dest)
     whole_blocks = SIZE // DIRECT_ALIGN * DIRECT_ALIGN // mmap.PAGESIZE
     # The tail (off the block boundary) went through the page cache; nothing before it did.
