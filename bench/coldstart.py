@@ -83,12 +83,21 @@ def tile_is_correct(got: bytes, expected: bytes) -> bool:
     return ours.shape == theirs.shape and bool(np.array_equal(ours, theirs))
 
 
+def keep_node_logs(root: Path, logs: Path) -> None:
+    """Copy a stopped node's logs (``data/log``, ``run``, ``local``) to ``logs`` (replacing what was there): a
+    launch's timeline says when, they say why (the node's root goes with the bench's work folder)."""
+    shutil.rmtree(logs, ignore_errors=True)
+    for sub in ("data/log", "run", "local"):
+        if (root / sub).is_dir():
+            shutil.copytree(root / sub, logs / sub.replace("/", "-"))
+
+
 def one_launch(work: Path, env: dict[str, str], client, warmup: bool, number: int, dataset: str = DATASET,
-               expected: ExpectedTile | None = None, replicated_timeout: float = 900) -> dict:
+               expected: ExpectedTile | None = None, replicated_timeout: float = 900, logs: Path | None = None) -> dict:
     """Launch a node, wait for its first tile, stop it; return the timeline (seconds from launch). A node that
     starts lazily (serving before its packs are all down) is stopped only once ``synch.down`` is written, so
     that the time to fully replicated is measured too. ``expected`` (a function of the tile's (z, x, y))
-    gives the correct bytes of a tile, which the first tile must be."""
+    gives the correct bytes of a tile, which the first tile must be. ``logs``: where the node's logs are kept."""
     root = work / f"node-{number}"
     shutil.rmtree(root, ignore_errors=True)
     args = [str(EC2_RENDER), "--local", "--json", "--bucket", BUCKET, "--root", str(root), "--dataset", dataset]
@@ -157,6 +166,11 @@ def one_launch(work: Path, env: dict[str, str], client, warmup: bool, number: in
         replicated_bytes = walls.dataset_bytes(DatasetDir(root, dataset))
     finally:
         subprocess.run([str(EC2_RENDER), "--local", "--stop", str(root)], env=env, capture_output=True, timeout=120)
+        if logs is not None:
+            try:
+                keep_node_logs(root, logs / f"{dataset}-{number}")
+            except OSError as exc:  # the launch's figures stand without them
+                console.log(f"node logs of {root} not kept: {exc}")
     phases = status["phases"]
     down = json.loads(down_file.read_text())["time"]
     loaded = loaded or registered
@@ -246,10 +260,11 @@ def run(settings: ColdstartBenchSettings) -> dict:
                                              *([] if settings.kernels else ["--no-kernels"])], env, "release")
             console.log("setup (untimed): " + ", ".join(f"{k} {v:.1f} s" for k, v in setup.items()))
             client = server.client()
+            node_logs = settings.work / "coldstart-logs" / "nodes"  # each launch's, kept past the run
             runs = []
             for n in range(settings.runs):
                 with console.status(f"launch {n + 1}/{settings.runs}"):
-                    runs.append(one_launch(work, env, client, settings.warmup, n))
+                    runs.append(one_launch(work, env, client, settings.warmup, n, logs=node_logs))
                 console.log(f"launch {n + 1}: first tile after {runs[-1]['total_seconds']:.2f} s")
             distinct = {}
             for n, spec in enumerate(settings.distinct_walls):
@@ -259,7 +274,7 @@ def run(settings: ColdstartBenchSettings) -> dict:
                 for k in range(settings.distinct_runs):
                     with console.status(f"{spec.name} wall: launch {k + 1}/{settings.distinct_runs}"):
                         launches.append(one_launch(work, env, client, settings.warmup, 100 * (n + 1) + k, dataset,
-                                                   expected))
+                                                   expected, logs=node_logs))
                     console.log(f"{spec.name} wall, launch {k + 1}: first tile after "
                                 f"{launches[-1]['total_seconds']:.2f} s (correct: {launches[-1]['first_tile_correct']}"
                                 f"), fully replicated after {launches[-1]['replicated_seconds']:.2f} s")
