@@ -42,13 +42,14 @@ def _direct_allowed(folder: Path) -> bool:
     return fd is not None
 
 
-def _fetch(s3_bucket, tmp_path: Path, data: bytes, chunk_bytes: int, direct_writes: bool = False) -> Path:
+def _fetch(s3_bucket, tmp_path: Path, data: bytes, chunk_bytes: int, direct_writes: bool | None = None) -> Path:
+    """Fetch ``data`` as one object; ``direct_writes`` None: the policy's default."""
     s3_bucket.client.put_object(Bucket=s3_bucket.name, Key="obj", Body=data)
     dest = tmp_path / "out" / "obj"
     job = Job("obj", dest, len(data), hashlib.sha256(data).hexdigest())
     verified = []
     policy = TransferPolicy(concurrency=4, chunk_bytes=chunk_bytes, attempts=2, backoff_seconds=0.01,
-                            direct_writes=direct_writes)
+                            **({} if direct_writes is None else {"direct_writes": direct_writes}))
     report = Downloader(s3_bucket.client, s3_bucket.name, policy).fetch([job], lambda j, d: verified.append(d))
     assert report.objects == 1 and verified == [job.sha256]
     return dest
