@@ -142,7 +142,7 @@ class Replica:
         # on its own) unless a render server wants the dataset (synch.active) and may start lazily from what
         # the documents stage: then they come first, alone (``_hold_fill``).
         pack_bytes = sum(j.size for j in jobs[1])
-        lazy_first = self.folder.is_active() and pack_bytes >= self.lazy_bytes
+        lazy_first = self.folder.is_active() and self._enough_to_start_lazily(pack_bytes)
         alongside = _Alongside(self, jobs[1], ledger) if jobs[1] and not lazy_first else None
         try:
             report = self._fetch(jobs[0], ledger)  # the documents first: they are all a lazy start needs
@@ -200,7 +200,7 @@ class Replica:
         self._stage_items_index(state.generation, steps, local)
         try:
             self._write_state(state, steps)
-            if pack_bytes >= self.lazy_bytes and not state.variants \
+            if self._enough_to_start_lazily(pack_bytes) and not state.variants \
                     and state.generation != self.folder.down_generation():
                 self.folder.mark_lazy(state.generation, self.bucket, dataset_prefix(self.folder.dataset))
                 log.info("lazy dataset=%s generation=%d packs_to_fetch_bytes=%d", self.folder.dataset,
@@ -210,6 +210,10 @@ class Replica:
         except OSError as exc:
             raise disk_error(exc, self.folder.path) from None
         return False
+
+    def _enough_to_start_lazily(self, pack_bytes: int) -> bool:
+        """True if a pass with this many pack bytes to fetch lets the render server start lazily (``_stage``)."""
+        return pack_bytes >= self.lazy_bytes
 
     def _hold_fill(self, generation: int) -> bool:
         """Let the node that wants this dataset (``synch.active``) start serving the staged generation before
