@@ -57,9 +57,9 @@ DISTINCT_BAR_SECONDS = 5.0
 ExpectedTile = Callable[[int, int, int], bytes]
 
 
-def _status(url: str) -> int | None:
+def _status(http: httpx.Client, url: str) -> int | None:
     try:  # short: a server still starting holds the connection, and the registration poll waits behind this
-        return httpx.get(url, timeout=0.05).status_code
+        return http.get(url, timeout=0.05).status_code
     except httpx.HTTPError:
         return None
 
@@ -104,6 +104,9 @@ def one_launch(work: Path, env: dict[str, str], client, warmup: bool, number: in
     if not warmup:
         args.append("--no-warmup")
     load_before = os.getloadavg()[0]
+    # One client for the launch, made before it: httpx.get() makes a client per call, whose TLS context alone
+    # took 60-100 ms of CPU here, counted in the first tile and taken from the node's start on 2 cores.
+    http = httpx.Client(timeout=120)
     launched = time.time()
     try:  # the node is stopped however this ends (it runs detached from us)
         done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
@@ -115,7 +118,7 @@ def one_launch(work: Path, env: dict[str, str], client, warmup: bool, number: in
         loaded = None
         deadline = time.monotonic() + 600
         while True:
-            if loaded is None and _status(readyz) == 200:
+            if loaded is None and _status(http, readyz) == 200:
                 loaded = time.time()  # the render server has the data loaded
             try:
                 doc = json.loads(client.get_object(Bucket=BUCKET, Key=key)["Body"].read())
@@ -127,7 +130,7 @@ def one_launch(work: Path, env: dict[str, str], client, warmup: bool, number: in
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"no registration within 600 s; see {root}/data/log") from None
                 time.sleep(0.02)
-        answer = httpx.get(f"http://{doc['address']}:{doc['port']}/tiles/{dataset}/info.json", timeout=120)
+        answer = http.get(f"http://{doc['address']}:{doc['port']}/tiles/{dataset}/info.json")
         if answer.status_code != 200:
             raise RuntimeError(f"the registered node's info.json: HTTP {answer.status_code}: {answer.text[:300]!r}; "
                                f"see {root}/data/log")
@@ -136,7 +139,7 @@ def one_launch(work: Path, env: dict[str, str], client, warmup: bool, number: in
         base = f"http://{doc['address']}:{doc['port']}/tiles/{dataset}/{top}"
         tile_url = f"{base}/{col}/{row}.jpg"
         refused = []  # answers other than 200 from the registered node before its first tile (should be none)
-        while (response := httpx.get(tile_url, timeout=120)).status_code != 200:
+        while (response := http.get(tile_url)).status_code != 200:
             refused.append(response.status_code)
             if len(refused) > 600:
                 raise RuntimeError(f"first tile {tile_url}: HTTP {response.status_code}: {response.text[:300]}")
@@ -147,7 +150,7 @@ def one_launch(work: Path, env: dict[str, str], client, warmup: bool, number: in
         more = []
         for dx in range(1, 6):  # the next tiles, for what a warm node answers in
             began = time.perf_counter()
-            httpx.get(f"{base}/{col + dx}/{row}.jpg", timeout=60)
+            http.get(f"{base}/{col + dx}/{row}.jpg", timeout=60)
             more.append((time.perf_counter() - began) * 1e3)
         # What the node recorded about itself (and, if it compiles its own kernels, when that ended).
         status = json.loads((root / "run" / "status.json").read_text())
@@ -165,6 +168,7 @@ def one_launch(work: Path, env: dict[str, str], client, warmup: bool, number: in
             time.sleep(0.1)
         replicated_bytes = walls.dataset_bytes(DatasetDir(root, dataset))
     finally:
+        http.close()
         subprocess.run([str(EC2_RENDER), "--local", "--stop", str(root)], env=env, capture_output=True, timeout=120)
         if logs is not None:
             try:

@@ -33,6 +33,7 @@ from bench.machine import load_average, machine, tool_version
 from bench.processes import (
     Children,
     free_port,
+    http_client,
     http_status,
     memory_of,
     memory_row,
@@ -147,7 +148,7 @@ def _start_proxy(children: Children, tmp: Path, env: dict[str, str], node: str, 
 
     def live() -> bool:
         try:
-            return node_id in httpx.get(base + "/proxy/status", timeout=2).json()["live"]
+            return node_id in http_client().get(base + "/proxy/status", timeout=2).json()["live"]
         except (httpx.HTTPError, ValueError, KeyError):
             return False
 
@@ -252,7 +253,7 @@ def run(settings: ProxyBenchSettings) -> dict:
                              memory_row("tiler serve --workers 1 (the node)", "after the hit load", node_popen.pid)]
             console.log(f"miss overhead over {len(miss_set)} tiles")
             doc["miss"] = measure_miss_overhead(node, proxy, nginx, miss_set, settings.seed)
-            doc["proxy_status"] = httpx.get(proxy + "/proxy/status", timeout=5).json()["cache"]
+            doc["proxy_status"] = http_client().get(proxy + "/proxy/status", timeout=5).json()["cache"]
     best = doc["hits"]["best"]
     doc["bars"] = [
         bar("cache-hit requests/s", best["tile-proxy"]["requests_per_s"], "requests/s", 0.6, at_least=True,

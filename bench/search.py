@@ -38,7 +38,7 @@ import httpx
 from bench import stats
 from bench.bars import bar, format_bars
 from bench.machine import VENV_BIN, load_average, machine
-from bench.processes import Children, memory_of, run_and_report, wait_until
+from bench.processes import Children, http_client, memory_of, run_and_report, wait_until
 from bench.progress import console
 from bench.results import RESULTS_DIR, WORK_DIR, write_results
 from bench.tables import format_table
@@ -225,7 +225,8 @@ def measure_meta_diff(settings: SearchBenchSettings, children: Children) -> dict
                 uploaded = re.search(r"([0-9.]+) MB uploaded", done.stderr + done.stdout)
 
                 def visible() -> bool:
-                    found = httpx.get(base + "/tiles/covers/search", params={"q": "quokka", "limit": 1}, timeout=10)
+                    found = http_client().get(base + "/tiles/covers/search", params={"q": "quokka", "limit": 1},
+                                              timeout=10)
                     return found.status_code == 200 and found.json()["total"] == settings.diff_items
 
                 wait_until(visible, 300, "the metadata diff on the node", interval=0.05)

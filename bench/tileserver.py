@@ -7,9 +7,7 @@ import subprocess
 import time
 from pathlib import Path
 
-import httpx
-
-from bench.processes import Children, free_port, http_status, wait_until
+from bench.processes import Children, free_port, http_client, http_status, wait_until
 from bench.progress import console
 from bench.walls import DATASET, TILER
 from gigaformat.layout import DatasetDir
@@ -58,6 +56,6 @@ def plans_a_raster(folder: DatasetDir) -> bool:
 
 def cache_lookups(base: str) -> dict[str, float]:
     """Encoded-tile cache hits and misses so far, summed over workers (from /metrics)."""
-    text = httpx.get(base + "/metrics", timeout=5).text
+    text = http_client().get(base + "/metrics", timeout=5).text
     found = re.findall(r'^gigatile_tile_cache_total\{result="(\w+)"\} ([0-9.e+]+)$', text, re.MULTILINE)
     return {result: float(value) for result, value in found}
