@@ -11,9 +11,13 @@ LAZY_BYTES = 64 * MB  # a pass fetching this many pack bytes or more lets the re
 # A lazy start's fill waits (at most this long) until the render server that wants the dataset serves the
 # staged generation: on a node's few cores the fill slowed its workers' load 3-5x (boxlink/apply.py).
 LAZY_HOLD_SECONDS = 5.0
+# ... and then until it has answered its first tile (synch.answered), at most this long: one poll of the
+# proxies' registry (proxy --poll-seconds), by when the node's first viewers have come.
+LAZY_FIRST_TILE_SECONDS = 2.0
 # ... and then fetches on this many connections at most while the node serves lazily: its tiles' ranged GETs
 # wait behind fewer streams (20-Gpx wall on 2 cores, local S3: the first tile 0.3-0.4 s after registering
-# instead of 0.8-1.2 with 8; fully replicated 13.5-17.1 s against 13.7-18.2); the disk is the limit either way.
+# instead of 0.8-1.2 with 8, both with about 0.2 s of the bench's own HTTP client in them; fully replicated
+# 13.5-17.1 s against 13.7-18.2); the disk is the limit either way.
 LAZY_FILL_CONCURRENCY = 2
 
 

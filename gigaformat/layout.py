@@ -18,11 +18,13 @@
   synch.serving                  written by the render server once the node serves G: {"generation": G, ...}
                                  (its heartbeat, once the registration record names G; else a worker); boxlink
                                  holds a lazy start's fill until then, a few seconds at most
+  synch.answered                 written by the render server when it has answered its first tile of a lazy G:
+                                 {"generation": G, ...}; boxlink's held fill starts then (or 2 s after serving)
 <root>/data/log/                 rolling logs (render, boxlink, bootstrap), uploaded by boxlink
 <root>/run/status.json           node-bootstrap's state, rewritten on every change
 <root>/local/                    only on local nodes: user-data, the launch record, the IMDS emulator's log
 ```
-boxlink (the only writer of ``data/<dataset>/`` but for the render server's two markers) switches
+boxlink (the only writer of ``data/<dataset>/`` but for the render server's three markers) switches
 ``current`` and then writes ``synch.down``; the render server reads only ``current``, and only once
 ``synch.down`` names the same generation.
 """
@@ -46,6 +48,7 @@ ACTIVE = "synch.active"
 DOWN = "synch.down"
 LAZY = "synch.lazy"
 SERVING = "synch.serving"
+ANSWERED = "synch.answered"
 LOG_FOLDER = "log"
 RELEASE_INSTALLED = ".installed"  # in a release folder, written last by the install
 RELEASE_WARMED = ".warmed"  # in a release folder: its render kernels are compiled (tiler.warmup)
@@ -196,8 +199,19 @@ class DatasetDir:
 
     def serving_generation(self) -> int | None:
         """The generation ``synch.serving`` names (a render server serves it), or None."""
+        return self._generation_in(SERVING)
+
+    def mark_answered(self, generation: int) -> None:
+        doc = {"dataset": self.dataset, "generation": generation, "by": os.getpid(), "since": utc_now_iso()}
+        write_atomic(self.path / ANSWERED, json.dumps(doc).encode())
+
+    def answered_generation(self) -> int | None:
+        """The generation ``synch.answered`` names (the render server has answered a tile of it), or None."""
+        return self._generation_in(ANSWERED)
+
+    def _generation_in(self, marker: str) -> int | None:
         try:
-            return int(json.loads((self.path / SERVING).read_bytes())["generation"])
+            return int(json.loads((self.path / marker).read_bytes())["generation"])
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
@@ -206,10 +220,7 @@ class DatasetDir:
 
     def down_generation(self) -> int | None:
         """The generation ``synch.down`` names, or None if there is none (or it is unreadable)."""
-        try:
-            return int(json.loads((self.path / DOWN).read_bytes())["generation"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
+        return self._generation_in(DOWN)
 
     # -- generations -----------------------------------------------------------------------
     def write_state(self, state: State) -> Path:

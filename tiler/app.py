@@ -214,6 +214,7 @@ class TileService:
         started = time.perf_counter()
         data = ds.tile_bytes(z, x, y, fmt, self.settings.jpeg_quality, crop)
         metrics.RENDER_SECONDS.labels(str(z)).observe(time.perf_counter() - started)
+        ds.note_answered()
         return data
 
     async def tile_response(self, request: Request, ds: LoadedDataset, z: int, x: int, y: int, fmt: str,

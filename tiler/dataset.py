@@ -73,6 +73,7 @@ class LoadedDataset:
         self.items = len(ordered)
         self.loaded_at = time.time()  # Last-Modified of its documents; open() uses the state file's time
         self.coarse: CoarseRaster | None = None  # decoded coarse levels, once built (tiler.coarse_raster)
+        self._first_answer: DatasetDir | None = None  # lazy: where to say its first tile is answered (once)
 
     @classmethod
     def open(cls, folder: DatasetDir) -> LoadedDataset:
@@ -99,9 +100,21 @@ class LoadedDataset:
                 raise CorruptData(f"{folder.dataset}@{generation} has mip chains: it cannot be served lazily")
             loaded = cls(state, folder.objects, RemoteTiles(bucket, prefix),
                          folder.generation_dir(generation) / ITEMS_INDEX_NAME)
+        loaded._first_answer = folder
         log.info("loaded lazily dataset=%s generation=%d items=%d seconds=%.2f", loaded.name, loaded.generation,
                  loaded.items, time.monotonic() - started)
         return loaded
+
+    def note_answered(self) -> None:
+        """A tile of this generation was answered. The first one of a lazy generation says so, once, in
+        ``synch.answered``: boxlink's held fill starts then, after the node's first viewers' tiles (its start
+        beside a lazy ranged GET on 2 cores made the GET 0.3 s instead of 0.02, boxlink/apply.py)."""
+        folder, self._first_answer = self._first_answer, None
+        if folder is not None:
+            try:
+                folder.mark_answered(self.generation)
+            except OSError as exc:  # the fill starts a little later: the tile is answered all the same
+                log.warning("cannot write synch.answered dataset=%s error=%s", self.name, exc)
 
     # -- pixels ----------------------------------------------------------------------------
     def render_tile(self, z: int, x: int, y: int) -> np.ndarray:

@@ -80,6 +80,7 @@ class Heartbeat(threading.Thread):
             try:
                 DatasetDir(self.root, name).mark_serving(int(generation), name in lazy)
                 self.announced[name] = generation
+                log.info("announced dataset=%s generation=%s lazy=%s", name, generation, name in lazy)
             except (OSError, ValueError) as exc:
                 log.warning("cannot write %s dataset=%s error=%s", SERVING, name, exc)
 

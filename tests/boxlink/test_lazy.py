@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from starlette.testclient import TestClient
 
 from boxlink.apply import Replica
 from boxlink.errors import BoxlinkError
@@ -19,8 +20,10 @@ from gigaformat.layout import DatasetDir
 from gigaformat.s3 import read_manifest
 from tests.boxlink.walls import DATASET, publish_source, small_edit
 from tests.processes import BIN, Process, wait_for
+from tiler.app import build_app
 from tiler.catalog import Catalog
 from tiler.errors import NotReady
+from tiler.settings import ServeSettings
 
 BOXLINK = str(BIN / "boxlink")
 POLICY = TransferPolicy(concurrency=4, chunk_bytes=8 * MB, attempts=2, backoff_seconds=0.05)
@@ -177,9 +180,9 @@ def test_boxlink_killed_while_a_node_serves_lazily_is_resumed_without_a_gap(publ
     assert every_tile(catalog) == lazily
 
 
-def start_sync(root: Path, bucket, lazy_hold: float) -> threading.Thread:
+def start_sync(root: Path, bucket, lazy_hold: float, first_tile_wait: float = 0.5) -> threading.Thread:
     replica = Replica(DatasetDir(root, DATASET), bucket.client, bucket.name, POLICY, lazy_bytes=0,
-                      lazy_hold=lazy_hold)
+                      lazy_hold=lazy_hold, first_tile_wait=first_tile_wait)
     thread = threading.Thread(target=replica.sync, args=(read_manifest(bucket.client, bucket.name, DATASET),),
                               daemon=True)
     thread.start()
@@ -201,6 +204,39 @@ def test_the_fill_waits_until_the_render_server_that_wants_the_dataset_serves_it
     assert folder.serving_generation() == 1
     sync.join(60)
     assert not sync.is_alive() and folder.down_generation() == 1
+
+
+def test_the_fill_then_waits_for_the_first_tile_the_node_answers(published, tmp_path):
+    """The node's first viewers come as soon as it is listed: the fill starts once it has answered a tile of
+    the generation (``synch.answered``, written by the render server's first tile), not beside it."""
+    root = tmp_path / "node"
+    folder = DatasetDir(root, DATASET)
+    settings = ServeSettings(root=root, datasets=(DATASET,), reload_seconds=0.1)
+    with TestClient(build_app(settings)) as client:  # its start writes synch.active; it serves G once staged
+        sync = start_sync(root, published, lazy_hold=60, first_tile_wait=60)
+        wait_for(lambda: folder.serving_generation() == 1, 30, "synch.serving")
+        sync.join(1.0)
+        assert sync.is_alive() and not any(folder.objects.rglob("*.bin")), "the fill did not wait for a tile"
+        assert folder.answered_generation() is None
+        assert client.get(f"/tiles/{DATASET}/info.json").status_code == 200  # not a tile: the fill waits on
+        sync.join(0.3)
+        assert sync.is_alive() and folder.answered_generation() is None
+        assert client.get(f"/tiles/{DATASET}/0/0/0.jpg").status_code == 200
+        assert folder.answered_generation() == 1
+        sync.join(60)
+        assert not sync.is_alive() and folder.down_generation() == 1
+
+
+def test_a_fill_held_for_a_node_that_answers_no_tile_goes_on_after_the_wait(published, tmp_path):
+    root = tmp_path / "node"
+    folder = DatasetDir(root, DATASET)
+    catalog = Catalog(root, (DATASET,))
+    catalog.request_wanted()
+    sync = start_sync(root, published, lazy_hold=60, first_tile_wait=0.5)
+    wait_for(lambda: folder.lazy_marker() is not None, 30, "synch.lazy")
+    assert catalog.refresh() == [DATASET] and folder.serving_generation() == 1
+    sync.join(60)
+    assert not sync.is_alive() and folder.down_generation() == 1 and folder.answered_generation() is None
 
 
 def test_a_fill_held_for_a_render_server_that_never_serves_goes_on_after_the_hold(published, tmp_path):
