@@ -72,6 +72,17 @@ def run_step(args: list[str], env: dict[str, str], what: str) -> float:
     return time.monotonic() - started
 
 
+def dirty_megabytes() -> float | None:
+    """The page cache's dirty megabytes, not yet written back (/proc/meminfo), or None off Linux."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("Dirty:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def tile_is_correct(got: bytes, expected: bytes) -> bool:
     """The same bytes, or (another encoder's run) the same decoded pixels."""
     if got == expected:
@@ -103,6 +114,11 @@ def one_launch(work: Path, env: dict[str, str], client, warmup: bool, number: in
     args = [str(EC2_RENDER), "--local", "--json", "--bucket", BUCKET, "--root", str(root), "--dataset", dataset]
     if not warmup:
         args.append("--no-warmup")
+    # Start clean, as bench.boxlink does: a launch must not pay for the dirty pages the set-up left (the first
+    # 20-Gpx launch ran into the kernel's writeback of the 2.9 GB just uploaded: its wheel's GET took 1.7 s
+    # instead of 0.02, its bootstrap 2.3 s instead of 0.8, 6.3 s to the first tile against 3.3 and 3.7).
+    dirty_before = dirty_megabytes()
+    os.sync()
     load_before = os.getloadavg()[0]
     # One client for the launch, made before it: httpx.get() makes a client per call, whose TLS context alone
     # took 60-100 ms of CPU here, counted in the first tile and taken from the node's start on 2 cores.
@@ -187,7 +203,7 @@ def one_launch(work: Path, env: dict[str, str], client, warmup: bool, number: in
         timeline[name] = {"at": at - launched, "phase": at - previous}
         previous = at
     return {"root": str(root), "address": record["address"], "release": status.get("release"),
-            "kernels": status.get("kernels"), "load_average_before": load_before,
+            "kernels": status.get("kernels"), "load_average_before": load_before, "dirty_mb_before": dirty_before,
             "load_average_after": os.getloadavg()[0],
             "timeline": timeline, "total_seconds": first_tile - launched,
             "warmup_done_at": phases["warmup"] - launched if "warmup" in phases else None,
@@ -343,12 +359,14 @@ def print_report(doc: dict) -> None:
     rows = [(name, f"{wall['published_bytes'] / 1e6:,.0f}", k + 1, f"{r['total_seconds']:.2f}",
              "yes" if r["first_tile_correct"] else "NO", "yes" if r["lazy_at_first_tile"] else "no",
              f"{r['replicated_seconds']:.2f}", f"{r['replicated_bytes'] / 1e6:,.0f}",
+             "?" if r.get("dirty_mb_before") is None else f"{r['dirty_mb_before']:,.0f}",
              " ".join(f"{m}@{t['at']:.1f}" for m, t in r["timeline"].items()))
             for name, wall in doc.get("distinct", {}).items() for k, r in enumerate(wall["runs"])]
     if rows:
         print("\nwalls of distinct covers (lazy start: the node serves before its packs are all down)")
         print(format_table(("wall", "published MB", "launch", "first correct tile s", "correct", "lazy then",
-                            "fully replicated s", "node MB", "timeline (s from launch)"), rows))
+                            "fully replicated s", "node MB", "dirty MB synced before", "timeline (s from launch)"),
+                           rows))
     print("\n" + format_bars(doc["bars"]))
     if "results_file" in doc:
         print(f"results: {doc['results_file']}")
