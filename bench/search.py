@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import http.client
 import json
 import os
 import random
@@ -32,8 +33,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-
-import httpx
+from urllib.parse import urlencode, urlsplit
 
 from bench import stats
 from bench.bars import bar, format_bars
@@ -113,17 +113,32 @@ def make_queries(rows: list[dict[str, str]], count: int, seed: int) -> list[tupl
 
 def timed_gets(base: str, paths: list[tuple[str, dict]]) -> list[float]:
     """Milliseconds of each GET, one after the other on one kept-alive connection (every answer must be 200
-    or, for a hit-test, 404)."""
+    or, for a hit-test, 404).
+
+    The client is the standard library's ``http.client``: what is timed is the server and the loopback, not a
+    heavy client. On this machine (2 shared CPUs) a hit-test's p50 was 1.51 ms through an ``httpx.Client``,
+    0.67 ms through ``http.client`` and 0.47 ms through a bare socket; ``/healthz`` 1.01, 0.41 and 0.18 ms.
+    """
+    address = urlsplit(base)
+    connection = http.client.HTTPConnection(address.hostname, address.port, timeout=30)
     spent = []
-    with httpx.Client(base_url=base, timeout=30) as client:
+
+    def get(path: str, params: dict) -> tuple[int, bytes]:
+        connection.request("GET", f"{path}?{urlencode(params, doseq=True)}" if params else path)
+        response = connection.getresponse()
+        return response.status, response.read()
+
+    try:
         for path, params in paths[:20]:  # warm the connection and the database's first pages
-            client.get(path, params=params)
+            get(path, params)
         for path, params in paths:
             started = time.perf_counter()
-            response = client.get(path, params=params)
+            status, body = get(path, params)
             spent.append((time.perf_counter() - started) * 1e3)
-            if response.status_code not in (200, 404):
-                raise RuntimeError(f"{path} {params}: HTTP {response.status_code}: {response.text[:200]}")
+            if status not in (200, 404):
+                raise RuntimeError(f"{path} {params}: HTTP {status}: {body[:200]!r}")
+    finally:
+        connection.close()
     return spent
 
 
